@@ -1,0 +1,134 @@
+#pragma once
+// The backward pass: walk the graph from a root in reverse topological order, call each
+// node's backward function once with the sum of the gradients reaching it, and accumulate
+// into the .grad() of the leaves that require grad.
+
+#include <memory>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ember/core/tensor.hpp"
+
+namespace ember {
+namespace autograd {
+
+namespace detail {
+// A new contiguous tensor holding a + b (same shape), not recorded.
+template <class T>
+Tensor<T> add_fresh(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> ac = a.contiguous(), bc = b.contiguous();
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  const T* pa = ac.data();
+  const T* pb = bc.data();
+  T* po = out.data();
+  for (std::int64_t i = 0; i < out.numel(); ++i) po[i] = pa[i] + pb[i];
+  return out;
+}
+
+template <class T>
+void check_grad_shape(const Tensor<T>& g, const TensorImpl<T>& input, const Node<T>& node) {
+  EMBER_CHECK(g.shape() == input.shape, node.name, " returned a gradient of shape ",
+              shape_str(g.shape()), " for an input of shape ", shape_str(input.shape));
+}
+}  // namespace detail
+
+template <class T>
+void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
+  static_assert(Real<T>, "backward() needs a float or double tensor");
+  EMBER_CHECK(root.requires_grad(),
+              "backward(): the tensor does not require grad and has no grad_fn");
+  if (!grad.defined()) {
+    EMBER_CHECK(root.numel() == 1, "backward(): grad can be implicitly created only for "
+                                   "scalar outputs; this one has shape ",
+                shape_str(root.shape()));
+    grad = Tensor<T>::ones(root.shape());
+  }
+  EMBER_CHECK(grad.shape() == root.shape(), "backward(): gradient of shape ",
+              shape_str(grad.shape()), " for a tensor of shape ", shape_str(root.shape()));
+  NoGradGuard no_grad;
+
+  auto accumulate_leaf = [](TensorImpl<T>& leaf, const Tensor<T>& g) {
+    if (!leaf.requires_grad) return;
+    if (!leaf.grad) {
+      Tensor<T> fresh = Tensor<T>::empty(leaf.shape);
+      fresh.copy_(g);
+      leaf.grad = fresh.impl_ptr();
+    } else {
+      Tensor<T> acc(leaf.grad);
+      Tensor<T> gc = g.contiguous();
+      T* pa = acc.data();
+      const T* pg = gc.data();
+      for (std::int64_t i = 0; i < acc.numel(); ++i) pa[i] += pg[i];
+    }
+  };
+
+  Node<T>* start = root.grad_fn().get();
+  if (start == nullptr) {  // the root is itself a leaf
+    accumulate_leaf(root.impl(), grad);
+    return;
+  }
+
+  // Post-order DFS gives a topological order; reversed, every node comes after all of
+  // its consumers.
+  std::vector<Node<T>*> order;
+  std::unordered_map<Node<T>*, bool> visited;
+  std::vector<std::pair<Node<T>*, std::size_t>> stack{{start, 0}};
+  visited[start] = true;
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      Node<T>* child = node->inputs[next++]->grad_fn.get();
+      if (child != nullptr && !visited[child]) {
+        visited[child] = true;
+        stack.emplace_back(child, 0);
+      }
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+
+  std::unordered_map<Node<T>*, Tensor<T>> pending;
+  pending[start] = grad;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node<T>* node = *it;
+    auto found = pending.find(node);
+    if (found == pending.end()) continue;  // no gradient flows here
+    const Tensor<T> g = std::move(found->second);
+    pending.erase(found);
+    EMBER_CHECK(!node->released, "backward(): trying to walk the graph through ", node->name,
+                " a second time, but its saved values were freed by the first backward(); "
+                "pass retain_graph=true to the first call");
+    std::vector<Tensor<T>> grads = node->backward(g);
+    EMBER_CHECK(grads.size() == node->inputs.size(), node->name, " returned ", grads.size(),
+                " gradients for ", node->inputs.size(), " inputs");
+    for (std::size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) continue;
+      TensorImpl<T>& input = *node->inputs[i];
+      if (!input.requires_grad) continue;
+      detail::check_grad_shape(grads[i], input, *node);
+      if (Node<T>* child = input.grad_fn.get()) {
+        auto [slot, inserted] = pending.try_emplace(child, grads[i]);
+        if (!inserted) slot->second = detail::add_fresh(slot->second, grads[i]);
+      } else {
+        accumulate_leaf(input, grads[i]);
+      }
+    }
+    if (!retain_graph) node->release();
+  }
+}
+
+}  // namespace autograd
+
+template <class T>
+void Tensor<T>::backward(const Tensor<T>& grad, bool retain_graph) const {
+  if constexpr (Real<T>) {
+    autograd::run_backward(*this, grad, retain_graph);
+  } else {
+    (void)grad, (void)retain_graph;
+    throw Error("backward() on an integer tensor");
+  }
+}
+
+}  // namespace ember

@@ -1,0 +1,115 @@
+#pragma once
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11): a
+// counter-based generator. Element i of a draw made at offset o is a pure function of
+// (seed, o + i), so the CPU and a GPU kernel produce the same numbers in any order, and a
+// run is reproducible from its seed.
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+
+namespace ember {
+
+struct Philox {
+  using Block = std::array<std::uint32_t, 4>;
+
+  // One 128-bit output block for a 64-bit key and a 64-bit counter (the upper counter words
+  // select a sub-stream).
+  [[nodiscard]] static constexpr Block block(std::uint64_t key, std::uint64_t counter,
+                                             std::uint32_t stream = 0) {
+    constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
+    constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
+    Block c{static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
+            stream, 0u};
+    std::uint32_t k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+    for (int round = 0; round < 10; ++round) {
+      const std::uint64_t p0 = std::uint64_t{m0} * c[0];
+      const std::uint64_t p1 = std::uint64_t{m1} * c[2];
+      c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k0, static_cast<std::uint32_t>(p1),
+           static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k1, static_cast<std::uint32_t>(p0)};
+      k0 += w0;
+      k1 += w1;
+    }
+    return c;
+  }
+
+  // Uniform in [0, 1) with 24 (float) or 53 (double) random bits.
+  [[nodiscard]] static constexpr float to_float(std::uint32_t x) {
+    return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
+  }
+  [[nodiscard]] static constexpr double to_double(std::uint32_t hi, std::uint32_t lo) {
+    const std::uint64_t bits = (std::uint64_t{hi} << 21) ^ (lo >> 11);
+    return static_cast<double>(bits & ((std::uint64_t{1} << 53) - 1)) * 0x1.0p-53;
+  }
+
+  // The per-element values every draw uses. Element i of a draw at offset o reads
+  // block(seed, o + i) only.
+  template <class T>
+  [[nodiscard]] static T uniform(std::uint64_t seed, std::uint64_t counter) {
+    const Block b = block(seed, counter);
+    if constexpr (sizeof(T) == 4) return static_cast<T>(to_float(b[0]));
+    else return static_cast<T>(to_double(b[0], b[1]));
+  }
+  // Standard normal by Box-Muller on two uniforms from the same block.
+  template <class T>
+  [[nodiscard]] static T normal(std::uint64_t seed, std::uint64_t counter) {
+    const Block b = block(seed, counter);
+    const double u1 = 1.0 - to_double(b[0], b[1]);  // (0, 1]: log is finite
+    const double u2 = to_double(b[2], b[3]);
+    return static_cast<T>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2));
+  }
+  // A 64-bit random integer.
+  [[nodiscard]] static std::uint64_t bits64(std::uint64_t seed, std::uint64_t counter) {
+    const Block b = block(seed, counter);
+    return (std::uint64_t{b[0]} << 32) | b[1];
+  }
+};
+
+// Generator: a seed and an offset. Each draw of n elements reserves counters
+// [offset, offset + n) and advances the offset, so consecutive draws never overlap.
+class Generator {
+ public:
+  explicit Generator(std::uint64_t seed = 0) : seed_(seed) {}
+
+  void manual_seed(std::uint64_t seed) {
+    seed_ = seed;
+    offset_ = 0;
+  }
+  [[nodiscard]] std::uint64_t seed() const { return seed_; }
+  [[nodiscard]] std::uint64_t offset() const { return offset_; }
+  void set_offset(std::uint64_t offset) { offset_ = offset; }
+
+  // Reserves n counters and returns the first.
+  std::uint64_t reserve(std::uint64_t n) {
+    const std::uint64_t first = offset_;
+    offset_ += n;
+    return first;
+  }
+
+  // Convenience single draws (each consumes one counter).
+  template <class T = double>
+  T uniform() {
+    return Philox::uniform<T>(seed_, reserve(1));
+  }
+  // Uniform integer in [0, n), by Lemire's multiply-shift (bias below 2^-32 for the sizes a
+  // shuffle uses).
+  std::uint64_t below(std::uint64_t n) {
+    __extension__ using U128 = unsigned __int128;
+    const auto x = static_cast<U128>(Philox::bits64(seed_, reserve(1)));
+    return static_cast<std::uint64_t>((x * n) >> 64);
+  }
+
+ private:
+  std::uint64_t seed_ = 0;
+  std::uint64_t offset_ = 0;
+};
+
+// The process-wide generator used when no generator is passed (seed 0 until manual_seed).
+inline Generator& default_generator() {
+  static Generator g(0);
+  return g;
+}
+inline void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
+
+}  // namespace ember

@@ -1,0 +1,37 @@
+#pragma once
+// Storage<T>: one buffer of elements on one device, shared by every view of it.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "ember/core/allocator.hpp"
+#include "ember/core/device.hpp"
+#include "ember/core/dtype.hpp"
+
+namespace ember {
+
+template <Element T>
+class Storage {
+ public:
+  Storage(std::int64_t n, Device device) : size_(n), device_(device) {
+    check_device_available(device);
+    data_ = static_cast<T*>(CpuAllocator::instance().allocate(bytes()));
+  }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage() { CpuAllocator::instance().deallocate(data_, bytes()); }
+
+  [[nodiscard]] T* data() { return data_; }
+  [[nodiscard]] const T* data() const { return data_; }
+  [[nodiscard]] std::int64_t size() const { return size_; }
+  [[nodiscard]] std::size_t bytes() const { return static_cast<std::size_t>(size_) * sizeof(T); }
+  [[nodiscard]] Device device() const { return device_; }
+
+ private:
+  T* data_ = nullptr;
+  std::int64_t size_ = 0;
+  Device device_;
+};
+
+}  // namespace ember

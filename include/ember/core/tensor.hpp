@@ -1,0 +1,598 @@
+#pragma once
+// Tensor<T>: a cheap, shared handle to (storage, shape, strides, offset) plus autograd
+// metadata. Copies share everything; views share storage; clone() copies the data.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/autograd/node.hpp"
+#include "ember/core/device.hpp"
+#include "ember/core/dtype.hpp"
+#include "ember/core/error.hpp"
+#include "ember/core/random.hpp"
+#include "ember/core/shape.hpp"
+#include "ember/core/storage.hpp"
+
+namespace ember {
+
+template <class T>
+struct TensorImpl {
+  std::shared_ptr<Storage<T>> storage;
+  Shape shape;
+  Shape strides;
+  std::int64_t offset = 0;
+  std::int64_t numel = 0;  // product of shape, cached
+  // autograd; meaningful for float and double only
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl<T>> grad;
+  std::shared_ptr<autograd::Node<T>> grad_fn;
+};
+
+// Calls f(i, storage_index) for every element in C order, i counting from 0.
+template <class F>
+void for_each_strided(const Shape& shape, const Shape& strides, std::int64_t offset, F&& f) {
+  const std::int64_t n = numel_of(shape);
+  if (n == 0) return;
+  const std::size_t rank = shape.size();
+  if (rank == 0) {
+    f(std::int64_t{0}, offset);
+    return;
+  }
+  std::vector<std::int64_t> idx(rank, 0);
+  const std::int64_t inner = shape[rank - 1], inner_stride = strides[rank - 1];
+  std::int64_t base = offset;
+  for (std::int64_t i = 0; i < n; i += inner) {
+    for (std::int64_t j = 0; j < inner; ++j) f(i + j, base + j * inner_stride);
+    for (std::size_t d = rank - 1; d-- > 0;) {
+      base += strides[d];
+      if (++idx[d] < shape[d]) break;
+      base -= strides[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+template <class T>
+class Tensor {
+  static_assert(Element<T>, "ember::Tensor<T>: T must be float, double, int64_t, int32_t or "
+                            "uint8_t (YOU_USED_AN_UNSUPPORTED_ELEMENT_TYPE)");
+
+ public:
+  using value_type = T;
+
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl<T>> impl) : impl_(std::move(impl)) {}
+
+  // ---- factories --------------------------------------------------------------------------
+  [[nodiscard]] static Tensor empty(const Shape& shape, Device device = Device::cpu()) {
+    auto impl = std::make_shared<TensorImpl<T>>();
+    impl->storage = std::make_shared<Storage<T>>(numel_of(shape), device);
+    impl->shape = shape;
+    impl->strides = contiguous_strides(shape);
+    impl->numel = impl->storage->size();
+    return Tensor(std::move(impl));
+  }
+  [[nodiscard]] static Tensor full(const Shape& shape, T value, Device device = Device::cpu()) {
+    Tensor t = empty(shape, device);
+    std::fill_n(t.data(), t.numel(), value);
+    return t;
+  }
+  [[nodiscard]] static Tensor zeros(const Shape& shape, Device d = Device::cpu()) {
+    return full(shape, T(0), d);
+  }
+  [[nodiscard]] static Tensor ones(const Shape& shape, Device d = Device::cpu()) {
+    return full(shape, T(1), d);
+  }
+  [[nodiscard]] static Tensor scalar(T value) { return full({}, value); }
+  // [start, end) in steps of step, PyTorch's arange.
+  [[nodiscard]] static Tensor arange(double start, double end, double step = 1) {
+    EMBER_CHECK(step != 0, "arange: step must be non-zero");
+    const auto n = static_cast<std::int64_t>(std::max(0.0, std::ceil((end - start) / step)));
+    Tensor t = empty({n});
+    for (std::int64_t i = 0; i < n; ++i) t.data()[i] = static_cast<T>(start + step * i);
+    return t;
+  }
+  [[nodiscard]] static Tensor arange(std::int64_t end) {
+    return arange(0.0, static_cast<double>(end));
+  }
+  // Copies `values` into a new tensor of the given shape (1-D when shape is empty).
+  [[nodiscard]] static Tensor from_vector(const std::vector<T>& values, Shape shape = {}) {
+    if (shape.empty() && values.size() != 1) shape = {static_cast<std::int64_t>(values.size())};
+    EMBER_CHECK(numel_of(shape) == static_cast<std::int64_t>(values.size()), "from_vector: ",
+                values.size(), " values do not fill shape ", shape_str(shape));
+    Tensor t = empty(shape);
+    std::copy(values.begin(), values.end(), t.data());
+    return t;
+  }
+  [[nodiscard]] static Tensor from_list(std::initializer_list<T> values, Shape shape = {}) {
+    return from_vector(std::vector<T>(values), std::move(shape));
+  }
+  // Uniform in [low, high) from the Philox generator.
+  [[nodiscard]] static Tensor uniform(const Shape& shape, double low, double high,
+                                      Generator& gen = default_generator())
+    requires Real<T>
+  {
+    Tensor t = empty(shape);
+    const std::uint64_t first = gen.reserve(static_cast<std::uint64_t>(t.numel()));
+    T* p = t.data();
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      p[i] = static_cast<T>(low + (high - low) * Philox::uniform<double>(gen.seed(), first + i));
+    return t;
+  }
+  [[nodiscard]] static Tensor rand(const Shape& shape, Generator& gen = default_generator())
+    requires Real<T>
+  {
+    Tensor t = empty(shape);
+    const std::uint64_t first = gen.reserve(static_cast<std::uint64_t>(t.numel()));
+    T* p = t.data();
+    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = Philox::uniform<T>(gen.seed(), first + i);
+    return t;
+  }
+  [[nodiscard]] static Tensor randn(const Shape& shape, Generator& gen = default_generator())
+    requires Real<T>
+  {
+    Tensor t = empty(shape);
+    const std::uint64_t first = gen.reserve(static_cast<std::uint64_t>(t.numel()));
+    T* p = t.data();
+    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = Philox::normal<T>(gen.seed(), first + i);
+    return t;
+  }
+
+  // ---- metadata ---------------------------------------------------------------------------
+  [[nodiscard]] bool defined() const { return impl_ != nullptr; }
+  [[nodiscard]] const Shape& shape() const { return impl().shape; }
+  [[nodiscard]] const Shape& strides() const { return impl().strides; }
+  [[nodiscard]] std::int64_t offset() const { return impl().offset; }
+  [[nodiscard]] std::int64_t dim() const { return static_cast<std::int64_t>(shape().size()); }
+  [[nodiscard]] std::int64_t size(std::int64_t d) const {
+    return shape()[static_cast<std::size_t>(wrap_dim(d, dim()))];
+  }
+  [[nodiscard]] std::int64_t numel() const { return impl().numel; }
+  [[nodiscard]] Device device() const { return impl().storage->device(); }
+  [[nodiscard]] static constexpr DType dtype() { return dtype_of<T>(); }
+  [[nodiscard]] bool is_contiguous() const {
+    return is_contiguous_layout(shape(), strides());
+  }
+  [[nodiscard]] bool shares_storage(const Tensor& o) const {
+    return impl().storage == o.impl().storage;
+  }
+  [[nodiscard]] const std::shared_ptr<TensorImpl<T>>& impl_ptr() const { return impl_; }
+
+  // Pointer to the first element (storage + offset). Strides apply.
+  [[nodiscard]] T* data() const { return impl().storage->data() + impl().offset; }
+
+  // ---- element access (bounds-checked) ----------------------------------------------------
+  template <std::integral... I>
+  [[nodiscard]] T& operator()(I... idx) const {
+    const std::int64_t list[] = {static_cast<std::int64_t>(idx)..., 0};
+    return element(list, sizeof...(I));
+  }
+  [[nodiscard]] T& at(const Shape& idx) const {
+    return element(idx.data(), idx.size());
+  }
+  [[nodiscard]] T item() const {
+    EMBER_CHECK(numel() == 1, "item(): tensor of shape ", shape_str(shape()),
+                " has ", numel(), " elements, not one");
+    return *data();
+  }
+  // The elements in C order, as a std::vector (any layout).
+  [[nodiscard]] std::vector<T> to_vector() const {
+    std::vector<T> out(static_cast<std::size_t>(numel()));
+    const T* base = impl().storage->data();
+    for_each_strided(shape(), strides(), offset(),
+                     [&](std::int64_t i, std::int64_t s) { out[static_cast<std::size_t>(i)] = base[s]; });
+    return out;
+  }
+
+  // ---- views and copies (recorded by autograd) --------------------------------------------
+  [[nodiscard]] Tensor reshape(Shape shape) const;  // a view when the layout allows it
+  [[nodiscard]] Tensor view(Shape shape) const;     // must be a view, else an error
+  [[nodiscard]] Tensor flatten(std::int64_t start_dim = 0, std::int64_t end_dim = -1) const;
+  [[nodiscard]] Tensor transpose(std::int64_t d0, std::int64_t d1) const;
+  [[nodiscard]] Tensor t() const { return transpose(0, 1); }
+  [[nodiscard]] Tensor permute(const Shape& dims) const;
+  [[nodiscard]] Tensor slice(std::int64_t dim, std::int64_t start, std::int64_t end,
+                             std::int64_t step = 1) const;
+  [[nodiscard]] Tensor select(std::int64_t dim, std::int64_t index) const;
+  [[nodiscard]] Tensor unsqueeze(std::int64_t dim) const;
+  [[nodiscard]] Tensor squeeze(std::int64_t dim) const;
+  [[nodiscard]] Tensor contiguous() const;
+  [[nodiscard]] Tensor clone() const;
+  // Same storage, no autograd history, requires_grad false.
+  [[nodiscard]] Tensor detach() const {
+    auto impl = std::make_shared<TensorImpl<T>>();
+    impl->storage = this->impl().storage;
+    impl->shape = shape();
+    impl->strides = strides();
+    impl->offset = offset();
+    impl->numel = numel();
+    return Tensor(std::move(impl));
+  }
+  // Element type conversion (a copy; not recorded).
+  template <Element U>
+  [[nodiscard]] Tensor<U> cast() const {
+    Tensor<U> out = Tensor<U>::empty(shape(), device());
+    const T* base = impl().storage->data();
+    U* o = out.data();
+    for_each_strided(shape(), strides(), offset(),
+                     [&](std::int64_t i, std::int64_t s) { o[i] = static_cast<U>(base[s]); });
+    return out;
+  }
+  [[nodiscard]] Tensor to(Device d) const {
+    check_device_available(d);
+    return *this;  // the CPU is the only device of a build without nvcc
+  }
+  [[nodiscard]] Tensor cpu() const { return to(Device::cpu()); }
+
+  // ---- in-place (never recorded; refused on leaves that require grad while recording) -----
+  Tensor& fill_(T value) {
+    check_inplace("fill_");
+    T* base = impl().storage->data();
+    for_each_strided(shape(), strides(), offset(), [&](std::int64_t, std::int64_t s) { base[s] = value; });
+    return *this;
+  }
+  Tensor& zero_() { return fill_(T(0)); }
+  Tensor& copy_(const Tensor& src) {
+    check_inplace("copy_");
+    EMBER_CHECK(src.shape() == shape(), "copy_: source shape ", shape_str(src.shape()),
+                " differs from destination shape ", shape_str(shape()));
+    if (is_contiguous() && src.is_contiguous() && !shares_storage(src)) {
+      std::copy_n(src.data(), numel(), data());
+      return *this;
+    }
+    const std::vector<T> values = src.to_vector();  // safe when src and *this overlap
+    T* base = impl().storage->data();
+    for_each_strided(shape(), strides(), offset(),
+                     [&](std::int64_t i, std::int64_t s) { base[s] = values[static_cast<std::size_t>(i)]; });
+    return *this;
+  }
+
+  // ---- autograd -----------------------------------------------------------------------------
+  [[nodiscard]] bool requires_grad() const { return defined() && impl().requires_grad; }
+  Tensor& requires_grad_(bool on = true) {
+    static_assert(Real<T>, "only float and double tensors can require gradients");
+    EMBER_CHECK(is_leaf() || on, "requires_grad_(false) on a non-leaf tensor; use detach()");
+    impl().requires_grad = on;
+    return *this;
+  }
+  [[nodiscard]] bool is_leaf() const { return impl().grad_fn == nullptr; }
+  [[nodiscard]] const std::shared_ptr<autograd::Node<T>>& grad_fn() const {
+    return impl().grad_fn;
+  }
+  // The accumulated gradient (undefined until a backward pass reaches this leaf).
+  [[nodiscard]] Tensor grad() const {
+    return impl().grad ? Tensor(impl().grad) : Tensor();
+  }
+  void set_grad(const Tensor& g) { impl().grad = g.defined() ? g.impl_ : nullptr; }
+  // Zeroes the gradient in place (set_to_none=true drops it instead, as PyTorch does).
+  void zero_grad(bool set_to_none = false) {
+    if (!impl().grad) return;
+    if (set_to_none) impl().grad.reset();
+    else std::fill_n(impl().grad->storage->data(), impl().grad->storage->size(), T(0));
+  }
+  // Back-propagates from this tensor. A non-scalar needs an explicit gradient.
+  void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+
+  [[nodiscard]] TensorImpl<T>& impl() const {
+    EMBER_CHECK(impl_ != nullptr, "use of an undefined (default-constructed) tensor");
+    return *impl_;
+  }
+
+ private:
+  static bool is_contiguous_layout(const Shape& shape, const Shape& strides) {
+    std::int64_t expected = 1;
+    for (std::size_t i = shape.size(); i-- > 0;) {
+      if (shape[i] == 1) continue;
+      if (strides[i] != expected) return false;
+      expected *= shape[i];
+    }
+    return true;
+  }
+  T& element(const std::int64_t* idx, std::size_t n) const {
+    EMBER_CHECK(static_cast<std::int64_t>(n) == dim(), "element access with ", n,
+                " indices into a tensor of rank ", dim());
+    std::int64_t off = offset();
+    for (std::size_t d = 0; d < n; ++d) {
+      std::int64_t i = idx[d];
+      const std::int64_t size = shape()[d];
+      if (i < 0) i += size;
+      EMBER_CHECK(i >= 0 && i < size, "index ", idx[d], " out of range for dimension ", d,
+                  " of size ", size);
+      off += i * strides()[d];
+    }
+    return impl().storage->data()[off];
+  }
+  void check_inplace(const char* op) const {
+    if constexpr (Real<T>) {
+      EMBER_CHECK(!(GradMode::enabled() && impl().requires_grad && is_leaf()), op,
+                  ": a leaf tensor that requires grad is used in an in-place operation "
+                  "(wrap the update in ember::NoGradGuard)");
+    }
+  }
+  // A view of this tensor's storage with new geometry.
+  Tensor make_view(Shape shape, Shape strides, std::int64_t offset) const {
+    auto impl = std::make_shared<TensorImpl<T>>();
+    impl->storage = this->impl().storage;
+    impl->shape = std::move(shape);
+    impl->strides = std::move(strides);
+    impl->offset = offset;
+    impl->numel = numel_of(impl->shape);
+    return Tensor(std::move(impl));
+  }
+  template <class U>
+  friend class Tensor;
+
+  std::shared_ptr<TensorImpl<T>> impl_;
+};
+
+// Free-function factories: ember::zeros<float>({2, 3}) and friends (float by default).
+template <Element T = float>
+[[nodiscard]] Tensor<T> empty(const Shape& s, Device d = Device::cpu()) {
+  return Tensor<T>::empty(s, d);
+}
+template <Element T = float>
+[[nodiscard]] Tensor<T> zeros(const Shape& s, Device d = Device::cpu()) {
+  return Tensor<T>::zeros(s, d);
+}
+template <Element T = float>
+[[nodiscard]] Tensor<T> ones(const Shape& s, Device d = Device::cpu()) {
+  return Tensor<T>::ones(s, d);
+}
+template <Element T = float>
+[[nodiscard]] Tensor<T> full(const Shape& s, T v, Device d = Device::cpu()) {
+  return Tensor<T>::full(s, v, d);
+}
+template <Element T = float>
+[[nodiscard]] Tensor<T> arange(double start, double end, double step = 1) {
+  return Tensor<T>::arange(start, end, step);
+}
+template <Real T = float>
+[[nodiscard]] Tensor<T> rand(const Shape& s, Generator& g = default_generator()) {
+  return Tensor<T>::rand(s, g);
+}
+template <Real T = float>
+[[nodiscard]] Tensor<T> randn(const Shape& s, Generator& g = default_generator()) {
+  return Tensor<T>::randn(s, g);
+}
+template <Real T = float>
+[[nodiscard]] Tensor<T> uniform(const Shape& s, double lo, double hi,
+                                Generator& g = default_generator()) {
+  return Tensor<T>::uniform(s, lo, hi, g);
+}
+
+namespace autograd {
+// Records `out` as produced by an op named `name` from `inputs`, when grad mode is on and
+// an input requires grad. `backward` maps the output's gradient to one gradient per input.
+// It must not capture `out` itself (that would be a cycle): capture out.detach().
+template <class T, class F>
+void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, F&& backward) {
+  if constexpr (Real<T>) {
+    if (!GradMode::enabled()) return;
+    bool needed = false;
+    for (const auto& in : inputs) needed = needed || in.requires_grad();
+    if (!needed) return;
+    auto node = std::make_shared<Node<T>>();
+    node->name = name;
+    for (auto& in : inputs) node->inputs.push_back(in.impl_ptr());
+    node->backward = std::forward<F>(backward);
+    out.impl().grad_fn = std::move(node);
+    out.impl().requires_grad = true;
+  } else {
+    (void)out, (void)name, (void)inputs, (void)backward;
+  }
+}
+}  // namespace autograd
+
+// ---- view definitions ---------------------------------------------------------------------
+
+namespace detail {
+// Strides for viewing (shape, strides) as new_shape without copying, if possible
+// (PyTorch's computeStride): empty result when a copy is needed.
+inline Shape view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape) {
+  if (shape.empty()) return contiguous_strides(new_shape);
+  Shape out(new_shape.size());
+  std::int64_t view_d = static_cast<std::int64_t>(new_shape.size()) - 1;
+  std::int64_t chunk_base_stride = strides.back();
+  std::int64_t tensor_numel = 1, view_numel = 1;
+  for (std::int64_t d = static_cast<std::int64_t>(shape.size()) - 1; d >= 0; --d) {
+    tensor_numel *= shape[static_cast<std::size_t>(d)];
+    if (d == 0 || (shape[static_cast<std::size_t>(d - 1)] != 1 &&
+                   strides[static_cast<std::size_t>(d - 1)] != tensor_numel * chunk_base_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || new_shape[static_cast<std::size_t>(view_d)] == 1)) {
+        out[static_cast<std::size_t>(view_d)] = view_numel * chunk_base_stride;
+        view_numel *= new_shape[static_cast<std::size_t>(view_d)];
+        --view_d;
+      }
+      if (view_numel != tensor_numel) return {};
+      if (d > 0) {
+        chunk_base_stride = strides[static_cast<std::size_t>(d - 1)];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  if (view_d != -1) return {};
+  return out;
+}
+
+inline Shape infer_shape(Shape shape, std::int64_t numel) {
+  std::int64_t known = 1, infer = -1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      EMBER_CHECK(infer < 0, "reshape: only one dimension can be -1 in ", shape_str(shape));
+      infer = static_cast<std::int64_t>(i);
+    } else {
+      EMBER_CHECK(shape[i] >= 0, "reshape: invalid dimension in ", shape_str(shape));
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    EMBER_CHECK(known > 0 && numel % known == 0, "reshape: shape ", shape_str(shape),
+                " is invalid for input of size ", numel);
+    shape[static_cast<std::size_t>(infer)] = numel / known;
+  }
+  EMBER_CHECK(numel_of(shape) == numel, "reshape: shape ", shape_str(shape),
+              " is invalid for input of size ", numel);
+  return shape;
+}
+}  // namespace detail
+
+template <class T>
+Tensor<T> Tensor<T>::view(Shape new_shape) const {
+  new_shape = detail::infer_shape(std::move(new_shape), numel());
+  Shape st = numel() == 0 ? contiguous_strides(new_shape)
+                          : detail::view_strides(shape(), strides(), new_shape);
+  EMBER_CHECK(!st.empty() || new_shape.empty(), "view: shape ", shape_str(new_shape),
+              " is not compatible with the input's size and strides (use reshape)");
+  if (new_shape.empty()) st = {};
+  Tensor out = make_view(new_shape, st, offset());
+  const Shape in_shape = shape();
+  autograd::record(out, "ViewBackward0", {*this}, [in_shape](const Tensor& g) {
+    return std::vector<Tensor>{g.reshape(in_shape)};
+  });
+  return out;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::reshape(Shape new_shape) const {
+  new_shape = detail::infer_shape(std::move(new_shape), numel());
+  const Shape st = detail::view_strides(shape(), strides(), new_shape);
+  if (!st.empty() || new_shape.empty() || numel() == 0) return view(new_shape);
+  return contiguous().view(new_shape);
+}
+
+template <class T>
+Tensor<T> Tensor<T>::flatten(std::int64_t start_dim, std::int64_t end_dim) const {
+  if (dim() == 0) return reshape({1});
+  const std::int64_t s = wrap_dim(start_dim, dim()), e = wrap_dim(end_dim, dim());
+  EMBER_CHECK(s <= e, "flatten: start_dim ", start_dim, " is after end_dim ", end_dim);
+  Shape ns(shape().begin(), shape().begin() + s);
+  std::int64_t prod = 1;
+  for (std::int64_t d = s; d <= e; ++d) prod *= shape()[static_cast<std::size_t>(d)];
+  ns.push_back(prod);
+  ns.insert(ns.end(), shape().begin() + e + 1, shape().end());
+  return reshape(ns);
+}
+
+template <class T>
+Tensor<T> Tensor<T>::permute(const Shape& dims) const {
+  EMBER_CHECK(static_cast<std::int64_t>(dims.size()) == dim(), "permute: ", dims.size(),
+              " dimensions given for a tensor of rank ", dim());
+  Shape ns(dims.size()), nst(dims.size()), inverse(dims.size());
+  std::vector<bool> seen(dims.size(), false);
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    const auto d = static_cast<std::size_t>(wrap_dim(dims[i], dim()));
+    EMBER_CHECK(!seen[d], "permute: dimension ", d, " repeated in ", shape_str(dims));
+    seen[d] = true;
+    ns[i] = shape()[d];
+    nst[i] = strides()[d];
+    inverse[d] = static_cast<std::int64_t>(i);
+  }
+  Tensor out = make_view(ns, nst, offset());
+  autograd::record(out, "PermuteBackward0", {*this}, [inverse](const Tensor& g) {
+    return std::vector<Tensor>{g.permute(inverse)};
+  });
+  return out;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::transpose(std::int64_t d0, std::int64_t d1) const {
+  Shape dims(static_cast<std::size_t>(dim()));
+  std::iota(dims.begin(), dims.end(), 0);
+  std::swap(dims[static_cast<std::size_t>(wrap_dim(d0, dim()))],
+            dims[static_cast<std::size_t>(wrap_dim(d1, dim()))]);
+  return permute(dims);
+}
+
+template <class T>
+Tensor<T> Tensor<T>::slice(std::int64_t d, std::int64_t start, std::int64_t end,
+                           std::int64_t step) const {
+  const auto dd = static_cast<std::size_t>(wrap_dim(d, dim()));
+  EMBER_CHECK(step > 0, "slice: step must be positive");
+  const std::int64_t size = shape()[dd];
+  if (start < 0) start += size;
+  if (end < 0) end += size;
+  start = std::clamp<std::int64_t>(start, 0, size);
+  end = std::clamp<std::int64_t>(end, start, size);
+  Shape ns = shape(), nst = strides();
+  ns[dd] = (end - start + step - 1) / step;
+  nst[dd] *= step;
+  Tensor out = make_view(ns, nst, offset() + start * strides()[dd]);
+  const Shape in_shape = shape();
+  autograd::record(out, "SliceBackward0", {*this}, [=](const Tensor& g) {
+    Tensor gi = Tensor::zeros(in_shape);
+    NoGradGuard guard;
+    gi.slice(static_cast<std::int64_t>(dd), start, end, step).copy_(g);
+    return std::vector<Tensor>{gi};
+  });
+  return out;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::select(std::int64_t d, std::int64_t index) const {
+  const auto dd = static_cast<std::size_t>(wrap_dim(d, dim()));
+  const std::int64_t size = shape()[dd];
+  EMBER_CHECK(index >= -size && index < size, "select: index ", index,
+              " out of range for dimension ", dd, " of size ", size);
+  if (index < 0) index += size;
+  Shape ns = shape(), nst = strides();
+  ns.erase(ns.begin() + static_cast<std::ptrdiff_t>(dd));
+  nst.erase(nst.begin() + static_cast<std::ptrdiff_t>(dd));
+  Tensor out = make_view(ns, nst, offset() + index * strides()[dd]);
+  const Shape in_shape = shape();
+  autograd::record(out, "SelectBackward0", {*this}, [=](const Tensor& g) {
+    Tensor gi = Tensor::zeros(in_shape);
+    NoGradGuard guard;
+    gi.select(static_cast<std::int64_t>(dd), index).copy_(g);
+    return std::vector<Tensor>{gi};
+  });
+  return out;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::unsqueeze(std::int64_t d) const {
+  const std::int64_t dd = wrap_dim(d, dim() + 1);
+  Shape ns = shape();
+  ns.insert(ns.begin() + dd, 1);
+  return reshape(ns);
+}
+
+template <class T>
+Tensor<T> Tensor<T>::squeeze(std::int64_t d) const {
+  const std::int64_t dd = wrap_dim(d, dim());
+  if (shape()[static_cast<std::size_t>(dd)] != 1) return *this;
+  Shape ns = shape();
+  ns.erase(ns.begin() + dd);
+  return reshape(ns);
+}
+
+template <class T>
+Tensor<T> Tensor<T>::clone() const {
+  Tensor out = empty(shape(), device());
+  {
+    NoGradGuard guard;
+    out.copy_(*this);
+  }
+  autograd::record(out, "CloneBackward0", {*this},
+                   [](const Tensor& g) { return std::vector<Tensor>{g}; });
+  return out;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+}  // namespace ember
+
+#include "ember/autograd/engine.hpp"
