@@ -1,0 +1,163 @@
+#pragma once
+// CPU convolution: im2col + GEMM per image, threaded over the batch.
+// Layouts: x (N, C, H, W), w (K, C, R, S), y (N, K, P, Q), all contiguous;
+// col (C*R*S, P*Q) is the unfolded receptive fields of one image.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "ember/backend/cpu/gemm.hpp"
+#include "ember/core/error.hpp"
+#include "ember/core/parallel.hpp"
+
+namespace ember {
+
+// Everything a 2-D convolution kernel needs; shared by the CPU path and the tests.
+struct Conv2dParams {
+  std::int64_t n = 0, c = 0, h = 0, w = 0;  // input  (N, C, H, W)
+  std::int64_t k = 0, r = 0, s = 0;         // weight (K, C, R, S)
+  std::int64_t stride_h = 1, stride_w = 1;
+  std::int64_t pad_h = 0, pad_w = 0;
+  std::int64_t dil_h = 1, dil_w = 1;
+
+  [[nodiscard]] std::int64_t p() const { return (h + 2 * pad_h - dil_h * (r - 1) - 1) / stride_h + 1; }
+  [[nodiscard]] std::int64_t q() const { return (w + 2 * pad_w - dil_w * (s - 1) - 1) / stride_w + 1; }
+  [[nodiscard]] std::int64_t crs() const { return c * r * s; }
+};
+
+namespace cpu {
+
+namespace detail {
+// A per-thread scratch buffer that only grows, so steady-state steps do not allocate.
+template <class T>
+T* scratch(std::size_t n, int slot = 0) {
+  thread_local std::vector<T> buffers[3];
+  auto& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+}  // namespace detail
+
+// col (CRS, PQ) <- x_n (C, H, W)
+template <class T>
+void im2col(const Conv2dParams& p, const T* x, T* col) {
+  const std::int64_t P = p.p(), Q = p.q();
+  for (std::int64_t c = 0; c < p.c; ++c)
+    for (std::int64_t i = 0; i < p.r; ++i)
+      for (std::int64_t j = 0; j < p.s; ++j) {
+        T* row = col + ((c * p.r + i) * p.s + j) * P * Q;
+        for (std::int64_t oh = 0; oh < P; ++oh) {
+          const std::int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
+          T* dst = row + oh * Q;
+          if (ih < 0 || ih >= p.h) {
+            std::fill_n(dst, Q, T(0));
+            continue;
+          }
+          const T* src = x + (c * p.h + ih) * p.w;
+          const std::int64_t off = j * p.dil_w - p.pad_w;
+          for (std::int64_t ow = 0; ow < Q; ++ow) {
+            const std::int64_t iw = ow * p.stride_w + off;
+            dst[ow] = iw >= 0 && iw < p.w ? src[iw] : T(0);
+          }
+        }
+      }
+}
+
+// x_n (C, H, W) += fold(col (CRS, PQ)); x_n must be zeroed by the caller.
+template <class T>
+void col2im(const Conv2dParams& p, const T* col, T* x) {
+  const std::int64_t P = p.p(), Q = p.q();
+  for (std::int64_t c = 0; c < p.c; ++c)
+    for (std::int64_t i = 0; i < p.r; ++i)
+      for (std::int64_t j = 0; j < p.s; ++j) {
+        const T* row = col + ((c * p.r + i) * p.s + j) * P * Q;
+        for (std::int64_t oh = 0; oh < P; ++oh) {
+          const std::int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
+          if (ih < 0 || ih >= p.h) continue;
+          T* dst = x + (c * p.h + ih) * p.w;
+          const T* src = row + oh * Q;
+          const std::int64_t off = j * p.dil_w - p.pad_w;
+          for (std::int64_t ow = 0; ow < Q; ++ow) {
+            const std::int64_t iw = ow * p.stride_w + off;
+            if (iw >= 0 && iw < p.w) dst[iw] += src[ow];
+          }
+        }
+      }
+}
+
+// y (N, K, PQ) = w (K, CRS) * col_n + bias
+template <class T>
+void conv2d_forward(const Conv2dParams& p, const T* x, const T* w, const T* bias, T* y) {
+  const std::int64_t PQ = p.p() * p.q(), CRS = p.crs();
+  parallel_for(0, p.n, 1, [&](std::int64_t n0, std::int64_t n1) {
+    T* col = detail::scratch<T>(static_cast<std::size_t>(CRS * PQ));
+    for (std::int64_t n = n0; n < n1; ++n) {
+      im2col(p, x + n * p.c * p.h * p.w, col);
+      T* yn = y + n * p.k * PQ;
+      GemmParams g{false, false, p.k, PQ, CRS, CRS, PQ, PQ};
+      gemm<T>(g, T(1), w, col, T(0), yn);
+      if (bias != nullptr)
+        for (std::int64_t k = 0; k < p.k; ++k) {
+          const T b = bias[k];
+          for (std::int64_t i = 0; i < PQ; ++i) yn[k * PQ + i] += b;
+        }
+    }
+  });
+}
+
+// Gradients from gy (N, K, PQ). Any of gx, gw, gb may be null (not needed).
+// gw (K, CRS) and gb (K) are overwritten.
+template <class T>
+void conv2d_backward(const Conv2dParams& p, const T* x, const T* w, const T* gy, T* gx, T* gw,
+                     T* gb) {
+  const std::int64_t PQ = p.p() * p.q(), CRS = p.crs();
+  if (gw != nullptr) std::fill_n(gw, p.k * CRS, T(0));
+  if (gb != nullptr) {
+    for (std::int64_t k = 0; k < p.k; ++k) {
+      double acc = 0;
+      for (std::int64_t n = 0; n < p.n; ++n) {
+        const T* row = gy + (n * p.k + k) * PQ;
+        for (std::int64_t i = 0; i < PQ; ++i) acc += row[i];
+      }
+      gb[k] = static_cast<T>(acc);
+    }
+  }
+  if (gx == nullptr && gw == nullptr) return;
+  // Each chunk of images sums its weight gradient into its own slice of `parts`; the slices
+  // are then added in chunk order, so the result does not depend on thread timing.
+  const std::int64_t chunks = std::min<std::int64_t>(get_num_threads(), p.n);
+  T* parts = gw != nullptr ? detail::scratch<T>(static_cast<std::size_t>(chunks * p.k * CRS), 2)
+                           : nullptr;
+  parallel_for(0, chunks, 1, [&](std::int64_t c0, std::int64_t c1) {
+    T* col = detail::scratch<T>(static_cast<std::size_t>(CRS * PQ), 0);
+    for (std::int64_t chunk = c0; chunk < c1; ++chunk) {
+      T* gw_part = parts != nullptr ? parts + chunk * p.k * CRS : nullptr;
+      if (gw_part != nullptr) std::fill_n(gw_part, p.k * CRS, T(0));
+      for (std::int64_t n = p.n * chunk / chunks; n < p.n * (chunk + 1) / chunks; ++n) {
+        const T* gyn = gy + n * p.k * PQ;
+        if (gw_part != nullptr) {
+          im2col(p, x + n * p.c * p.h * p.w, col);
+          // gw (K, CRS) += gy_n (K, PQ) * col^T (PQ, CRS)
+          GemmParams g{false, true, p.k, CRS, PQ, PQ, PQ, CRS};
+          gemm<T>(g, T(1), gyn, col, T(1), gw_part);
+        }
+        if (gx != nullptr) {
+          // col (CRS, PQ) = w^T (CRS, K) * gy_n (K, PQ); then fold into gx_n
+          GemmParams g{true, false, CRS, PQ, p.k, CRS, PQ, PQ};
+          gemm<T>(g, T(1), w, gyn, T(0), col);
+          T* gxn = gx + n * p.c * p.h * p.w;
+          std::fill_n(gxn, p.c * p.h * p.w, T(0));
+          col2im(p, col, gxn);
+        }
+      }
+    }
+  });
+  if (parts != nullptr)
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
+      for (std::int64_t i = 0; i < p.k * CRS; ++i) gw[i] += parts[chunk * p.k * CRS + i];
+}
+
+}  // namespace cpu
+}  // namespace ember

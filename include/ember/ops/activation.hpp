@@ -1,0 +1,79 @@
+#pragma once
+// relu and log_softmax, forward and backward.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "ember/core/parallel.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/ops/elementwise.hpp"
+#include "ember/ops/reduce.hpp"
+
+namespace ember {
+
+template <Real T>
+Tensor<T> relu(const Tensor<T>& x) {
+  Tensor<T> y = detail::unary_map(x, [](T v) { return v > T(0) ? v : (v != v ? v : T(0)); });
+  // d relu / dx = 1 where the output is positive.
+  autograd::record(y, "ReluBackward0", {x}, [y = y.detach()](const Tensor<T>& g) {
+    const Tensor<T> gc = g.contiguous();
+    Tensor<T> gx = Tensor<T>::empty(y.shape());
+    const T* py = y.data();
+    const T* pg = gc.data();
+    T* po = gx.data();
+    parallel_for(0, y.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i) po[i] = py[i] > T(0) ? pg[i] : T(0);
+    });
+    return std::vector<Tensor<T>>{gx};
+  });
+  return y;
+}
+
+// log_softmax along `dim`: y = x - max - log(sum(exp(x - max))).
+template <Real T>
+Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
+  const std::int64_t d = wrap_dim(dim, x.dim());
+  const auto sp = detail::split_at(x.shape(), d);
+  const Tensor<T> xc = x.contiguous();
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  const T* px = xc.data();
+  T* py = y.data();
+  parallel_for(0, sp.outer, 16, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t o = lo; o < hi; ++o)
+      for (std::int64_t i = 0; i < sp.inner; ++i) {
+        const T* row = px + o * sp.size * sp.inner + i;
+        T* out = py + o * sp.size * sp.inner + i;
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::int64_t s = 0; s < sp.size; ++s) m = std::max(m, row[s * sp.inner]);
+        double acc = 0;
+        for (std::int64_t s = 0; s < sp.size; ++s) acc += std::exp(double(row[s * sp.inner] - m));
+        const T lse = m + static_cast<T>(std::log(acc));
+        for (std::int64_t s = 0; s < sp.size; ++s) out[s * sp.inner] = row[s * sp.inner] - lse;
+      }
+  });
+  // dx = g - softmax * sum(g) along dim
+  autograd::record(y, "LogSoftmaxBackward0", {x}, [y = y.detach(), sp](const Tensor<T>& g) {
+    const Tensor<T> gc = g.contiguous();
+    Tensor<T> gx = Tensor<T>::empty(y.shape());
+    const T* pg = gc.data();
+    const T* py = y.data();
+    T* po = gx.data();
+    for (std::int64_t o = 0; o < sp.outer; ++o)
+      for (std::int64_t i = 0; i < sp.inner; ++i) {
+        const std::int64_t base = o * sp.size * sp.inner + i;
+        double gs = 0;
+        for (std::int64_t s = 0; s < sp.size; ++s) gs += pg[base + s * sp.inner];
+        for (std::int64_t s = 0; s < sp.size; ++s) {
+          const std::int64_t k = base + s * sp.inner;
+          po[k] = pg[k] - static_cast<T>(std::exp(double(py[k])) * gs);
+        }
+      }
+    return std::vector<Tensor<T>>{gx};
+  });
+  return y;
+}
+
+}  // namespace ember

@@ -1,0 +1,65 @@
+#pragma once
+// conv2d: forward and backward side by side. The kernels are in backend/cpu/conv.hpp.
+
+#include <cstdint>
+#include <vector>
+
+#include "ember/backend/cpu/conv.hpp"
+#include "ember/core/tensor.hpp"
+
+namespace ember {
+
+struct Conv2dOptions {
+  std::int64_t stride = 1, padding = 0, dilation = 1;
+};
+
+// x (N, C, H, W), weight (K, C, R, S), bias (K) or undefined -> (N, K, P, Q)
+template <Real T>
+Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {},
+                 Conv2dOptions o = {}) {
+  EMBER_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", shape_str(x.shape()));
+  EMBER_CHECK(weight.dim() == 4, "conv2d: weight must be (K, C, R, S), got ",
+              shape_str(weight.shape()));
+  EMBER_CHECK(x.size(1) == weight.size(1), "conv2d: input ", shape_str(x.shape()), " has ",
+              x.size(1), " channels but weight ", shape_str(weight.shape()), " expects ",
+              weight.size(1));
+  EMBER_CHECK(o.stride > 0 && o.dilation > 0 && o.padding >= 0,
+              "conv2d: stride and dilation must be positive and padding non-negative");
+  EMBER_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)),
+              "conv2d: bias must have shape [", weight.size(0), "]");
+  Conv2dParams p;
+  p.n = x.size(0), p.c = x.size(1), p.h = x.size(2), p.w = x.size(3);
+  p.k = weight.size(0), p.r = weight.size(2), p.s = weight.size(3);
+  p.stride_h = p.stride_w = o.stride;
+  p.pad_h = p.pad_w = o.padding;
+  p.dil_h = p.dil_w = o.dilation;
+  EMBER_CHECK(p.p() > 0 && p.q() > 0, "conv2d: input ", shape_str(x.shape()),
+              " is smaller than the (dilated) kernel ", shape_str(weight.shape()));
+
+  const Tensor<T> xc = x.contiguous(), wc = weight.contiguous();
+  const Tensor<T> bc = bias.defined() ? bias.contiguous() : Tensor<T>();
+  Tensor<T> y = Tensor<T>::empty({p.n, p.k, p.p(), p.q()});
+  cpu::conv2d_forward<T>(p, xc.data(), wc.data(), bc.defined() ? bc.data() : nullptr, y.data());
+
+  std::vector<Tensor<T>> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  autograd::record(y, "ConvolutionBackward0", inputs,
+                   [p, xc = xc.detach(), wc = wc.detach(), need_x = x.requires_grad(),
+                    need_w = weight.requires_grad(), has_b = bias.defined(),
+                    need_b = bias.requires_grad()](const Tensor<T>& g) {
+                     const Tensor<T> gc = g.contiguous();
+                     Tensor<T> gx = need_x ? Tensor<T>::empty(xc.shape()) : Tensor<T>();
+                     Tensor<T> gw = need_w ? Tensor<T>::empty(wc.shape()) : Tensor<T>();
+                     Tensor<T> gb = need_b ? Tensor<T>::empty({p.k}) : Tensor<T>();
+                     cpu::conv2d_backward<T>(p, xc.data(), wc.data(), gc.data(),
+                                             need_x ? gx.data() : nullptr,
+                                             need_w ? gw.data() : nullptr,
+                                             need_b ? gb.data() : nullptr);
+                     std::vector<Tensor<T>> grads{gx, gw};
+                     if (has_b) grads.push_back(gb);
+                     return grads;
+                   });
+  return y;
+}
+
+}  // namespace ember

@@ -1,0 +1,238 @@
+#pragma once
+// Elementwise arithmetic with numpy/PyTorch broadcasting, and the two shape ops that
+// broadcasting's gradients are made of: broadcast_to and sum_to (each the other's backward).
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "ember/core/parallel.hpp"
+#include "ember/core/tensor.hpp"
+
+namespace ember {
+
+namespace detail {
+// Strides that read `t` as if it had shape `out` (0 on broadcast dimensions).
+template <class T>
+Shape broadcast_strides(const Tensor<T>& t, const Shape& out) {
+  Shape st(out.size(), 0);
+  const std::size_t lead = out.size() - t.shape().size();
+  for (std::size_t i = 0; i < t.shape().size(); ++i)
+    st[lead + i] = t.shape()[i] == 1 && out[lead + i] != 1 ? 0 : t.strides()[i];
+  return st;
+}
+
+// Calls f(i, offset_a, offset_b) for every element i of `shape` in C order.
+template <class F>
+void for_each_pair(const Shape& shape, const Shape& sa, std::int64_t oa, const Shape& sb,
+                   std::int64_t ob, F&& f) {
+  const std::int64_t n = numel_of(shape);
+  if (n == 0) return;
+  if (shape.empty()) {
+    f(std::int64_t{0}, oa, ob);
+    return;
+  }
+  const std::size_t rank = shape.size();
+  std::vector<std::int64_t> idx(rank, 0);
+  const std::int64_t inner = shape[rank - 1], ia = sa[rank - 1], ib = sb[rank - 1];
+  for (std::int64_t i = 0; i < n; i += inner) {
+    for (std::int64_t j = 0; j < inner; ++j) f(i + j, oa + j * ia, ob + j * ib);
+    for (std::size_t d = rank - 1; d-- > 0;) {
+      oa += sa[d];
+      ob += sb[d];
+      if (++idx[d] < shape[d]) break;
+      oa -= sa[d] * shape[d];
+      ob -= sb[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// out = f(a, b) with broadcasting; a threaded flat loop when both are contiguous and equal.
+template <class T, class F>
+Tensor<T> binary_map(const Tensor<T>& a, const Tensor<T>& b, F f) {
+  EMBER_CHECK(a.device() == b.device(), "operands on different devices: ", a.device().str(),
+              " and ", b.device().str());
+  const Shape shape = broadcast_shapes(a.shape(), b.shape());
+  Tensor<T> out = Tensor<T>::empty(shape, a.device());
+  T* po = out.data();
+  if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
+    const T* pa = a.data();
+    const T* pb = b.data();
+    parallel_for(0, out.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i) po[i] = f(pa[i], pb[i]);
+    });
+    return out;
+  }
+  const T* ba = a.impl().storage->data();
+  const T* bb = b.impl().storage->data();
+  for_each_pair(shape, broadcast_strides(a, shape), a.offset(), broadcast_strides(b, shape),
+                b.offset(), [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+                  po[i] = f(ba[ia], bb[ib]);
+                });
+  return out;
+}
+
+template <class T, class F>
+Tensor<T> unary_map(const Tensor<T>& a, F f) {
+  Tensor<T> ac = a.contiguous();
+  Tensor<T> out = Tensor<T>::empty(a.shape(), a.device());
+  const T* pa = ac.data();
+  T* po = out.data();
+  parallel_for(0, out.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t i = lo; i < hi; ++i) po[i] = f(pa[i]);
+  });
+  return out;
+}
+}  // namespace detail
+
+// Sums `g` down to `shape` over the dimensions broadcasting expanded.
+template <Real T>
+Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape);
+
+// Materialises `t` broadcast to `shape`.
+template <Real T>
+Tensor<T> broadcast_to(const Tensor<T>& t, const Shape& shape) {
+  if (t.shape() == shape) return t;
+  EMBER_CHECK(broadcast_shapes(t.shape(), shape) == shape, "broadcast_to: shape ",
+              shape_str(t.shape()), " cannot be broadcast to ", shape_str(shape));
+  Tensor<T> out = Tensor<T>::empty(shape, t.device());
+  T* po = out.data();
+  const T* base = t.impl().storage->data();
+  const Shape zero(shape.size(), 0);
+  detail::for_each_pair(shape, detail::broadcast_strides(t, shape), t.offset(), zero, 0,
+                        [&](std::int64_t i, std::int64_t ia, std::int64_t) { po[i] = base[ia]; });
+  const Shape in_shape = t.shape();
+  autograd::record(out, "ExpandBackward0", {t}, [in_shape](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{sum_to(g, in_shape)};
+  });
+  return out;
+}
+
+template <Real T>
+Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  EMBER_CHECK(broadcast_shapes(shape, g.shape()) == g.shape(), "sum_to: shape ",
+              shape_str(g.shape()), " does not reduce to ", shape_str(shape));
+  Tensor<T> out = Tensor<T>::zeros(shape, g.device());
+  // Read `out` with broadcast strides: every g element adds into its reduced slot.
+  const Shape out_st = detail::broadcast_strides(out, g.shape());
+  T* po = out.data();
+  const T* base = g.impl().storage->data();
+  detail::for_each_pair(g.shape(), g.strides(), g.offset(), out_st, 0,
+                        [&](std::int64_t, std::int64_t ig, std::int64_t io) { po[io] += base[ig]; });
+  const Shape in_shape = g.shape();
+  autograd::record(out, "SumToBackward0", {g}, [in_shape](const Tensor<T>& gg) {
+    return std::vector<Tensor<T>>{broadcast_to(gg, in_shape)};
+  });
+  return out;
+}
+
+template <Real T>
+Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x + y; });
+  autograd::record(out, "AddBackward0", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{sum_to(g, sa), sum_to(g, sb)};
+  });
+  return out;
+}
+
+template <Real T>
+Tensor<T> neg(const Tensor<T>& a) {
+  Tensor<T> out = detail::unary_map(a, [](T x) { return -x; });
+  autograd::record(out, "NegBackward0", {a},
+                   [](const Tensor<T>& g) { return std::vector<Tensor<T>>{neg(g)}; });
+  return out;
+}
+
+template <Real T>
+Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x - y; });
+  autograd::record(out, "SubBackward0", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{sum_to(g, sa), sum_to(neg(g), sb)};
+  });
+  return out;
+}
+
+template <Real T>
+Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x * y; });
+  autograd::record(out, "MulBackward0", {a, b},
+                   [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
+                     return std::vector<Tensor<T>>{sum_to(mul(g, b), a.shape()),
+                                                   sum_to(mul(g, a), b.shape())};
+                   });
+  return out;
+}
+
+template <Real T>
+Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x / y; });
+  autograd::record(out, "DivBackward0", {a, b},
+                   [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
+                     // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+                     Tensor<T> ga = div(g, b);
+                     Tensor<T> gb = neg(div(mul(ga, a), b));
+                     return std::vector<Tensor<T>>{sum_to(ga, a.shape()), sum_to(gb, b.shape())};
+                   });
+  return out;
+}
+
+// Scalar forms: the scalar is a constant (no gradient).
+template <Real T>
+Tensor<T> add_scalar(const Tensor<T>& a, T s) {
+  Tensor<T> out = detail::unary_map(a, [s](T x) { return x + s; });
+  autograd::record(out, "AddBackward1", {a}, [](const Tensor<T>& g) { return std::vector<Tensor<T>>{g}; });
+  return out;
+}
+template <Real T>
+Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
+  Tensor<T> out = detail::unary_map(a, [s](T x) { return x * s; });
+  autograd::record(out, "MulBackward1", {a},
+                   [s](const Tensor<T>& g) { return std::vector<Tensor<T>>{mul_scalar(g, s)}; });
+  return out;
+}
+
+template <Real T>
+Tensor<T> exp(const Tensor<T>& a) {
+  Tensor<T> out = detail::unary_map(a, [](T x) { return std::exp(x); });
+  autograd::record(out, "ExpBackward0", {a}, [o = out.detach()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{mul(g, o)};
+  });
+  return out;
+}
+
+template <Real T>
+Tensor<T> log(const Tensor<T>& a) {
+  Tensor<T> out = detail::unary_map(a, [](T x) { return std::log(x); });
+  autograd::record(out, "LogBackward0", {a}, [a = a.detach()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{div(g, a)};
+  });
+  return out;
+}
+
+// a^p for a constant exponent p.
+template <Real T>
+Tensor<T> pow(const Tensor<T>& a, T p) {
+  Tensor<T> out = detail::unary_map(a, [p](T x) { return std::pow(x, p); });
+  autograd::record(out, "PowBackward0", {a}, [a = a.detach(), p](const Tensor<T>& g) {
+    Tensor<T> d = detail::unary_map(a, [p](T x) { return p * std::pow(x, p - 1); });
+    return std::vector<Tensor<T>>{mul(g, d)};
+  });
+  return out;
+}
+
+template <Real T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
+template <Real T> Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { return sub(a, b); }
+template <Real T> Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }
+template <Real T> Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) { return div(a, b); }
+template <Real T> Tensor<T> operator-(const Tensor<T>& a) { return neg(a); }
+template <Real T> Tensor<T> operator+(const Tensor<T>& a, T s) { return add_scalar(a, s); }
+template <Real T> Tensor<T> operator+(T s, const Tensor<T>& a) { return add_scalar(a, s); }
+template <Real T> Tensor<T> operator-(const Tensor<T>& a, T s) { return add_scalar(a, -s); }
+template <Real T> Tensor<T> operator-(T s, const Tensor<T>& a) { return add_scalar(neg(a), s); }
+template <Real T> Tensor<T> operator*(const Tensor<T>& a, T s) { return mul_scalar(a, s); }
+template <Real T> Tensor<T> operator*(T s, const Tensor<T>& a) { return mul_scalar(a, s); }
+template <Real T> Tensor<T> operator/(const Tensor<T>& a, T s) { return mul_scalar(a, T(1) / s); }
+
+}  // namespace ember
