@@ -1,0 +1,181 @@
+#pragma once
+// The layers of the MNIST example and their PyTorch names and printed forms.
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ember/nn/init.hpp"
+#include "ember/nn/module.hpp"
+#include "ember/ops/activation.hpp"
+#include "ember/ops/conv.hpp"
+#include "ember/ops/dropout.hpp"
+#include "ember/ops/linear.hpp"
+#include "ember/ops/pool.hpp"
+
+namespace ember::nn {
+
+class Conv2d : public Module {
+ public:
+  Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size,
+         Conv2dOptions options = {}, bool bias = true, Generator& gen = default_generator())
+      : Module("Conv2d"), in_(in_channels), out_(out_channels), kernel_(kernel_size), opt_(options) {
+    EMBER_CHECK(in_channels > 0 && out_channels > 0 && kernel_size > 0,
+                "Conv2d: channels and kernel size must be positive");
+    weight = register_parameter("weight", Tensor::empty({out_, in_, kernel_, kernel_}));
+    init::kaiming_uniform_(weight, std::sqrt(5.0), gen);
+    if (bias) {
+      this->bias = register_parameter("bias", Tensor::empty({out_}));
+      const double bound = 1.0 / std::sqrt(static_cast<double>(init::fan_in(weight)));
+      init::uniform_(this->bias, -bound, bound, gen);
+    }
+  }
+  Tensor forward(const Tensor& x) override { return conv2d(x, weight, bias, opt_); }
+  [[nodiscard]] std::string extra_repr() const override {
+    auto pair = [](std::int64_t v) { return "(" + std::to_string(v) + ", " + std::to_string(v) + ")"; };
+    std::string s = std::to_string(in_) + ", " + std::to_string(out_) + ", kernel_size=" +
+                    pair(kernel_) + ", stride=" + pair(opt_.stride);
+    if (opt_.padding != 0) s += ", padding=" + pair(opt_.padding);
+    if (opt_.dilation != 1) s += ", dilation=" + pair(opt_.dilation);
+    if (!bias.defined()) s += ", bias=False";
+    return s;
+  }
+
+  Tensor weight, bias;
+
+ private:
+  std::int64_t in_, out_, kernel_;
+  Conv2dOptions opt_;
+};
+
+class Linear : public Module {
+ public:
+  Linear(std::int64_t in_features, std::int64_t out_features, bool bias = true,
+         Generator& gen = default_generator())
+      : Module("Linear"), in_(in_features), out_(out_features) {
+    EMBER_CHECK(in_features > 0 && out_features > 0, "Linear: feature counts must be positive");
+    weight = register_parameter("weight", Tensor::empty({out_, in_}));
+    init::kaiming_uniform_(weight, std::sqrt(5.0), gen);
+    if (bias) {
+      this->bias = register_parameter("bias", Tensor::empty({out_}));
+      const double bound = 1.0 / std::sqrt(static_cast<double>(in_));
+      init::uniform_(this->bias, -bound, bound, gen);
+    }
+  }
+  Tensor forward(const Tensor& x) override { return linear(x, weight, bias); }
+  [[nodiscard]] std::string extra_repr() const override {
+    return "in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
+           ", bias=" + (bias.defined() ? "True" : "False");
+  }
+
+  Tensor weight, bias;
+
+ private:
+  std::int64_t in_, out_;
+};
+
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5, Generator& gen = default_generator())
+      : Module("Dropout"), p_(p), gen_(&gen) {
+    detail::check_p(p);
+  }
+  Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), *gen_); }
+  [[nodiscard]] std::string extra_repr() const override { return "p=" + fmt(p_) + ", inplace=False"; }
+
+ private:
+  static std::string fmt(double p) {
+    std::string s = std::to_string(p);
+    while (s.size() > 3 && s.back() == '0') s.pop_back();
+    return s;
+  }
+  double p_;
+  Generator* gen_;
+  friend class Dropout2d;
+};
+
+class Dropout2d : public Module {
+ public:
+  explicit Dropout2d(double p = 0.5, Generator& gen = default_generator())
+      : Module("Dropout2d"), p_(p), gen_(&gen) {
+    detail::check_p(p);
+  }
+  Tensor forward(const Tensor& x) override { return dropout2d(x, p_, is_training(), *gen_); }
+  [[nodiscard]] std::string extra_repr() const override {
+    return "p=" + Dropout::fmt(p_) + ", inplace=False";
+  }
+
+ private:
+  double p_;
+  Generator* gen_;
+};
+
+class ReLU : public Module {
+ public:
+  ReLU() : Module("ReLU") {}
+  Tensor forward(const Tensor& x) override { return relu(x); }
+};
+
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(std::int64_t kernel, std::int64_t stride = 0, std::int64_t padding = 0)
+      : Module("MaxPool2d"), kernel_(kernel), stride_(stride == 0 ? kernel : stride), padding_(padding) {}
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
+  [[nodiscard]] std::string extra_repr() const override {
+    return "kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
+           ", padding=" + std::to_string(padding_) + ", dilation=1, ceil_mode=False";
+  }
+
+ private:
+  std::int64_t kernel_, stride_, padding_;
+};
+
+class Flatten : public Module {
+ public:
+  explicit Flatten(std::int64_t start_dim = 1, std::int64_t end_dim = -1)
+      : Module("Flatten"), start_(start_dim), end_(end_dim) {}
+  Tensor forward(const Tensor& x) override { return x.flatten(start_, end_); }
+  [[nodiscard]] std::string extra_repr() const override {
+    return "start_dim=" + std::to_string(start_) + ", end_dim=" + std::to_string(end_);
+  }
+
+ private:
+  std::int64_t start_, end_;
+};
+
+class LogSoftmax : public Module {
+ public:
+  explicit LogSoftmax(std::int64_t dim = 1) : Module("LogSoftmax"), dim_(dim) {}
+  Tensor forward(const Tensor& x) override { return log_softmax(x, dim_); }
+  [[nodiscard]] std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
+
+ private:
+  std::int64_t dim_;
+};
+
+// Runs its children in order; they are named "0", "1", ... as in PyTorch.
+class Sequential : public Module {
+ public:
+  Sequential() : Module("Sequential") {}
+  Sequential(std::initializer_list<std::shared_ptr<Module>> modules) : Sequential() {
+    for (auto& m : modules) push_back(m);
+  }
+  void push_back(std::shared_ptr<Module> m) {
+    register_module(std::to_string(named_children().size()), std::move(m));
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor h = x;
+    for (auto& [name, m] : named_children()) h = m->forward(h);
+    return h;
+  }
+  [[nodiscard]] std::size_t size() const { return named_children().size(); }
+  [[nodiscard]] std::shared_ptr<Module> operator[](std::size_t i) const {
+    EMBER_CHECK(i < size(), "Sequential: index ", i, " out of range (size ", size(), ")");
+    return named_children()[i].second;
+  }
+};
+
+}  // namespace ember::nn

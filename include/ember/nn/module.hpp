@@ -1,0 +1,200 @@
+#pragma once
+// nn::Module: a tree of modules owning named parameters and buffers, as in PyTorch.
+// Names are dotted paths ("conv1.weight"), in registration order, so a state_dict moves
+// between ember and PyTorch unchanged.
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/core/tensor.hpp"
+
+namespace ember::nn {
+
+using Tensor = ember::Tensor<float>;
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Module {
+ public:
+  explicit Module(std::string type_name = "Module") : type_name_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // The module's computation. Modules without a single-input forward leave this alone.
+  virtual Tensor forward(const Tensor& x) {
+    (void)x;
+    throw Error(type_name_ + " does not define forward(x)");
+  }
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  // ---- registration -------------------------------------------------------------------
+  // Returns the handle (shared with the module) for the caller to keep as a member.
+  Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true) {
+    check_new_name(name);
+    if (requires_grad) t.requires_grad_(true);
+    params_.emplace_back(name, t);
+    return t;
+  }
+  Tensor register_buffer(const std::string& name, Tensor t) {
+    check_new_name(name);
+    buffers_.emplace_back(name, t);
+    return t;
+  }
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    check_new_name(name);
+    EMBER_CHECK(m != nullptr, "register_module('", name, "'): null module");
+    children_.emplace_back(name, m);
+    return m;
+  }
+
+  // ---- traversal ----------------------------------------------------------------------
+  [[nodiscard]] NamedTensors named_parameters(bool recurse = true) const {
+    NamedTensors out;
+    collect(out, "", recurse, false);
+    return out;
+  }
+  [[nodiscard]] std::vector<Tensor> parameters(bool recurse = true) const {
+    std::vector<Tensor> out;
+    for (auto& [n, t] : named_parameters(recurse)) out.push_back(t);
+    return out;
+  }
+  [[nodiscard]] NamedTensors named_buffers(bool recurse = true) const {
+    NamedTensors out;
+    collect(out, "", recurse, true);
+    return out;
+  }
+  [[nodiscard]] const std::vector<std::pair<std::string, std::shared_ptr<Module>>>&
+  named_children() const {
+    return children_;
+  }
+  [[nodiscard]] std::int64_t num_parameters() const {
+    std::int64_t n = 0;
+    for (auto& [name, t] : named_parameters()) n += t.numel();
+    return n;
+  }
+
+  // ---- modes ----------------------------------------------------------------------------
+  void train(bool on = true) {
+    training_ = on;
+    for (auto& [n, c] : children_) c->train(on);
+  }
+  void eval() { train(false); }
+  [[nodiscard]] bool is_training() const { return training_; }
+
+  // Drops (or zeroes) every parameter's gradient.
+  void zero_grad(bool set_to_none = true) {
+    for (auto& t : parameters()) t.zero_grad(set_to_none);
+  }
+
+  // ---- state ----------------------------------------------------------------------------
+  // Parameters, then buffers, of every module in registration order (as PyTorch orders
+  // them module by module). The tensors share storage with the module.
+  [[nodiscard]] NamedTensors state_dict() const {
+    NamedTensors out;
+    collect_state(out, "");
+    return out;
+  }
+
+  // Copies values into the module's tensors. strict: every key must match both ways.
+  // Shapes must always match. Nothing is changed when any check fails.
+  void load_state_dict(const NamedTensors& state, bool strict = true) {
+    NamedTensors own = state_dict();
+    std::set<std::string> given;
+    for (auto& [name, t] : state) {
+      EMBER_CHECK(given.insert(name).second, "load_state_dict: duplicate key '", name, "'");
+    }
+    std::vector<std::string> missing, unexpected;
+    std::vector<std::pair<Tensor, Tensor>> copies;
+    for (auto& [name, dst] : own) {
+      auto it = std::find_if(state.begin(), state.end(), [&](auto& e) { return e.first == name; });
+      if (it == state.end()) {
+        missing.push_back(name);
+        continue;
+      }
+      EMBER_CHECK(it->second.shape() == dst.shape(), "load_state_dict: size mismatch for '", name,
+                  "': the file has shape ", shape_str(it->second.shape()),
+                  ", the module has shape ", shape_str(dst.shape()));
+      copies.emplace_back(dst, it->second);
+    }
+    for (auto& [name, t] : state)
+      if (std::none_of(own.begin(), own.end(), [&](auto& e) { return e.first == name; }))
+        unexpected.push_back(name);
+    if (strict && (!missing.empty() || !unexpected.empty())) {
+      std::ostringstream os;
+      os << "load_state_dict: error(s) in loading state_dict for " << type_name_ << ":";
+      if (!missing.empty()) os << " missing key(s): " << join(missing) << ".";
+      if (!unexpected.empty()) os << " unexpected key(s): " << join(unexpected) << ".";
+      throw Error(os.str());
+    }
+    NoGradGuard guard;
+    for (auto& [dst, src] : copies) dst.copy_(src);
+  }
+
+  // ---- printing -------------------------------------------------------------------------
+  [[nodiscard]] const std::string& type_name() const { return type_name_; }
+  // The text inside the parentheses of this module's line, e.g. "1, 32, kernel_size=(3, 3)".
+  [[nodiscard]] virtual std::string extra_repr() const { return ""; }
+  void print(std::ostream& os, int indent = 0) const {
+    os << type_name_ << '(' << extra_repr();
+    if (!children_.empty()) {
+      os << '\n';
+      for (auto& [name, c] : children_) {
+        os << std::string(static_cast<std::size_t>(indent + 2), ' ') << '(' << name << "): ";
+        c->print(os, indent + 2);
+        os << '\n';
+      }
+      os << std::string(static_cast<std::size_t>(indent), ' ');
+    }
+    os << ')';
+  }
+
+ protected:
+  void set_type_name(std::string n) { type_name_ = std::move(n); }
+
+ private:
+  void check_new_name(const std::string& name) const {
+    EMBER_CHECK(!name.empty() && name.find('.') == std::string::npos, "invalid name '", name,
+                "': names must be non-empty and contain no '.'");
+    auto taken = [&](const auto& list) {
+      return std::any_of(list.begin(), list.end(), [&](auto& e) { return e.first == name; });
+    };
+    EMBER_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), "name '", name,
+                "' is already registered in ", type_name_);
+  }
+  void collect(NamedTensors& out, const std::string& prefix, bool recurse, bool buffers) const {
+    for (auto& [n, t] : buffers ? buffers_ : params_) out.emplace_back(prefix + n, t);
+    if (recurse)
+      for (auto& [n, c] : children_) c->collect(out, prefix + n + ".", true, buffers);
+  }
+  void collect_state(NamedTensors& out, const std::string& prefix) const {
+    for (auto& [n, t] : params_) out.emplace_back(prefix + n, t);
+    for (auto& [n, t] : buffers_) out.emplace_back(prefix + n, t);
+    for (auto& [n, c] : children_) c->collect_state(out, prefix + n + ".");
+  }
+  static std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (auto& x : v) s += (s.empty() ? "\"" : ", \"") + x + "\"";
+    return s;
+  }
+
+  std::string type_name_;
+  bool training_ = true;
+  NamedTensors params_, buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const Module& m) {
+  m.print(os);
+  return os;
+}
+
+}  // namespace ember::nn

@@ -1,0 +1,112 @@
+#pragma once
+// SGD with PyTorch's exact update rule (torch.optim.SGD):
+//   g = grad + weight_decay * p
+//   if momentum != 0:
+//     buf = g                                   on the first step
+//     buf = momentum * buf + (1 - dampening) * g  afterwards
+//     g = g + momentum * buf   if nesterov,  else  g = buf
+//   p = p - lr * g
+// Parameters without a gradient are skipped, as in PyTorch.
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "ember/core/parallel.hpp"
+#include "ember/core/tensor.hpp"
+
+namespace ember::optim {
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+class SGD {
+ public:
+  SGD(std::vector<Tensor<float>> params, SGDOptions options)
+      : params_(std::move(params)), options_(options), momentum_(params_.size()) {
+    EMBER_CHECK(options.lr >= 0, "SGD: invalid learning rate ", options.lr);
+    EMBER_CHECK(options.momentum >= 0, "SGD: invalid momentum ", options.momentum);
+    EMBER_CHECK(options.weight_decay >= 0, "SGD: invalid weight_decay ", options.weight_decay);
+    EMBER_CHECK(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
+                "SGD: nesterov momentum requires a momentum and zero dampening");
+    for (auto& p : params_)
+      EMBER_CHECK(p.is_leaf() && p.is_contiguous(), "SGD: parameters must be contiguous leaves");
+  }
+
+  void step() {
+    const auto lr = static_cast<float>(options_.lr), mom = static_cast<float>(options_.momentum);
+    const auto damp = static_cast<float>(1.0 - options_.dampening);
+    const auto wd = static_cast<float>(options_.weight_decay);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      Tensor<float>& p = params_[k];
+      const Tensor<float> grad = p.grad();
+      if (!grad.defined()) continue;
+      const bool first = mom != 0 && !momentum_[k].defined();
+      if (first) momentum_[k] = Tensor<float>::empty(p.shape());
+      float* pp = p.data();
+      const float* pg = grad.data();
+      float* pb = mom != 0 ? momentum_[k].data() : nullptr;
+      const bool nesterov = options_.nesterov;
+      parallel_for(0, p.numel(), 1 << 16, [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t i = lo; i < hi; ++i) {
+          float g = pg[i];
+          if (wd != 0) g += wd * pp[i];
+          if (pb != nullptr) {
+            pb[i] = first ? g : mom * pb[i] + damp * g;
+            g = nesterov ? g + mom * pb[i] : pb[i];
+          }
+          pp[i] -= lr * g;
+        }
+      });
+    }
+    ++steps_;
+  }
+
+  // Drops (set_to_none) or zeroes every parameter's gradient.
+  void zero_grad(bool set_to_none = true) {
+    for (auto& p : params_) p.zero_grad(set_to_none);
+  }
+
+  [[nodiscard]] double lr() const { return options_.lr; }
+  void set_lr(double lr) { options_.lr = lr; }
+  [[nodiscard]] const SGDOptions& options() const { return options_; }
+  [[nodiscard]] const std::vector<Tensor<float>>& params() const { return params_; }
+  // One momentum buffer per parameter (undefined until that parameter's first step).
+  [[nodiscard]] std::vector<Tensor<float>>& momentum_buffers() { return momentum_; }
+  [[nodiscard]] std::int64_t steps() const { return steps_; }
+
+ private:
+  std::vector<Tensor<float>> params_;
+  SGDOptions options_;
+  std::vector<Tensor<float>> momentum_;
+  std::int64_t steps_ = 0;
+};
+
+// StepLR: lr = base_lr * gamma^(epoch / step_size), updated by step() once per epoch.
+class StepLR {
+ public:
+  StepLR(SGD& opt, std::int64_t step_size, double gamma = 0.1)
+      : opt_(&opt), base_lr_(opt.lr()), step_size_(step_size), gamma_(gamma) {
+    EMBER_CHECK(step_size > 0, "StepLR: step_size must be positive");
+  }
+  void step() {
+    ++epoch_;
+    opt_->set_lr(base_lr_ * std::pow(gamma_, static_cast<double>(epoch_ / step_size_)));
+  }
+  [[nodiscard]] double get_last_lr() const { return opt_->lr(); }
+  [[nodiscard]] std::int64_t last_epoch() const { return epoch_; }
+
+ private:
+  SGD* opt_;
+  double base_lr_;
+  std::int64_t step_size_;
+  double gamma_;
+  std::int64_t epoch_ = 0;
+};
+
+}  // namespace ember::optim
