@@ -25,3 +25,8 @@
 #include "ember/nn/layers.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/optim/sgd.hpp"
+#include "ember/data/dataloader.hpp"
+#include "ember/data/idx.hpp"
+#include "ember/data/mnist.hpp"
+#include "ember/io/safetensors.hpp"
+#include "ember/io/state_dict.hpp"

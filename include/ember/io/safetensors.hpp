@@ -118,11 +118,14 @@ inline std::optional<std::uint64_t> byte_size_of(const std::vector<std::int64_t>
 }
 
 inline std::string shape_string(const std::vector<std::int64_t>& shape) {
+  // JSON form, no spaces: [2,3]
   std::string out = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
-    out += (i ? "," : "") + std::to_string(shape[i]);
+    if (i) out += ',';
+    out += std::to_string(shape[i]);
   }
-  return out + "]";
+  out += ']';
+  return out;
 }
 
 // One tensor entry, the reader positioned at its value.

@@ -1,0 +1,135 @@
+#pragma once
+// DataLoader: batches of normalised float images (B, 1, H, W) and int64 labels (B) from a
+// Subset, with a seeded shuffle per epoch, drop_last, and the next batch prepared on a
+// background thread while the current one trains.
+
+#include <cstdint>
+#include <future>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "ember/core/random.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/data/mnist.hpp"
+
+namespace ember::data {
+
+struct Batch {
+  Tensor<float> images;         // (B, 1, H, W), (pixel / 255 - mean) / std
+  Tensor<std::int64_t> labels;  // (B)
+};
+
+struct DataLoaderOptions {
+  std::int64_t batch_size = 64;
+  bool shuffle = false;
+  bool drop_last = false;
+  std::uint64_t seed = 0;  // of the shuffle's own generator
+  float mean = 0.5f, std = 0.5f;
+  bool prefetch = true;  // prepare the next batch on a background thread
+};
+
+class DataLoader {
+ public:
+  DataLoader(Subset data, DataLoaderOptions options)
+      : data_(std::move(data)), options_(options), gen_(options.seed) {
+    EMBER_CHECK(options.batch_size > 0, "DataLoader: batch_size must be positive");
+    EMBER_CHECK(options.std > 0, "DataLoader: std must be positive");
+    EMBER_CHECK(data_.dataset != nullptr, "DataLoader: no dataset");
+  }
+
+  [[nodiscard]] std::int64_t size() const { return data_.size(); }
+  [[nodiscard]] std::int64_t num_batches() const {
+    const std::int64_t n = data_.size(), b = options_.batch_size;
+    return options_.drop_last ? n / b : (n + b - 1) / b;
+  }
+  [[nodiscard]] const DataLoaderOptions& options() const { return options_; }
+  // The shuffle generator, whose offset is part of a resumable training state.
+  [[nodiscard]] Generator& generator() { return gen_; }
+
+  // One pass over the data: for (const Batch& b : loader.epoch()) ...
+  class Epoch {
+   public:
+    class Iterator {
+     public:
+      using value_type = Batch;
+      using difference_type = std::ptrdiff_t;
+      Iterator(Epoch* e, std::int64_t i) : e_(e), i_(i) {}
+      const Batch& operator*() const { return e_->current_; }
+      Iterator& operator++() {
+        ++i_;
+        e_->advance(i_);
+        return *this;
+      }
+      bool operator==(const Iterator& o) const { return i_ == o.i_; }
+
+     private:
+      Epoch* e_;
+      std::int64_t i_;
+    };
+
+    Epoch(const DataLoader* loader, std::vector<std::int64_t> order)
+        : loader_(loader), order_(std::move(order)) {}
+    Epoch(const Epoch&) = delete;
+    Epoch& operator=(const Epoch&) = delete;
+    ~Epoch() {
+      if (next_.valid()) next_.wait();
+    }
+    Iterator begin() {
+      advance(0);
+      return {this, 0};
+    }
+    Iterator end() { return {this, loader_->num_batches()}; }
+
+   private:
+    void advance(std::int64_t i) {
+      const std::int64_t n = loader_->num_batches();
+      if (i >= n) return;
+      current_ = next_.valid() ? next_.get() : loader_->make_batch(order_, i);
+      if (loader_->options_.prefetch && i + 1 < n)
+        next_ = std::async(std::launch::async, [this, i] { return loader_->make_batch(order_, i + 1); });
+    }
+    const DataLoader* loader_;
+    std::vector<std::int64_t> order_;
+    Batch current_;
+    std::future<Batch> next_;
+  };
+
+  // Starts an epoch: draws this epoch's order from the shuffle generator when shuffling.
+  [[nodiscard]] Epoch epoch() {
+    std::vector<std::int64_t> order =
+        options_.shuffle ? random_permutation(data_.size(), gen_) : std::vector<std::int64_t>{};
+    if (!options_.shuffle) {
+      order.resize(static_cast<std::size_t>(data_.size()));
+      std::iota(order.begin(), order.end(), 0);
+    }
+    return Epoch(this, std::move(order));
+  }
+
+  // Batch i of an epoch with the given order (positions into the subset).
+  [[nodiscard]] Batch make_batch(const std::vector<std::int64_t>& order, std::int64_t i) const {
+    const std::int64_t n = data_.size(), bs = options_.batch_size;
+    const std::int64_t start = i * bs, count = std::min(bs, n - start);
+    EMBER_CHECK(start >= 0 && count > 0, "DataLoader: batch ", i, " out of range");
+    const ImageDataset& d = *data_.dataset;
+    const std::int64_t h = d.images.size(1), w = d.images.size(2), hw = h * w;
+    Batch b{Tensor<float>::empty({count, 1, h, w}), Tensor<std::int64_t>::empty({count})};
+    const float scale = 1.0f / (255.0f * options_.std), shift = options_.mean / options_.std;
+    const std::uint8_t* pixels = d.images.data();
+    float* out = b.images.data();
+    for (std::int64_t k = 0; k < count; ++k) {
+      const std::int64_t s = data_.indices[static_cast<std::size_t>(order[static_cast<std::size_t>(start + k)])];
+      const std::uint8_t* src = pixels + s * hw;
+      for (std::int64_t j = 0; j < hw; ++j) out[k * hw + j] = static_cast<float>(src[j]) * scale - shift;
+      b.labels.data()[k] = d.labels.data()[s];
+    }
+    return b;
+  }
+
+ private:
+  Subset data_;
+  DataLoaderOptions options_;
+  Generator gen_;
+};
+
+}  // namespace ember::data

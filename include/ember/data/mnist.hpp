@@ -1,0 +1,124 @@
+#pragma once
+// Image-classification datasets: pixels kept as uint8 (N, H, W) with int64 labels (N),
+// MNIST's four IDX files, and random_split for a validation set.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ember/core/random.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/data/idx.hpp"
+
+namespace ember::data {
+
+// Raw images and labels; normalisation happens when a batch is made.
+struct ImageDataset {
+  Tensor<std::uint8_t> images;  // (N, H, W)
+  Tensor<std::int64_t> labels;  // (N)
+  std::int64_t num_classes = 10;
+
+  [[nodiscard]] std::int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+};
+
+// A view of some of a dataset's samples, by index.
+struct Subset {
+  std::shared_ptr<const ImageDataset> dataset;
+  std::vector<std::int64_t> indices;
+
+  [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(indices.size()); }
+  // Every sample of `d`, in order.
+  [[nodiscard]] static Subset all(std::shared_ptr<const ImageDataset> d) {
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(d->size()));
+    std::iota(idx.begin(), idx.end(), 0);
+    return {std::move(d), std::move(idx)};
+  }
+};
+
+// Fisher-Yates shuffle of [0, n) drawn from `gen`.
+inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& gen) {
+  std::vector<std::int64_t> p(static_cast<std::size_t>(n));
+  std::iota(p.begin(), p.end(), 0);
+  for (std::int64_t i = n - 1; i > 0; --i)
+    std::swap(p[static_cast<std::size_t>(i)],
+              p[static_cast<std::size_t>(gen.below(static_cast<std::uint64_t>(i) + 1))]);
+  return p;
+}
+
+// Splits a dataset into disjoint random subsets of the given lengths (which must add up to
+// its size), like torch.utils.data.random_split.
+inline std::vector<Subset> random_split(const std::shared_ptr<const ImageDataset>& d,
+                                        const std::vector<std::int64_t>& lengths,
+                                        Generator& gen) {
+  std::int64_t total = 0;
+  for (auto l : lengths) {
+    EMBER_CHECK(l >= 0, "random_split: negative length ", l);
+    total += l;
+  }
+  EMBER_CHECK(total == d->size(), "random_split: lengths add up to ", total,
+              " but the dataset has ", d->size(), " samples");
+  const auto perm = random_permutation(d->size(), gen);
+  std::vector<Subset> out;
+  std::int64_t start = 0;
+  for (auto l : lengths) {
+    out.push_back({d, std::vector<std::int64_t>(perm.begin() + start, perm.begin() + start + l)});
+    start += l;
+  }
+  return out;
+}
+
+namespace detail {
+// dir/name, or dir/name.gz when only the compressed file exists.
+inline std::string find_idx_file(const std::string& dir, const std::string& name) {
+  namespace fs = std::filesystem;
+  for (const std::string& candidate : {name + ".gz", name}) {
+    const fs::path p = fs::path(dir) / candidate;
+    if (fs::exists(p)) return p.string();
+  }
+  throw Error("MNIST file '" + name + "(.gz)' not found in '" + dir +
+              "' (download it with scripts/get_mnist.sh, or pass --data DIR / set EMBER_DATA)");
+}
+}  // namespace detail
+
+// Reads an images IDX file (N, H, W) and a labels IDX file (N) into an ImageDataset,
+// checking that they agree and that every label is below num_classes.
+inline ImageDataset load_idx_dataset(const std::string& images_path,
+                                     const std::string& labels_path,
+                                     std::int64_t num_classes = 10) {
+  std::vector<std::int64_t> idims, ldims;
+  std::vector<std::uint8_t> pixels = read_idx_u8(images_path, idims);
+  std::vector<std::uint8_t> labels = read_idx_u8(labels_path, ldims);
+  EMBER_CHECK(idims.size() == 3, "IDX file '", images_path, "': expected 3 dimensions (N, H, W), got ",
+              idims.size());
+  EMBER_CHECK(ldims.size() == 1, "IDX file '", labels_path, "': expected 1 dimension (N), got ",
+              ldims.size());
+  EMBER_CHECK(idims[0] == ldims[0], "'", images_path, "' holds ", idims[0], " images but '",
+              labels_path, "' holds ", ldims[0], " labels");
+  ImageDataset d;
+  d.num_classes = num_classes;
+  d.images = Tensor<std::uint8_t>::empty({idims[0], idims[1], idims[2]});
+  std::copy(pixels.begin(), pixels.end(), d.images.data());
+  d.labels = Tensor<std::int64_t>::empty({ldims[0]});
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    EMBER_CHECK(labels[i] < num_classes, "IDX file '", labels_path, "': label ", int(labels[i]),
+                " at index ", i, " is not below ", num_classes);
+    d.labels.data()[i] = labels[i];
+  }
+  return d;
+}
+
+enum class Split { train, test };
+
+// MNIST (or Fashion-MNIST, same files) from `dir`: train-images-idx3-ubyte(.gz) and friends.
+inline std::shared_ptr<const ImageDataset> load_mnist(const std::string& dir, Split split) {
+  const std::string prefix = split == Split::train ? "train" : "t10k";
+  return std::make_shared<const ImageDataset>(
+      load_idx_dataset(detail::find_idx_file(dir, prefix + "-images-idx3-ubyte"),
+                       detail::find_idx_file(dir, prefix + "-labels-idx1-ubyte")));
+}
+
+}  // namespace ember::data
