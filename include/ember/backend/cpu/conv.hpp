@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "ember/backend/cpu/gemm.hpp"
@@ -40,6 +41,18 @@ T* scratch(std::size_t n, int slot = 0) {
 }
 }  // namespace detail
 
+// The output columns [lo, hi) whose input column ow * stride + off lies inside the image.
+inline std::pair<std::int64_t, std::int64_t> valid_range(const Conv2dParams& p, std::int64_t off,
+                                                         std::int64_t q) {
+  // ow * stride + off >= 0  <=>  ow >= ceil(-off / stride)
+  std::int64_t lo = off >= 0 ? 0 : (-off + p.stride_w - 1) / p.stride_w;
+  // ow * stride + off < w   <=>  ow <= (w - 1 - off) / stride
+  std::int64_t hi = p.w - 1 - off < 0 ? 0 : (p.w - 1 - off) / p.stride_w + 1;
+  lo = std::min(lo, q);
+  hi = std::clamp(hi, lo, q);
+  return {lo, hi};
+}
+
 // col (CRS, PQ) <- x_n (C, H, W)
 template <class T>
 void im2col(const Conv2dParams& p, const T* x, T* col) {
@@ -57,10 +70,12 @@ void im2col(const Conv2dParams& p, const T* x, T* col) {
           }
           const T* src = x + (c * p.h + ih) * p.w;
           const std::int64_t off = j * p.dil_w - p.pad_w;
-          for (std::int64_t ow = 0; ow < Q; ++ow) {
-            const std::int64_t iw = ow * p.stride_w + off;
-            dst[ow] = iw >= 0 && iw < p.w ? src[iw] : T(0);
-          }
+          const auto [lo, hi] = valid_range(p, off, Q);
+          std::fill(dst, dst + lo, T(0));
+          if (p.stride_w == 1) std::copy(src + lo + off, src + hi + off, dst + lo);
+          else
+            for (std::int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * p.stride_w + off];
+          std::fill(dst + hi, dst + Q, T(0));
         }
       }
 }
@@ -79,9 +94,13 @@ void col2im(const Conv2dParams& p, const T* col, T* x) {
           T* dst = x + (c * p.h + ih) * p.w;
           const T* src = row + oh * Q;
           const std::int64_t off = j * p.dil_w - p.pad_w;
-          for (std::int64_t ow = 0; ow < Q; ++ow) {
-            const std::int64_t iw = ow * p.stride_w + off;
-            if (iw >= 0 && iw < p.w) dst[iw] += src[ow];
+          const auto [lo, hi] = valid_range(p, off, Q);
+          if (p.stride_w == 1) {
+            T* __restrict d = dst + off;
+            const T* __restrict s = src;
+            for (std::int64_t ow = lo; ow < hi; ++ow) d[ow] += s[ow];
+          } else {
+            for (std::int64_t ow = lo; ow < hi; ++ow) dst[ow * p.stride_w + off] += src[ow];
           }
         }
       }
