@@ -44,8 +44,11 @@ class SGD {
     const auto wd = static_cast<float>(options_.weight_decay);
     for (std::size_t k = 0; k < params_.size(); ++k) {
       Tensor<float>& p = params_[k];
-      const Tensor<float> grad = p.grad();
+      Tensor<float> grad = p.grad();
       if (!grad.defined()) continue;
+      EMBER_CHECK(grad.shape() == p.shape(), "SGD: gradient of shape ", shape_str(grad.shape()),
+                  " for a parameter of shape ", shape_str(p.shape()));
+      grad = grad.contiguous();  // a gradient set by set_grad() may be any view
       const bool first = mom != 0 && !momentum_[k].defined();
       if (first) momentum_[k] = Tensor<float>::empty(p.shape());
       float* pp = p.data();
