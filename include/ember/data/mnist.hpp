@@ -116,9 +116,9 @@ enum class Split { train, test };
 // MNIST (or Fashion-MNIST, same files) from `dir`: train-images-idx3-ubyte(.gz) and friends.
 inline std::shared_ptr<const ImageDataset> load_mnist(const std::string& dir, Split split) {
   const std::string prefix = split == Split::train ? "train" : "t10k";
-  return std::make_shared<const ImageDataset>(
-      load_idx_dataset(detail::find_idx_file(dir, prefix + "-images-idx3-ubyte"),
-                       detail::find_idx_file(dir, prefix + "-labels-idx1-ubyte")));
+  const std::string images = detail::find_idx_file(dir, prefix + "-images-idx3-ubyte");
+  const std::string labels = detail::find_idx_file(dir, prefix + "-labels-idx1-ubyte");
+  return std::make_shared<const ImageDataset>(load_idx_dataset(images, labels));
 }
 
 }  // namespace ember::data

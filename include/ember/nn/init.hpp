@@ -13,20 +13,20 @@ namespace ember::nn::init {
 
 // fan_in of a weight (out, in, *kernel): in * prod(kernel).
 template <Real T>
-std::int64_t fan_in(const Tensor<T>& w) {
+std::int64_t fan_in(const ember::Tensor<T>& w) {
   EMBER_CHECK(w.dim() >= 2, "fan_in needs a tensor of rank >= 2, got ", shape_str(w.shape()));
   return w.numel() / w.size(0);
 }
 
 template <Real T>
-void uniform_(Tensor<T>& t, double low, double high, Generator& gen = default_generator()) {
+void uniform_(ember::Tensor<T>& t, double low, double high, Generator& gen = default_generator()) {
   NoGradGuard guard;
-  t.copy_(Tensor<T>::uniform(t.shape(), low, high, gen));
+  t.copy_(ember::Tensor<T>::uniform(t.shape(), low, high, gen));
 }
 
 // gain = sqrt(2 / (1 + a^2)), bound = gain * sqrt(3 / fan_in)
 template <Real T>
-void kaiming_uniform_(Tensor<T>& w, double a = 0.0, Generator& gen = default_generator()) {
+void kaiming_uniform_(ember::Tensor<T>& w, double a = 0.0, Generator& gen = default_generator()) {
   const double gain = std::sqrt(2.0 / (1.0 + a * a));
   const double bound = gain * std::sqrt(3.0 / static_cast<double>(fan_in(w)));
   uniform_(w, -bound, bound, gen);

@@ -1,0 +1,124 @@
+// Tests for ember/io/state_dict.hpp: models saved and loaded through safetensors keep
+// their names and values; F64 files load into float modules; corrupt or mismatched model
+// files give clear errors and leave the module untouched.
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "ember/io/state_dict.hpp"
+#include "ember/models/mnist_net.hpp"
+#include "ember/nn/layers.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ember;
+
+fs::path temp_file(const std::string& name) {
+  const char* env = std::getenv("EMBER_TEST_TMP");
+  const fs::path dir = (env != nullptr ? fs::path(env) : fs::temp_directory_path()) / "state_dict";
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+bool same_parameters(const nn::Module& a, const nn::Module& b) {
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  if (pa.size() != pb.size()) return false;
+  for (std::size_t i = 0; i < pa.size(); ++i)
+    if (pa[i].first != pb[i].first || pa[i].second.to_vector() != pb[i].second.to_vector()) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("a saved MnistNet loads back bit for bit with PyTorch's names", "[io]") {
+  Generator g1(1), g2(2);
+  models::MnistNet a(g1), b(g2);
+  REQUIRE_FALSE(same_parameters(a, b));
+  const std::string path = temp_file("net.safetensors").string();
+  io::save(a, path, {{"format", "pt"}});
+  const io::SafetensorsFile raw = io::load_safetensors(path);
+  CHECK(raw.metadata.at("format") == "pt");
+  CHECK(raw.tensors.at("fc1.weight").dtype == "F32");
+  CHECK(raw.tensors.at("fc1.weight").shape == std::vector<std::int64_t>{128, 9216});
+  CHECK(raw.tensors.size() == 8);
+  io::load(b, path);
+  CHECK(same_parameters(a, b));
+}
+
+TEST_CASE("F64 files load into float modules", "[io]") {
+  nn::Linear lin(3, 2);
+  io::SafetensorsFile f;
+  auto w = Tensor<double>::from_list({0.5, -1.25, 2.0, 3.0, 0.0, -0.5}, {2, 3});
+  auto b = Tensor<double>::from_list({1.0, 2.0});
+  f.tensors["weight"] = io::to_record(w);
+  f.tensors["bias"] = io::to_record(b);
+  const std::string path = temp_file("f64.safetensors").string();
+  io::save_safetensors(path, f);
+  io::load(lin, path);
+  CHECK(lin.weight.to_vector() == std::vector<float>{0.5f, -1.25f, 2.0f, 3.0f, 0.0f, -0.5f});
+  CHECK(lin.bias.to_vector() == std::vector<float>{1.0f, 2.0f});
+}
+
+TEST_CASE("bad model files give clear errors and change nothing", "[io]") {
+  nn::Linear lin(3, 2);
+  const auto before = lin.weight.to_vector();
+  auto save = [](const std::string& name, const io::SafetensorsFile& f) {
+    const std::string path = temp_file(name).string();
+    io::save_safetensors(path, f);
+    return path;
+  };
+  const auto w = io::to_record(Tensor<float>::ones({2, 3}));
+  const auto bias = io::to_record(Tensor<float>::ones({2}));
+
+  SECTION("missing key") {
+    io::SafetensorsFile f;
+    f.tensors["weight"] = w;
+    CHECK_THROWS_WITH(io::load(lin, save("missing.safetensors", f)),
+                      Catch::Contains("missing key(s): \"bias\""));
+  }
+  SECTION("unexpected key") {
+    io::SafetensorsFile f;
+    f.tensors["weight"] = w;
+    f.tensors["bias"] = bias;
+    f.tensors["extra"] = bias;
+    CHECK_THROWS_WITH(io::load(lin, save("extra.safetensors", f)),
+                      Catch::Contains("unexpected key(s): \"extra\""));
+  }
+  SECTION("wrong shape") {
+    io::SafetensorsFile f;
+    f.tensors["weight"] = io::to_record(Tensor<float>::ones({3, 2}));
+    f.tensors["bias"] = bias;
+    CHECK_THROWS_WITH(io::load(lin, save("shape.safetensors", f)),
+                      Catch::Contains("size mismatch for 'weight'") && Catch::Contains("[3, 2]"));
+  }
+  SECTION("wrong dtype") {
+    io::SafetensorsFile f;
+    f.tensors["weight"] = io::to_record(Tensor<std::int64_t>::ones({2, 3}));
+    f.tensors["bias"] = bias;
+    CHECK_THROWS_WITH(io::load(lin, save("dtype.safetensors", f)),
+                      Catch::Contains("'weight' has dtype I64, which cannot be read as F32"));
+  }
+  SECTION("truncated header") {
+    const std::string path = temp_file("trunc.safetensors").string();
+    std::ofstream(path, std::ios::binary) << "abc";
+    CHECK_THROWS_AS(io::load(lin, path), Error);
+  }
+  SECTION("header length past the end of the file") {
+    const std::string path = temp_file("past.safetensors").string();
+    std::ofstream out(path, std::ios::binary);
+    const unsigned char len[8] = {0xff, 0x00, 0x00, 0x00, 0, 0, 0, 0};
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out << "{}";
+    out.close();
+    CHECK_THROWS_WITH(io::load(lin, path), Catch::Contains("past.safetensors"));
+  }
+  SECTION("missing file") {
+    CHECK_THROWS_WITH(io::load(lin, temp_file("none.safetensors").string()),
+                      Catch::Contains("none.safetensors"));
+  }
+  CHECK(lin.weight.to_vector() == before);
+}
