@@ -48,9 +48,18 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
               shape_str(grad.shape()), " for a tensor of shape ", shape_str(root.shape()));
   NoGradGuard no_grad;
 
-  auto accumulate_leaf = [](TensorImpl<T>& leaf, const Tensor<T>& g) {
+  auto accumulate_leaf = [](TensorImpl<T>& leaf, const Tensor<T>& g) {  // g: a temporary
     if (!leaf.requires_grad) return;
     if (!leaf.grad) {
+      // A gradient nothing else refers to (the usual case: a backward function's fresh
+      // output) becomes .grad() as it is; anything else is copied, so that later
+      // accumulation cannot write into another tensor.
+      const auto& impl = g.impl_ptr();
+      if (g.is_contiguous() && g.offset() == 0 && impl.use_count() == 1 &&
+          impl->storage.use_count() == 1 && impl->grad_fn == nullptr) {
+        leaf.grad = impl;
+        return;
+      }
       Tensor<T> fresh = Tensor<T>::empty(leaf.shape);
       fresh.copy_(g);
       leaf.grad = fresh.impl_ptr();
