@@ -43,12 +43,13 @@ fs::path test_dir(const std::string& name) {
 // Little-endian bytes of values, whatever the host's byte order.
 template <class T>
 std::vector<std::byte> le_bytes(std::initializer_list<T> values) {
-  std::vector<std::byte> out;
+  std::vector<std::byte> out(values.size() * sizeof(T));
+  std::size_t at = 0;
   for (const T value : values) {
-    std::byte raw[sizeof(T)];
+    std::byte* raw = out.data() + at;
     std::memcpy(raw, &value, sizeof(T));
     if constexpr (std::endian::native == std::endian::big) std::reverse(raw, raw + sizeof(T));
-    out.insert(out.end(), raw, raw + sizeof(T));
+    at += sizeof(T);
   }
   return out;
 }

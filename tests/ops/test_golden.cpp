@@ -87,9 +87,8 @@ TEST_CASE("max_pool2d matches PyTorch: forward and gradient", "[golden][pool]") 
   for (const std::string c : {"a", "b", "c"}) {
     SECTION("case " + c) {
       Tensor<float> x = leaf(g, c + ".x");
-      const Tensor<float> out = ember::max_pool2d(x, g.meta_int(c + ".kernel"),
-                                                  g.meta_int(c + ".stride"),
-                                                  g.meta_int(c + ".padding"));
+      const Tensor<float> out = ember::max_pool2d(
+          x, g.meta_int(c + ".kernel"), g.meta_int(c + ".stride"), g.meta_int(c + ".padding"));
       check_close(out, g.f32(c + ".out"), "max_pool2d." + c + ".out");
       out.backward(g.f32(c + ".grad_out"));
       check_close(x.grad(), g.f32(c + ".grad_x"), "max_pool2d." + c + ".grad_x");
@@ -166,10 +165,10 @@ struct ParamSpec {
 };
 const std::vector<ParamSpec>& mnist_params() {
   static const std::vector<ParamSpec> specs = {
-      {"conv1.weight", {32, 1, 3, 3}, 9},     {"conv1.bias", {32}, 9},
-      {"conv2.weight", {64, 32, 3, 3}, 288},  {"conv2.bias", {64}, 288},
-      {"fc1.weight", {128, 9216}, 9216},      {"fc1.bias", {128}, 9216},
-      {"fc2.weight", {10, 128}, 128},         {"fc2.bias", {10}, 128},
+      {"conv1.weight", {32, 1, 3, 3}, 9},    {"conv1.bias", {32}, 9},
+      {"conv2.weight", {64, 32, 3, 3}, 288}, {"conv2.bias", {64}, 288},
+      {"fc1.weight", {128, 9216}, 9216},     {"fc1.bias", {128}, 9216},
+      {"fc2.weight", {10, 128}, 128},        {"fc2.bias", {10}, 128},
   };
   return specs;
 }
@@ -205,12 +204,12 @@ struct Masks {
 Tensor<float> mnist_forward(const MnistNet& net, const Tensor<float>& input, const Masks& masks) {
   Tensor<float> x = ember::relu(ember::conv2d(input, net.conv1->weight, net.conv1->bias));
   x = ember::relu(ember::conv2d(x, net.conv2->weight, net.conv2->bias));  // (N, 64, 24, 24)
-  x = ember::max_pool2d(x, 2);                                           // (N, 64, 12, 12)
+  x = ember::max_pool2d(x, 2);                                            // (N, 64, 12, 12)
   if (masks.channel.defined()) x = ember::apply_mask(x, masks.channel);
-  x = x.flatten(1);                                                      // (N, 9216)
-  x = ember::relu(ember::linear(x, net.fc1->weight, net.fc1->bias));    // (N, 128)
+  x = x.flatten(1);                                                   // (N, 9216)
+  x = ember::relu(ember::linear(x, net.fc1->weight, net.fc1->bias));  // (N, 128)
   if (masks.feature.defined()) x = ember::apply_mask(x, masks.feature);
-  x = ember::linear(x, net.fc2->weight, net.fc2->bias);                 // (N, 10)
+  x = ember::linear(x, net.fc2->weight, net.fc2->bias);  // (N, 10)
   return ember::log_softmax(x, 1);
 }
 

@@ -56,12 +56,17 @@ PrintFormat choose_format(const std::vector<T>& values) {
       max_abs = std::max(max_abs, std::abs(d));
       if (d != 0) min_abs = std::min(min_abs, std::abs(d));
     }
-    if (whole && max_abs < 1e8) f.kind = PrintFormat::Kind::whole;
+    // PyTorch's int mode turns scientific too when the magnitudes span over 1000x.
+    const bool wide = min_abs != INFINITY && max_abs / min_abs > 1000;
+    if (whole && max_abs < 1e8 && !wide) f.kind = PrintFormat::Kind::whole;
     else if (max_abs >= 1e8 || (min_abs < 1e-4) || (min_abs != INFINITY && max_abs / min_abs > 1000))
       f.kind = PrintFormat::Kind::sci;
     else f.kind = PrintFormat::Kind::fixed;
   }
-  for (T v : values) f.width = std::max(f.width, static_cast<int>(format_value(v, f).size()));
+  // As in PyTorch, only finite values set the width ("tensor([1., nan])").
+  for (T v : values)
+    if (std::isfinite(static_cast<double>(v)))
+      f.width = std::max(f.width, static_cast<int>(format_value(v, f).size()));
   return f;
 }
 
@@ -75,7 +80,7 @@ void print_dim(std::ostream& os, const std::vector<T>& v, const Shape& shape, co
   os << '[';
   for (std::int64_t i = 0; i < n; ++i) {
     if (summarize && n > 2 * edge && i == edge) {
-      os << (d + 1 == shape.size() ? "..., " : "...,\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
+      os << (d + 1 == shape.size() ? " ..., " : "...,\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
       i = n - edge;
     }
     if (d + 1 == shape.size()) os << format_value(v[static_cast<std::size_t>(base + i)], f);

@@ -154,13 +154,14 @@ class Tensor {
   [[nodiscard]] std::int64_t offset() const { return impl().offset; }
   [[nodiscard]] std::int64_t dim() const { return static_cast<std::int64_t>(shape().size()); }
   [[nodiscard]] std::int64_t size(std::int64_t d) const {
+    EMBER_CHECK(dim() > 0, "size(", d, "): a 0-d tensor has no dimensions");
     return shape()[static_cast<std::size_t>(wrap_dim(d, dim()))];
   }
   [[nodiscard]] std::int64_t numel() const { return impl().numel; }
   [[nodiscard]] Device device() const { return impl().storage->device(); }
   [[nodiscard]] static constexpr DType dtype() { return dtype_of<T>(); }
   [[nodiscard]] bool is_contiguous() const {
-    return is_contiguous_layout(shape(), strides());
+    return numel() == 0 || is_contiguous_layout(shape(), strides());  // empty: as PyTorch
   }
   [[nodiscard]] bool shares_storage(const Tensor& o) const {
     return impl().storage == o.impl().storage;
@@ -277,7 +278,12 @@ class Tensor {
   void zero_grad(bool set_to_none = false) {
     if (!impl().grad) return;
     if (set_to_none) impl().grad.reset();
-    else std::fill_n(impl().grad->storage->data(), impl().grad->storage->size(), T(0));
+    else {  // the gradient's own elements only: it may be a view into a larger storage
+      TensorImpl<T>& g = *impl().grad;
+      T* base = g.storage->data();
+      for_each_strided(g.shape, g.strides, g.offset,
+                       [&](std::int64_t, std::int64_t s) { base[s] = T(0); });
+    }
   }
   // Back-propagates from this tensor. A non-scalar needs an explicit gradient.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
@@ -506,6 +512,7 @@ Tensor<T> Tensor<T>::permute(const Shape& dims) const {
 
 template <class T>
 Tensor<T> Tensor<T>::transpose(std::int64_t d0, std::int64_t d1) const {
+  if (dim() == 0) return permute({});  // d0 and d1 can only name the one pseudo-dimension
   Shape dims(static_cast<std::size_t>(dim()));
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[static_cast<std::size_t>(wrap_dim(d0, dim()))],
@@ -516,6 +523,7 @@ Tensor<T> Tensor<T>::transpose(std::int64_t d0, std::int64_t d1) const {
 template <class T>
 Tensor<T> Tensor<T>::slice(std::int64_t d, std::int64_t start, std::int64_t end,
                            std::int64_t step) const {
+  EMBER_CHECK(dim() > 0, "slice() cannot be applied to a 0-d tensor");
   const auto dd = static_cast<std::size_t>(wrap_dim(d, dim()));
   EMBER_CHECK(step > 0, "slice: step must be positive");
   const std::int64_t size = shape()[dd];
@@ -539,6 +547,7 @@ Tensor<T> Tensor<T>::slice(std::int64_t d, std::int64_t start, std::int64_t end,
 
 template <class T>
 Tensor<T> Tensor<T>::select(std::int64_t d, std::int64_t index) const {
+  EMBER_CHECK(dim() > 0, "select() cannot be applied to a 0-d tensor");
   const auto dd = static_cast<std::size_t>(wrap_dim(d, dim()));
   const std::int64_t size = shape()[dd];
   EMBER_CHECK(index >= -size && index < size, "select: index ", index,
@@ -569,7 +578,7 @@ Tensor<T> Tensor<T>::unsqueeze(std::int64_t d) const {
 template <class T>
 Tensor<T> Tensor<T>::squeeze(std::int64_t d) const {
   const std::int64_t dd = wrap_dim(d, dim());
-  if (shape()[static_cast<std::size_t>(dd)] != 1) return *this;
+  if (dim() == 0 || shape()[static_cast<std::size_t>(dd)] != 1) return *this;
   Shape ns = shape();
   ns.erase(ns.begin() + dd);
   return reshape(ns);

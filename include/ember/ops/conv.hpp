@@ -33,7 +33,10 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   p.stride_h = p.stride_w = o.stride;
   p.pad_h = p.pad_w = o.padding;
   p.dil_h = p.dil_w = o.dilation;
-  EMBER_CHECK(p.p() > 0 && p.q() > 0, "conv2d: input ", shape_str(x.shape()),
+  // Compare sizes directly: p() and q() truncate a negative quotient up to 0 when stride > 1.
+  EMBER_CHECK(p.h + 2 * p.pad_h >= p.dil_h * (p.r - 1) + 1 &&
+                  p.w + 2 * p.pad_w >= p.dil_w * (p.s - 1) + 1,
+              "conv2d: input ", shape_str(x.shape()),
               " is smaller than the (dilated) kernel ", shape_str(weight.shape()));
 
   const Tensor<T> xc = x.contiguous(), wc = weight.contiguous();

@@ -19,7 +19,9 @@ Tensor<T> max_pool2d(const Tensor<T>& x, std::int64_t kernel, std::int64_t strid
   EMBER_CHECK(padding >= 0 && 2 * padding <= kernel, "max_pool2d: padding ", padding,
               " must be at most half the kernel size ", kernel);
   MaxPool2dParams p{x.size(0) * x.size(1), x.size(2), x.size(3), kernel, stride, padding};
-  EMBER_CHECK(p.p() > 0 && p.q() > 0, "max_pool2d: input ", shape_str(x.shape()),
+  // Compare sizes directly: p() and q() truncate a negative quotient up to 0 when stride > 1.
+  EMBER_CHECK(p.h + 2 * padding >= kernel && p.w + 2 * padding >= kernel,
+              "max_pool2d: input ", shape_str(x.shape()),
               " is smaller than the kernel ", kernel);
   const Tensor<T> xc = x.contiguous();
   Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), p.p(), p.q()});

@@ -25,6 +25,7 @@ inline DimSplit split_at(const Shape& s, std::int64_t d) {
   return r;
 }
 inline Shape reduced_shape(Shape s, std::int64_t d, bool keepdim) {
+  if (s.empty()) return s;  // a 0-d tensor reduces over its one pseudo-dimension to itself
   if (keepdim) s[static_cast<std::size_t>(d)] = 1;
   else s.erase(s.begin() + d);
   return s;
@@ -72,7 +73,7 @@ Tensor<T> mean(const Tensor<T>& a) {
 
 template <Real T>
 Tensor<T> mean(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
-  const std::int64_t n = a.size(dim);
+  const std::int64_t n = a.dim() == 0 ? 1 : a.size(dim);  // sum() checks dim
   EMBER_CHECK(n > 0, "mean() over an empty dimension");
   return mul_scalar(sum(a, dim, keepdim), T(1) / static_cast<T>(n));
 }

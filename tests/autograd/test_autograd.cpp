@@ -1,0 +1,255 @@
+// Tests for ember/autograd (engine.hpp, grad_mode.hpp, node.hpp): how gradients accumulate,
+// retain_graph, requires_grad propagation, detach, NoGradGuard, zero_grad, and the errors
+// of bad use. The gradients of the individual ops are checked in tests/ops.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <initializer_list>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ember/autograd/engine.hpp"
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/ops/activation.hpp"
+#include "ember/ops/elementwise.hpp"
+#include "ember/ops/linear.hpp"
+#include "ember/ops/reduce.hpp"
+
+#include "support/matchers.hpp"
+
+namespace {
+
+using ember::NoGradGuard;
+using ember::Shape;
+using ember::Tensor;
+using T = Tensor<double>;
+
+using ember::test::ErrorContains;
+
+T leaf(std::initializer_list<double> values, Shape shape = {}) {
+  T t = T::from_list(values, std::move(shape));
+  t.requires_grad_();
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("Gradients accumulate across backward() calls on separate graphs", "[autograd]") {
+  T x = leaf({1.0, 2.0, 3.0});
+  ember::sum(ember::mul(x, x)).backward();  // d/dx sum(x^2) = 2x
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 4, 6});
+  ember::sum(ember::mul_scalar(x, 3.0)).backward();  // + 3
+  CHECK(x.grad().to_vector() == std::vector<double>{5, 7, 9});
+  // The leaf's gradient has the leaf's shape and is not itself recorded.
+  CHECK(x.grad().shape() == Shape{3});
+  CHECK_FALSE(x.grad().requires_grad());
+}
+
+TEST_CASE("retain_graph allows a second backward through the same graph", "[autograd]") {
+  T x = leaf({0.5, -1.0});
+  T y = ember::sum(ember::exp(x));
+  y.backward(T(), /*retain_graph=*/true);
+  const std::vector<double> once = x.grad().to_vector();
+  CHECK(once[0] == Approx(std::exp(0.5)));
+  CHECK(once[1] == Approx(std::exp(-1.0)));
+  y.backward();  // allowed once more; this one frees the graph
+  const std::vector<double> twice = x.grad().to_vector();
+  CHECK(twice[0] == Approx(2 * once[0]));
+  CHECK(twice[1] == Approx(2 * once[1]));
+  CHECK_THROWS_MATCHES(y.backward(), ember::Error, ErrorContains({"second time", "retain_graph"}));
+}
+
+TEST_CASE("A second backward without retain_graph throws", "[autograd]") {
+  T x = leaf({2.0});
+  T y = ember::sum(ember::mul(x, x));
+  y.backward();
+  CHECK(x.grad().item() == 4.0);
+  CHECK_THROWS_MATCHES(y.backward(), ember::Error, ErrorContains({"second time"}));
+  CHECK(y.grad_fn()->released);
+  CHECK(x.grad().item() == 4.0);  // the failed call changed nothing
+}
+
+TEST_CASE("requires_grad propagates to results and only to them", "[autograd]") {
+  T a = leaf({1.0, 2.0});
+  T b = T::from_list({3.0, 4.0});
+  CHECK(a.requires_grad());
+  CHECK(a.is_leaf());
+  CHECK_FALSE(b.requires_grad());
+
+  T ab = ember::add(a, b);
+  CHECK(ab.requires_grad());
+  CHECK_FALSE(ab.is_leaf());
+  REQUIRE(ab.grad_fn() != nullptr);
+  CHECK(ab.grad_fn()->name == "AddBackward0");
+  CHECK(ab.grad_fn()->inputs.size() == 2);
+
+  T bb = ember::mul(b, b);
+  CHECK_FALSE(bb.requires_grad());
+  CHECK(bb.grad_fn() == nullptr);
+
+  // Views of a leaf that requires grad are recorded too.
+  CHECK(a.reshape({2, 1}).requires_grad());
+  CHECK(a.reshape({2, 1}).grad_fn()->name == "ViewBackward0");
+  CHECK(a.slice(0, 0, 1).grad_fn()->name == "SliceBackward0");
+
+  // b does not require grad, so no gradient is accumulated into it.
+  ember::sum(ember::mul(ab, b)).backward();
+  CHECK(a.grad().to_vector() == std::vector<double>{3, 4});
+  CHECK_FALSE(b.grad().defined());
+
+  // requires_grad_(false) is only for leaves.
+  CHECK_THROWS_MATCHES(ab.requires_grad_(false), ember::Error, ErrorContains({"detach"}));
+  a.requires_grad_(false);
+  CHECK_FALSE(ember::neg(a).requires_grad());
+}
+
+TEST_CASE("detach stops gradients", "[autograd]") {
+  T x = leaf({1.0, 2.0});
+  T d = x.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.is_leaf());
+  CHECK(d.shares_storage(x));
+  // z = 2x + 5 * detach(x): only the first term reaches x.
+  T z = ember::add(ember::mul_scalar(x, 2.0), ember::mul_scalar(d, 5.0));
+  ember::sum(z).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 2});
+  // A detached non-leaf is a fresh leaf.
+  T y = ember::exp(x).detach();
+  CHECK(y.grad_fn() == nullptr);
+  CHECK_FALSE(y.requires_grad());
+}
+
+TEST_CASE("NoGradGuard disables recording for its scope", "[autograd]") {
+  T x = leaf({1.0, 2.0});
+  CHECK(ember::GradMode::enabled());
+  {
+    NoGradGuard guard;
+    CHECK_FALSE(ember::GradMode::enabled());
+    T y = ember::mul(x, x);
+    CHECK(y.grad_fn() == nullptr);
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.to_vector() == std::vector<double>{1, 4});
+    {
+      NoGradGuard nested;
+      CHECK_FALSE(ember::GradMode::enabled());
+    }
+    CHECK_FALSE(ember::GradMode::enabled());  // the inner guard restores "off"
+    // In-place updates of a leaf are allowed here (what an optimiser does).
+    x.fill_(3.0);
+  }
+  CHECK(ember::GradMode::enabled());
+  CHECK(x.to_vector() == std::vector<double>{3, 3});
+  CHECK(ember::mul(x, x).grad_fn() != nullptr);
+
+  // Grad mode is per thread: another thread starts with recording on.
+  NoGradGuard guard;
+  bool other_thread_enabled = false;
+  std::thread([&] { other_thread_enabled = ember::GradMode::enabled(); }).join();
+  CHECK(other_thread_enabled);
+}
+
+TEST_CASE("zero_grad zeroes the gradient, or drops it with set_to_none", "[autograd]") {
+  T x = leaf({1.0, -1.0, 2.0});
+  x.zero_grad();  // nothing to zero yet
+  CHECK_FALSE(x.grad().defined());
+  ember::sum(ember::mul(x, x)).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{2, -2, 4});
+  x.zero_grad();
+  REQUIRE(x.grad().defined());
+  CHECK(x.grad().to_vector() == std::vector<double>{0, 0, 0});
+  ember::sum(x).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{1, 1, 1});
+  x.zero_grad(/*set_to_none=*/true);
+  CHECK_FALSE(x.grad().defined());
+  ember::sum(x).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{1, 1, 1});
+}
+
+TEST_CASE("backward() on a non-scalar needs an explicit gradient", "[autograd]") {
+  T x = leaf({1.0, 2.0, 3.0});
+  T y = ember::mul_scalar(x, 2.0);
+  CHECK_THROWS_MATCHES(y.backward(), ember::Error, ErrorContains({"scalar outputs", "[3]"}));
+  CHECK_THROWS_MATCHES(y.backward(T::ones({2})), ember::Error, ErrorContains({"[2]", "[3]"}));
+  y.backward(T::from_list({1.0, 0.5, -1.0}));
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 1, -2});
+  // A one-element non-0-d tensor is fine without one.
+  T z = leaf({4.0}, {1, 1});
+  ember::mul(z, z).backward();
+  CHECK(z.grad().item() == 8.0);
+}
+
+TEST_CASE("backward() on a tensor without history throws", "[autograd]") {
+  T plain = T::from_list({1.0});
+  CHECK_THROWS_MATCHES(plain.backward(), ember::Error, ErrorContains({"does not require grad"}));
+  // A leaf that requires grad is its own root.
+  T x = leaf({2.0});
+  x.backward();
+  CHECK(x.grad().item() == 1.0);
+}
+
+TEST_CASE("A tensor used twice sums its gradients (diamond graph)", "[autograd]") {
+  T x = leaf({0.5, 1.5});
+  // f = x*x + exp(x): x feeds mul twice and exp once; df/dx = 2x + exp(x).
+  T f = ember::add(ember::mul(x, x), ember::exp(x));
+  ember::sum(f).backward();
+  const auto g = x.grad().to_vector();
+  CHECK(g[0] == Approx(1.0 + std::exp(0.5)));
+  CHECK(g[1] == Approx(3.0 + std::exp(1.5)));
+
+  // A shared intermediate: h = 2x; out = h * h + h -> d/dx = 2 * (2h + 1).
+  T y = leaf({1.0, -2.0});
+  T h = ember::mul_scalar(y, 2.0);
+  ember::sum(ember::add(ember::mul(h, h), h)).backward();
+  CHECK(y.grad().to_vector() == std::vector<double>{2 * (2 * 2.0 + 1), 2 * (2 * -4.0 + 1)});
+
+  // a + a
+  T a = leaf({3.0});
+  ember::add(a, a).backward();
+  CHECK(a.grad().item() == 2.0);
+}
+
+TEST_CASE("A deep chain back-propagates without recursion trouble", "[autograd]") {
+  T x = leaf({1.0});
+  T y = x;
+  for (int i = 0; i < 5000; ++i) y = ember::add_scalar(y, 1.0);
+  y.backward();
+  CHECK(x.grad().item() == 1.0);
+  CHECK(y.item() == 5001.0);
+}
+
+TEST_CASE("Gradients flow only to inputs that require them", "[autograd]") {
+  T w = leaf({1.0, 2.0, 3.0, 4.0}, {2, 2});
+  T x = T::from_list({1.0, 1.0, 2.0, 0.0}, {2, 2});
+  T y = ember::matmul(x, w);
+  ember::sum(y).backward();
+  // d sum(x w) / dw = x^T 1
+  CHECK(w.grad().to_vector() == std::vector<double>{3, 3, 1, 1});
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("In-place ops on a leaf that requires grad are refused while recording", "[autograd]") {
+  T x = leaf({1.0, 2.0});
+  CHECK_THROWS_MATCHES(x.fill_(0.0), ember::Error, ErrorContains({"fill_", "leaf", "NoGradGuard"}));
+  CHECK_THROWS_MATCHES(x.zero_(), ember::Error, ErrorContains({"leaf"}));
+  CHECK_THROWS_MATCHES(x.copy_(T::zeros({2})), ember::Error, ErrorContains({"copy_"}));
+  CHECK(x.to_vector() == std::vector<double>{1, 2});  // untouched
+  {
+    NoGradGuard guard;
+    x.copy_(T::from_list({5.0, 6.0}));
+  }
+  CHECK(x.to_vector() == std::vector<double>{5, 6});
+  // A leaf that does not require grad may be changed freely.
+  T plain = T::zeros({2});
+  plain.fill_(1.0);
+  CHECK(plain.to_vector() == std::vector<double>{1, 1});
+}
+
+TEST_CASE("float tensors back-propagate too", "[autograd]") {
+  Tensor<float> x = Tensor<float>::from_list({1.0f, 2.0f});
+  x.requires_grad_();
+  ember::sum(ember::relu(ember::mul(x, x))).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{2.0f, 4.0f});
+}
