@@ -2,12 +2,14 @@
 // Prepares train / validation / test data, trains the CNN with SGD, evaluates it after
 // every epoch and saves the model as safetensors (PyTorch parameter names).
 //
-//   mnist_train --data ../shared/data/mnist            # the seed's settings: 5 epochs
-//   mnist_train --momentum 0.9 --step-size 1 --gamma 0.7   # the stronger recipe
+//   mnist_train --data ../shared/data/mnist                # the seed's settings: 5 epochs
+//   mnist_train --lr 0.02 --momentum 0.9 --step-size 3 --gamma 0.1   # the stronger recipe
 //
-// Each epoch prints (numbers from a run on 2 cores; see docs/performance.md):
-//   Epoch 1: train loss 0.5349, validation accuracy 4823/5000 (96.46%), 101.2 s
-//   Test set: Average loss: 0.1153, Accuracy: 9652/10000 (96.52%)
+// With the seed's settings, a run on 2 cores printed after its last epoch
+// (docs/training.md has every epoch; PyTorch 1.13 reached 98.32% with the same settings):
+//   Epoch 5: train loss 0.1030, validation accuracy 4918/5000 (98.36%), lr 0.01, 111.9 s
+//   Test set: Average loss: 0.0494, Accuracy: 9831/10000 (98.31%)
+// The stronger recipe reached 99.02% after 5 epochs.
 
 #include <unistd.h>
 
