@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ember/data/idx.hpp"
+#include "support/matchers.hpp"
 
 namespace {
 
@@ -24,26 +25,7 @@ using ember::data::read_idx;
 using ember::data::write_idx;
 using Bytes = std::vector<std::uint8_t>;
 
-// Matches an ember::Error whose message contains every one of the given parts.
-class ErrorContains : public Catch::MatcherBase<ember::Error> {
- public:
-  ErrorContains(std::initializer_list<std::string> parts) : parts_(parts) {}
-  bool match(const ember::Error& e) const override {
-    const std::string what = e.what();
-    for (const auto& p : parts_) {
-      if (what.find(p) == std::string::npos) return false;
-    }
-    return true;
-  }
-  std::string describe() const override {
-    std::string d = "message contains";
-    for (const auto& p : parts_) d += " \"" + p + "\"";
-    return d;
-  }
-
- private:
-  std::vector<std::string> parts_;
-};
+using ember::test::ErrorContains;
 
 std::string tmp_path(const std::string& name) {
   const char* env = std::getenv("EMBER_TEST_TMP");
