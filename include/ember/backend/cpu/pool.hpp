@@ -23,7 +23,10 @@ namespace cpu {
 // the running maximum is updated with selects rather than branches (random data would
 // mispredict half of them). A NaN wins, as in PyTorch.
 namespace detail {
-// The common 2 x 2, stride 2, unpadded window: four loads and three selects per output.
+// The common 2 x 2, stride 2, unpadded window, as a tournament: the winners of (a, b) and of
+// (c, d), then the winner of those two. Each comparison is a select on its own (no loop
+// carried state), so the compiler can vectorise a row, and the result is that of a scan in
+// window order: ties keep the earlier element, a later NaN wins.
 template <class T>
 void max_pool2d_2x2(const MaxPool2dParams& p, const T* x, T* y, std::int32_t* argmax) {
   const std::int64_t P = p.p(), Q = p.q(), W = p.w, H = p.h;
@@ -31,25 +34,24 @@ void max_pool2d_2x2(const MaxPool2dParams& p, const T* x, T* y, std::int32_t* ar
     for (std::int64_t pl = lo; pl < hi; ++pl) {
       const T* xp = x + pl * H * W;
       for (std::int64_t oh = 0; oh < P; ++oh) {
-        const T* r0 = xp + 2 * oh * W;
-        const T* r1 = r0 + W;
-        T* yo = y + (pl * P + oh) * Q;
-        std::int32_t* ao = argmax + (pl * P + oh) * Q;
-        const auto base = static_cast<std::int32_t>(2 * oh * W);
-        const auto w32 = static_cast<std::int32_t>(W);
+        const T* __restrict r0 = xp + 2 * oh * W;
+        const T* __restrict r1 = r0 + W;
+        T* __restrict yo = y + (pl * P + oh) * Q;
+        std::int32_t* __restrict ao = argmax + (pl * P + oh) * Q;
+        const auto top = static_cast<std::int32_t>(2 * oh * W);
+        const auto bottom = static_cast<std::int32_t>(top + W);
         for (std::int64_t ow = 0; ow < Q; ++ow) {
-          const auto j = static_cast<std::int32_t>(2 * ow);
-          T best = r0[j];
-          std::int32_t bi = base + j;
-          const T cand[3] = {r0[j + 1], r1[j], r1[j + 1]};
-          const std::int32_t ci[3] = {base + j + 1, base + w32 + j, base + w32 + j + 1};
-          for (int c = 0; c < 3; ++c) {
-            const bool take = cand[c] > best || cand[c] != cand[c];
-            best = take ? cand[c] : best;
-            bi = take ? ci[c] : bi;
-          }
-          yo[ow] = best;
-          ao[ow] = bi;
+          const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+          const auto col = static_cast<std::int32_t>(2 * ow);
+          const bool take_b = b > a || b != b;
+          const T m0 = take_b ? b : a;
+          const std::int32_t i0 = top + col + (take_b ? 1 : 0);
+          const bool take_d = d > c || d != d;
+          const T m1 = take_d ? d : c;
+          const std::int32_t i1 = bottom + col + (take_d ? 1 : 0);
+          const bool take_1 = m1 > m0 || m1 != m1;
+          yo[ow] = take_1 ? m1 : m0;
+          ao[ow] = take_1 ? i1 : i0;
         }
       }
     }
