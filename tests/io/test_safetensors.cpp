@@ -1,6 +1,6 @@
 // Tests for ember/io/safetensors.hpp, ember/io/json_reader.hpp and ember/io/atomic_file.hpp:
 // round trips, byte-exact agreement with the reference implementation's output
-// (fixtures/reference.safetensors, made by fixtures/make_reference.py), rejection of corrupt
+// (tests/fixtures/io/reference.safetensors, made by make_reference.py beside it), rejection of corrupt
 // files with a worded error, and atomic replacement of files.
 
 #include <algorithm>
@@ -234,7 +234,7 @@ TEST_CASE("safetensors: header layout matches the reference writer", "[io][safet
 }
 
 TEST_CASE("safetensors: reads the reference implementation's file", "[io][safetensors]") {
-  const std::string path = std::string(EMBER_TEST_DIR) + "/io/fixtures/reference.safetensors";
+  const std::string path = std::string(EMBER_TEST_DIR) + "/fixtures/io/reference.safetensors";
   const SafetensorsFile file = ember::io::load_safetensors(path);
 
   REQUIRE(file.metadata == std::map<std::string, std::string>{{"format", "ember-test \xc3\xa9"}});
