@@ -3,6 +3,8 @@
 // boolean --name. Unknown flags and bad values are errors, with the usage text.
 
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -112,6 +114,16 @@ inline std::string resolve_data_dir(const std::string& flag_value) {
 #else
   return "data/mnist";
 #endif
+}
+
+// main() of an example: runs `run`, and reports any exception as "name: message", exit 1.
+inline int run_main(const char* name, int (*run)(int, char**), int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
 }
 
 }  // namespace ember::examples

@@ -73,19 +73,12 @@ int run(int argc, char** argv) {
 
   if (!f.flag("no-eval")) {
     data::DataLoader loader(data::Subset::all(test), {.batch_size = f.integer("batch-size")});
-    double loss = 0;
-    std::int64_t correct = 0;
     const auto t0 = std::chrono::steady_clock::now();
-    for (const data::Batch& b : loader.epoch()) {
-      const Tensor<float> out = model(b.images);
-      loss += nll_loss(out, b.labels, Reduction::sum).item();
-      correct += count_correct(out, b.labels);
-    }
+    const nn::EvalResult r = nn::evaluate(model, loader);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const auto n = static_cast<double>(test->size());
     std::printf("Test set: Average loss: %.4f, Accuracy: %lld/%lld (%.2f%%), %.0f images/s\n",
-                loss / n, static_cast<long long>(correct), static_cast<long long>(test->size()),
-                100.0 * static_cast<double>(correct) / n, n / s);
+                r.loss, static_cast<long long>(r.correct), static_cast<long long>(r.total),
+                r.accuracy(), static_cast<double>(r.total) / s);
   }
   for (const std::string& s : indices) {
     char* end = nullptr;
@@ -107,10 +100,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mnist_infer: %s\n", e.what());
-    return 1;
-  }
+  return ember::examples::run_main("mnist_infer", run, argc, argv);
 }

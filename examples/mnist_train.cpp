@@ -30,27 +30,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-struct EvalResult {
-  double loss = 0;  // mean NLL per sample
-  std::int64_t correct = 0, total = 0;
-  [[nodiscard]] double accuracy() const { return total ? 100.0 * correct / total : 0.0; }
-};
-
-EvalResult evaluate(nn::Module& model, data::DataLoader& loader) {
-  model.eval();
-  NoGradGuard no_grad;
-  EvalResult r;
-  double loss_sum = 0;
-  for (const data::Batch& b : loader.epoch()) {
-    const Tensor<float> out = model(b.images);
-    loss_sum += nll_loss(out, b.labels, Reduction::sum).item();
-    r.correct += count_correct(out, b.labels);
-    r.total += b.labels.size(0);
-  }
-  r.loss = r.total ? loss_sum / static_cast<double>(r.total) : 0.0;
-  return r;
-}
-
 // A progress bar on a terminal; the seed's periodic "Train Epoch" lines elsewhere.
 class Progress {
  public:
@@ -144,7 +123,7 @@ int run(int argc, char** argv) {
 
   // 3. train and evaluate
   const auto t_start = Clock::now();
-  EvalResult test;
+  nn::EvalResult test;
   for (std::int64_t epoch = 1; epoch <= f.integer("epochs"); ++epoch) {
     const auto t0 = Clock::now();
     model.train();
@@ -164,8 +143,9 @@ int run(int argc, char** argv) {
       progress.update(batch++, seen, b.labels.size(0), l);
     }
     const double train_time = seconds_since(t0);
-    const EvalResult val = val_loader.size() > 0 ? evaluate(model, val_loader) : EvalResult{};
-    test = evaluate(model, test_loader);
+    const nn::EvalResult val =
+        val_loader.size() > 0 ? nn::evaluate(model, val_loader) : nn::EvalResult{};
+    test = nn::evaluate(model, test_loader);
     std::printf("Epoch %lld: train loss %.4f, validation accuracy %lld/%lld (%.2f%%), lr %g, %.1f s\n",
                 static_cast<long long>(epoch), loss_sum / std::max<std::int64_t>(batch, 1),
                 static_cast<long long>(val.correct), static_cast<long long>(val.total),
@@ -190,10 +170,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mnist_train: %s\n", e.what());
-    return 1;
-  }
+  return ember::examples::run_main("mnist_train", run, argc, argv);
 }

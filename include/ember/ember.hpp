@@ -21,6 +21,7 @@
 #include "ember/ops/pool.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/models/mnist_net.hpp"
+#include "ember/nn/evaluate.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/layers.hpp"
 #include "ember/nn/module.hpp"

@@ -1,0 +1,39 @@
+#pragma once
+// evaluate(): a classifier's mean negative log-likelihood and accuracy over a DataLoader,
+// in eval mode with autograd off. The model must return log-probabilities (N, classes).
+
+#include <cstdint>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/data/dataloader.hpp"
+#include "ember/nn/module.hpp"
+#include "ember/ops/loss.hpp"
+#include "ember/ops/reduce.hpp"
+
+namespace ember::nn {
+
+struct EvalResult {
+  double loss = 0;  // mean NLL per sample
+  std::int64_t correct = 0, total = 0;
+  [[nodiscard]] double accuracy() const {
+    return total ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+  }
+};
+
+// Leaves the model in eval mode.
+inline EvalResult evaluate(Module& model, data::DataLoader& loader) {
+  model.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  double loss_sum = 0;
+  for (const data::Batch& b : loader.epoch()) {
+    const ember::Tensor<float> out = model(b.images);
+    loss_sum += nll_loss(out, b.labels, Reduction::sum).item();
+    r.correct += count_correct(out, b.labels);
+    r.total += b.labels.size(0);
+  }
+  r.loss = r.total ? loss_sum / static_cast<double>(r.total) : 0.0;
+  return r;
+}
+
+}  // namespace ember::nn
