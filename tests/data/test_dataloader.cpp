@@ -14,19 +14,14 @@
 #include "ember/data/dataloader.hpp"
 #include "ember/data/mnist.hpp"
 #include "ember/data/pgm.hpp"
+#include "support/tmp.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace ember;
 
-fs::path temp_dir(const std::string& name) {
-  const char* env = std::getenv("EMBER_TEST_TMP");
-  fs::path dir = (env != nullptr ? fs::path(env) : fs::temp_directory_path()) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path temp_dir(const std::string& name) { return ember::test::tmp_dir(name, /*fresh=*/true); }
 
 // A fake MNIST split with n images of h x w: pixel (i, r, c) = (i + r + c) % 256, label i % 10.
 void write_fake_split(const fs::path& dir, const std::string& prefix, std::int64_t n,
@@ -34,7 +29,8 @@ void write_fake_split(const fs::path& dir, const std::string& prefix, std::int64
   data::IdxArray images{0x08, {n, h, w}, {}};
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t r = 0; r < h; ++r)
-      for (std::int64_t c = 0; c < w; ++c) images.bytes.push_back(static_cast<std::uint8_t>((i + r + c) % 256));
+      for (std::int64_t c = 0; c < w; ++c)
+        images.bytes.push_back(static_cast<std::uint8_t>((i + r + c) % 256));
   data::IdxArray labels{0x08, {n}, {}};
   for (std::int64_t i = 0; i < n; ++i) labels.bytes.push_back(static_cast<std::uint8_t>(i % 10));
   data::write_idx((dir / (prefix + "-images-idx3-ubyte.gz")).string(), images, true);
@@ -57,9 +53,9 @@ TEST_CASE("load_mnist reads gzip and raw IDX files and checks them", "[data]") {
   CHECK(d->labels(17) == 7);
 
   const fs::path dir = temp_dir("mnist_errors");
-  CHECK_THROWS_WITH(data::load_mnist(dir.string(), data::Split::test),
-                    Catch::Contains("t10k-images-idx3-ubyte(.gz)' not found") &&
-                        Catch::Contains("get_mnist.sh"));
+  CHECK_THROWS_WITH(
+      data::load_mnist(dir.string(), data::Split::test),
+      Catch::Contains("t10k-images-idx3-ubyte(.gz)' not found") && Catch::Contains("get_mnist.sh"));
   // 10 images but 9 labels
   write_fake_split(dir, "t10k", 10);
   data::IdxArray labels{0x08, {9}, std::vector<std::uint8_t>(9, 1)};
@@ -107,7 +103,8 @@ TEST_CASE("DataLoader batches, normalises, shuffles and drops the last batch", "
     CHECK(labels == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
   }
   SECTION("normalisation is (pixel / 255 - mean) / std") {
-    data::DataLoader loader(data::Subset::all(d), {.batch_size = 10, .mean = 0.1307f, .std = 0.3081f});
+    data::DataLoader loader(data::Subset::all(d),
+                            {.batch_size = 10, .mean = 0.1307f, .std = 0.3081f});
     for (const data::Batch& b : loader.epoch()) {
       // image 7, row 2, column 1: pixel 10
       CHECK(b.images(7, 0, 2, 1) == Approx((10.0 / 255.0 - 0.1307) / 0.3081).epsilon(1e-6));
@@ -128,7 +125,8 @@ TEST_CASE("DataLoader batches, normalises, shuffles and drops the last batch", "
       return out;
     };
     data::DataLoader a(data::Subset::all(d), {.batch_size = 3, .shuffle = true, .seed = 5});
-    data::DataLoader b(data::Subset::all(d), {.batch_size = 3, .shuffle = true, .seed = 5, .prefetch = false});
+    data::DataLoader b(data::Subset::all(d),
+                       {.batch_size = 3, .shuffle = true, .seed = 5, .prefetch = false});
     const auto a1 = order(a), a2 = order(a), b1 = order(b);
     CHECK(a1 == b1);  // prefetching does not change what is produced
     CHECK(a1 != a2);  // each epoch draws a new order
@@ -160,11 +158,14 @@ TEST_CASE("PGM images: P5 and P2 read, write round trip, bad files rejected", "[
         std::vector<std::uint8_t>{0, 255, 85, 170});
 
   std::ofstream((dir / "magic.pgm").string()) << "P6\n2 2\n255\n";
-  CHECK_THROWS_WITH(data::read_pgm((dir / "magic.pgm").string()), Catch::Contains("bad magic 'P6'"));
-  std::ofstream((dir / "short.pgm").string(), std::ios::binary) << "P5\n4 4\n255\n" << std::string(7, 'x');
+  CHECK_THROWS_WITH(data::read_pgm((dir / "magic.pgm").string()),
+                    Catch::Contains("bad magic 'P6'"));
+  std::ofstream((dir / "short.pgm").string(), std::ios::binary) << "P5\n4 4\n255\n"
+                                                                << std::string(7, 'x');
   CHECK_THROWS_WITH(data::read_pgm((dir / "short.pgm").string()),
                     Catch::Contains("truncated pixel data (expected 16 bytes, got 7)"));
   std::ofstream((dir / "maxval.pgm").string()) << "P5\n2 2\n65535\n";
-  CHECK_THROWS_WITH(data::read_pgm((dir / "maxval.pgm").string()), Catch::Contains("maxval 65535 is out of range"));
+  CHECK_THROWS_WITH(data::read_pgm((dir / "maxval.pgm").string()),
+                    Catch::Contains("maxval 65535 is out of range"));
   CHECK_THROWS_WITH(data::read_pgm((dir / "missing.pgm").string()), Catch::Contains("cannot open"));
 }

@@ -16,6 +16,7 @@
 
 #include "ember/data/idx.hpp"
 #include "support/matchers.hpp"
+#include "support/tmp.hpp"
 
 namespace {
 
@@ -28,10 +29,7 @@ using Bytes = std::vector<std::uint8_t>;
 using ember::test::ErrorContains;
 
 std::string tmp_path(const std::string& name) {
-  const char* env = std::getenv("EMBER_TEST_TMP");
-  const fs::path dir = (env != nullptr && *env != '\0') ? fs::path(env) : fs::temp_directory_path();
-  fs::create_directories(dir);
-  return (dir / ("test_idx_" + name)).string();
+  return (ember::test::tmp_dir("") / ("test_idx_" + name)).string();
 }
 
 Bytes random_bytes(std::size_t n, std::uint32_t seed) {

@@ -1,7 +1,7 @@
 // Tests for ember/io/safetensors.hpp, ember/io/json_reader.hpp and ember/io/atomic_file.hpp:
 // round trips, byte-exact agreement with the reference implementation's output
-// (tests/fixtures/io/reference.safetensors, made by make_reference.py beside it), rejection of corrupt
-// files with a worded error, and atomic replacement of files.
+// (tests/fixtures/io/reference.safetensors, made by make_reference.py beside it), rejection
+// of corrupt files with a worded error, and atomic replacement of files.
 
 #include <algorithm>
 #include <bit>
@@ -21,6 +21,7 @@
 
 #include "ember/io/atomic_file.hpp"
 #include "ember/io/safetensors.hpp"
+#include "support/tmp.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Contains;
@@ -32,12 +33,7 @@ namespace {
 // A fresh directory per test case under EMBER_TEST_TMP (set by CTest), so that "no temporary
 // file is left" can be checked by listing it.
 fs::path test_dir(const std::string& name) {
-  const char* env = std::getenv("EMBER_TEST_TMP");
-  const fs::path base = env != nullptr && *env != '\0' ? fs::path(env) : fs::temp_directory_path();
-  const fs::path dir = base / ("safetensors_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
+  return ember::test::tmp_dir("safetensors_" + name, /*fresh=*/true);
 }
 
 // Little-endian bytes of values, whatever the host's byte order.

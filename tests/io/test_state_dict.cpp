@@ -11,24 +11,21 @@
 #include "ember/io/state_dict.hpp"
 #include "ember/models/mnist_net.hpp"
 #include "ember/nn/layers.hpp"
+#include "support/tmp.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace ember;
 
-fs::path temp_file(const std::string& name) {
-  const char* env = std::getenv("EMBER_TEST_TMP");
-  const fs::path dir = (env != nullptr ? fs::path(env) : fs::temp_directory_path()) / "state_dict";
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path temp_file(const std::string& name) { return ember::test::tmp_dir("state_dict") / name; }
 
 bool same_parameters(const nn::Module& a, const nn::Module& b) {
   const auto pa = a.named_parameters(), pb = b.named_parameters();
   if (pa.size() != pb.size()) return false;
   for (std::size_t i = 0; i < pa.size(); ++i)
-    if (pa[i].first != pb[i].first || pa[i].second.to_vector() != pb[i].second.to_vector()) return false;
+    if (pa[i].first != pb[i].first || pa[i].second.to_vector() != pb[i].second.to_vector())
+      return false;
   return true;
 }
 
