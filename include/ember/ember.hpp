@@ -1,6 +1,8 @@
 #pragma once
 // One include for users: the whole of ember.
 
+#include "ember/backend/device_backend.hpp"
+#include "ember/backend/graph.hpp"
 #include "ember/core/allocator.hpp"
 #include "ember/core/device.hpp"
 #include "ember/core/dtype.hpp"
@@ -27,6 +29,7 @@
 #include "ember/nn/module.hpp"
 #include "ember/optim/sgd.hpp"
 #include "ember/data/dataloader.hpp"
+#include "ember/data/device_loader.hpp"
 #include "ember/data/idx.hpp"
 #include "ember/data/mnist.hpp"
 #include "ember/io/safetensors.hpp"

@@ -14,11 +14,25 @@ namespace ember {
 namespace autograd {
 
 namespace detail {
+// out = a + b for contiguous tensors of one shape on a CUDA device (out may be a).
+template <class T>
+void add_on_device(const Tensor<T>& a, const Tensor<T>& b, const Tensor<T>& out) {
+  EMBER_CHECK(a.device() == b.device(), "backward: gradients on different devices: ",
+              a.device().str(), " and ", b.device().str());
+  if (out.numel() == 0) return;
+  backend::cuda_math<T>().binary(a.device().index, backend::BinaryOp::add, a.data(), a.view_desc(),
+                                 b.data(), b.view_desc(), out.data(), out.numel());
+}
+
 // A new contiguous tensor holding a + b (same shape), not recorded.
 template <class T>
 Tensor<T> add_fresh(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> ac = a.contiguous(), bc = b.contiguous();
-  Tensor<T> out = Tensor<T>::empty(a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape(), a.device());
+  if (a.device().is_cuda()) {
+    add_on_device(ac, bc, out);
+    return out;
+  }
   const T* pa = ac.data();
   const T* pb = bc.data();
   T* po = out.data();
@@ -42,7 +56,7 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
     EMBER_CHECK(root.numel() == 1, "backward(): grad can be implicitly created only for "
                                    "scalar outputs; this one has shape ",
                 shape_str(root.shape()));
-    grad = Tensor<T>::ones(root.shape());
+    grad = Tensor<T>::ones(root.shape(), root.device());
   }
   EMBER_CHECK(grad.shape() == root.shape(), "backward(): gradient of shape ",
               shape_str(grad.shape()), " for a tensor of shape ", shape_str(root.shape()));
@@ -60,12 +74,16 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
         leaf.grad = impl;
         return;
       }
-      Tensor<T> fresh = Tensor<T>::empty(leaf.shape);
+      Tensor<T> fresh = Tensor<T>::empty(leaf.shape, leaf.storage->device());
       fresh.copy_(g);
       leaf.grad = fresh.impl_ptr();
     } else {
       Tensor<T> acc(leaf.grad);
       Tensor<T> gc = g.contiguous();
+      if (acc.device().is_cuda()) {
+        detail::add_on_device(acc, gc, acc);
+        return;
+      }
       T* pa = acc.data();
       const T* pg = gc.data();
       for (std::int64_t i = 0; i < acc.numel(); ++i) pa[i] += pg[i];

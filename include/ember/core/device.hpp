@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <string>
 
-#include "ember/core/error.hpp"
 
 namespace ember {
 
@@ -22,19 +21,5 @@ struct Device {
   }
   friend constexpr bool operator==(const Device&, const Device&) = default;
 };
-
-// True when the including translation unit is compiled by nvcc and so carries the CUDA
-// backend; asking for a CUDA tensor anywhere else is an error.
-#if defined(__CUDACC__)
-inline constexpr bool cuda_compiled = true;
-#else
-inline constexpr bool cuda_compiled = false;
-#endif
-
-inline void check_device_available(const Device& d) {
-  EMBER_CHECK(d.is_cpu() || cuda_compiled, "device ", d.str(),
-              " requested, but this translation unit was not compiled by nvcc, so ember's "
-              "CUDA backend is not available (compile it as CUDA to use GPUs)");
-}
 
 }  // namespace ember

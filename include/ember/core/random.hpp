@@ -4,30 +4,40 @@
 // (seed, o + i), so the CPU and a GPU kernel produce the same numbers in any order, and a
 // run is reproducible from its seed.
 
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
 
+#include "ember/core/macros.hpp"
+
 namespace ember {
 
 struct Philox {
-  using Block = std::array<std::uint32_t, 4>;
+  // Four 32-bit words; a plain aggregate so that CUDA kernels (kernels/dropout.cuh) use the
+  // very same code.
+  struct Block {
+    std::uint32_t v[4];
+    [[nodiscard]] EMBER_HOST_DEVICE constexpr std::uint32_t operator[](int i) const { return v[i]; }
+    [[nodiscard]] EMBER_HOST_DEVICE constexpr std::uint32_t& operator[](int i) { return v[i]; }
+    friend constexpr bool operator==(const Block& a, const Block& b) {
+      return a.v[0] == b.v[0] && a.v[1] == b.v[1] && a.v[2] == b.v[2] && a.v[3] == b.v[3];
+    }
+  };
 
   // One 128-bit output block for a 64-bit key and a 64-bit counter (the upper counter words
   // select a sub-stream).
-  [[nodiscard]] static constexpr Block block(std::uint64_t key, std::uint64_t counter,
+  [[nodiscard]] EMBER_HOST_DEVICE static constexpr Block block(std::uint64_t key, std::uint64_t counter,
                                              std::uint32_t stream = 0) {
     constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
     constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
-    Block c{static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
-            stream, 0u};
+    Block c{{static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
+             stream, 0u}};
     std::uint32_t k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
     for (int round = 0; round < 10; ++round) {
       const std::uint64_t p0 = std::uint64_t{m0} * c[0];
       const std::uint64_t p1 = std::uint64_t{m1} * c[2];
-      c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k0, static_cast<std::uint32_t>(p1),
-           static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k1, static_cast<std::uint32_t>(p0)};
+      c = {{static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k0, static_cast<std::uint32_t>(p1),
+            static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k1, static_cast<std::uint32_t>(p0)}};
       k0 += w0;
       k1 += w1;
     }
@@ -35,10 +45,10 @@ struct Philox {
   }
 
   // Uniform in [0, 1) with 24 (float) or 53 (double) random bits.
-  [[nodiscard]] static constexpr float to_float(std::uint32_t x) {
+  [[nodiscard]] EMBER_HOST_DEVICE static constexpr float to_float(std::uint32_t x) {
     return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
   }
-  [[nodiscard]] static constexpr double to_double(std::uint32_t hi, std::uint32_t lo) {
+  [[nodiscard]] EMBER_HOST_DEVICE static constexpr double to_double(std::uint32_t hi, std::uint32_t lo) {
     const std::uint64_t bits = (std::uint64_t{hi} << 21) ^ (lo >> 11);
     return static_cast<double>(bits & ((std::uint64_t{1} << 53) - 1)) * 0x1.0p-53;
   }
@@ -46,7 +56,7 @@ struct Philox {
   // The per-element values every draw uses. Element i of a draw at offset o reads
   // block(seed, o + i) only.
   template <class T>
-  [[nodiscard]] static T uniform(std::uint64_t seed, std::uint64_t counter) {
+  [[nodiscard]] EMBER_HOST_DEVICE static T uniform(std::uint64_t seed, std::uint64_t counter) {
     const Block b = block(seed, counter);
     if constexpr (sizeof(T) == 4) return static_cast<T>(to_float(b[0]));
     else return static_cast<T>(to_double(b[0], b[1]));
@@ -64,6 +74,15 @@ struct Philox {
     const Block b = block(seed, counter);
     return (std::uint64_t{b[0]} << 32) | b[1];
   }
+};
+
+// The counters of one random draw on a device: element i uses counter offset + i, plus
+// *offset_ptr (a device scalar) when that is set. A CUDA graph captured once and replayed many
+// times reads a fresh base from offset_ptr on every replay (see Generator::begin_capture).
+struct PhiloxArgs {
+  std::uint64_t seed = 0;
+  std::uint64_t offset = 0;
+  const std::uint64_t* offset_ptr = nullptr;
 };
 
 // Generator: a seed and an offset. Each draw of n elements reserves counters
@@ -87,6 +106,29 @@ class Generator {
     return first;
   }
 
+  // The device arguments for a draw whose first counter is `first` (from reserve()).
+  [[nodiscard]] PhiloxArgs philox_args(std::uint64_t first) const {
+    if (capture_ptr_ == nullptr) return {seed_, first, nullptr};
+    return {seed_, first - capture_base_, capture_ptr_};
+  }
+
+  // Graph capture: draws made between begin_capture and end_capture are recorded relative to
+  // the offset at begin_capture and read their base from the device scalar *device_offset when
+  // they run. end_capture rewinds the offset (nothing was drawn yet) and returns how many
+  // counters one replay consumes; before each replay the caller stores offset() in
+  // *device_offset and then advances the offset by that count, so a replayed step draws exactly
+  // the numbers the same step run eagerly would have drawn.
+  void begin_capture(const std::uint64_t* device_offset) {
+    capture_ptr_ = device_offset;
+    capture_base_ = offset_;
+  }
+  std::uint64_t end_capture() {
+    const std::uint64_t used = offset_ - capture_base_;
+    offset_ = capture_base_;
+    capture_ptr_ = nullptr;
+    return used;
+  }
+
   // Convenience single draws (each consumes one counter).
   template <class T = double>
   T uniform() {
@@ -103,6 +145,8 @@ class Generator {
  private:
   std::uint64_t seed_ = 0;
   std::uint64_t offset_ = 0;
+  const std::uint64_t* capture_ptr_ = nullptr;
+  std::uint64_t capture_base_ = 0;
 };
 
 // The process-wide generator used when no generator is passed (seed 0 until manual_seed).

@@ -83,7 +83,8 @@ class Tensor {
   }
   [[nodiscard]] static Tensor full(const Shape& shape, T value, Device device = Device::cpu()) {
     Tensor t = empty(shape, device);
-    std::fill_n(t.data(), t.numel(), value);
+    if (device.is_cpu()) std::fill_n(t.data(), t.numel(), value);
+    else if (t.numel() > 0) backend::cuda_copy<T>().fill(device.index, t.data(), t.numel(), value);
     return t;
   }
   [[nodiscard]] static Tensor zeros(const Shape& shape, Device d = Device::cpu()) {
@@ -183,11 +184,19 @@ class Tensor {
   [[nodiscard]] T item() const {
     EMBER_CHECK(numel() == 1, "item(): tensor of shape ", shape_str(shape()),
                 " has ", numel(), " elements, not one");
+    if (device().is_cuda()) return to_vector()[0];
     return *data();
   }
   // The elements in C order, as a std::vector (any layout).
   [[nodiscard]] std::vector<T> to_vector() const {
     std::vector<T> out(static_cast<std::size_t>(numel()));
+    if (device().is_cuda()) {
+      const Tensor c = contiguous();
+      if (numel() > 0)
+        backend::cuda_runtime().copy_to_host(device().index, out.data(), c.data(),
+                                             out.size() * sizeof(T));
+      return out;
+    }
     const T* base = impl().storage->data();
     for_each_strided(shape(), strides(), offset(),
                      [&](std::int64_t i, std::int64_t s) { out[static_cast<std::size_t>(i)] = base[s]; });
@@ -222,21 +231,48 @@ class Tensor {
   template <Element U>
   [[nodiscard]] Tensor<U> cast() const {
     Tensor<U> out = Tensor<U>::empty(shape(), device());
+    if (device().is_cuda()) {
+      const Tensor c = contiguous();
+      if (numel() > 0)
+        backend::cuda_copy<T>().cast(device().index, c.data(), out.data(), dtype_of<U>(), numel());
+      return out;
+    }
     const T* base = impl().storage->data();
     U* o = out.data();
     for_each_strided(shape(), strides(), offset(),
                      [&](std::int64_t i, std::int64_t s) { o[i] = static_cast<U>(base[s]); });
     return out;
   }
-  [[nodiscard]] Tensor to(Device d) const {
-    check_device_available(d);
-    return *this;  // the CPU is the only device of a build without nvcc
-  }
+  // A copy on device d (this tensor itself when it is already there). Recorded by autograd:
+  // the gradient flows back to this tensor's device.
+  [[nodiscard]] Tensor to(Device d) const;
   [[nodiscard]] Tensor cpu() const { return to(Device::cpu()); }
+  // Moves the data to device d in place (as a contiguous buffer): every handle to this tensor
+  // sees the move, which is how a module's parameters change device. A gradient moves too.
+  Tensor& move_to_(Device d) {
+    if (d == device()) return *this;
+    const Tensor moved = detach().to_copy(d);
+    impl().storage = moved.impl().storage;
+    impl().strides = moved.strides();
+    impl().offset = 0;
+    if (impl().grad) Tensor(impl().grad).move_to_(d);
+    return *this;
+  }
 
   // ---- in-place (never recorded; refused on leaves that require grad while recording) -----
   Tensor& fill_(T value) {
     check_inplace("fill_");
+    if (device().is_cuda()) {
+      if (numel() == 0) return *this;
+      if (is_contiguous()) {
+        backend::cuda_copy<T>().fill(device().index, data(), numel(), value);
+      } else {
+        const Tensor filled = full(shape(), value, device());
+        backend::cuda_copy<T>().strided_copy(device().index, filled.data(), filled.view_desc(),
+                                             impl().storage->data(), view_desc(), numel());
+      }
+      return *this;
+    }
     T* base = impl().storage->data();
     for_each_strided(shape(), strides(), offset(), [&](std::int64_t, std::int64_t s) { base[s] = value; });
     return *this;
@@ -246,6 +282,22 @@ class Tensor {
     check_inplace("copy_");
     EMBER_CHECK(src.shape() == shape(), "copy_: source shape ", shape_str(src.shape()),
                 " differs from destination shape ", shape_str(shape()));
+    if (device().is_cuda() || src.device().is_cuda()) {
+      if (numel() == 0) return *this;
+      // Bring the source to this device first (a fresh buffer, so overlap cannot bite).
+      Tensor s = src.device() == device() && !shares_storage(src) ? src : src.detach().to_copy(device());
+      if (device().is_cpu()) {  // s is now on the CPU
+        const std::vector<T> values = s.to_vector();
+        T* base = impl().storage->data();
+        for_each_strided(shape(), strides(), offset(), [&](std::int64_t i, std::int64_t st) {
+          base[st] = values[static_cast<std::size_t>(i)];
+        });
+        return *this;
+      }
+      backend::cuda_copy<T>().strided_copy(device().index, s.impl().storage->data(), s.view_desc(),
+                                           impl().storage->data(), view_desc(), numel());
+      return *this;
+    }
     if (is_contiguous() && src.is_contiguous() && !shares_storage(src)) {
       std::copy_n(src.data(), numel(), data());
       return *this;
@@ -278,7 +330,9 @@ class Tensor {
   void zero_grad(bool set_to_none = false) {
     if (!impl().grad) return;
     if (set_to_none) impl().grad.reset();
-    else {  // the gradient's own elements only: it may be a view into a larger storage
+    else if (impl().grad->storage->device().is_cuda()) {
+      Tensor(impl().grad).fill_(T(0));
+    } else {  // the gradient's own elements only: it may be a view into a larger storage
       TensorImpl<T>& g = *impl().grad;
       T* base = g.storage->data();
       for_each_strided(g.shape, g.strides, g.offset,
@@ -287,6 +341,20 @@ class Tensor {
   }
   // Back-propagates from this tensor. A non-scalar needs an explicit gradient.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+
+  // This tensor's geometry as a kernel operand (rank <= 8).
+  [[nodiscard]] StridedView view_desc() const {
+    EMBER_CHECK(dim() <= kMaxDims, "tensors on CUDA devices have at most ", kMaxDims,
+                " dimensions, got ", shape_str(shape()));
+    StridedView v;
+    v.rank = static_cast<int>(dim());
+    for (int d = 0; d < v.rank; ++d) {
+      v.shape[d] = shape()[static_cast<std::size_t>(d)];
+      v.strides[d] = strides()[static_cast<std::size_t>(d)];
+    }
+    v.offset = offset();
+    return v;
+  }
 
   [[nodiscard]] TensorImpl<T>& impl() const {
     EMBER_CHECK(impl_ != nullptr, "use of an undefined (default-constructed) tensor");
@@ -303,7 +371,24 @@ class Tensor {
     }
     return true;
   }
+  // A contiguous copy of this tensor on device d (not recorded).
+  Tensor to_copy(Device d) const {
+    check_device_available(d);
+    const Tensor src = contiguous();
+    Tensor out = empty(shape(), d);
+    const std::size_t bytes = static_cast<std::size_t>(numel()) * sizeof(T);
+    if (bytes == 0) return out;
+    const Device from = device();
+    if (from.is_cpu() && d.is_cpu()) std::memcpy(out.data(), src.data(), bytes);
+    else if (from.is_cpu()) backend::cuda_runtime().copy_to_device(d.index, out.data(), src.data(), bytes);
+    else if (d.is_cpu()) backend::cuda_runtime().copy_to_host(from.index, out.data(), src.data(), bytes);
+    else if (from == d) backend::cuda_runtime().copy_on_device(d.index, out.data(), src.data(), bytes);
+    else return to_copy(Device::cpu()).to_copy(d);  // between two GPUs: through the host
+    return out;
+  }
   T& element(const std::int64_t* idx, std::size_t n) const {
+    EMBER_CHECK(device().is_cpu(), "element access to a tensor on ", device().str(),
+                ": copy it to the CPU first (.cpu())");
     EMBER_CHECK(static_cast<std::int64_t>(n) == dim(), "element access with ", n,
                 " indices into a tensor of rank ", dim());
     std::int64_t off = offset();
@@ -582,6 +667,17 @@ Tensor<T> Tensor<T>::squeeze(std::int64_t d) const {
   Shape ns = shape();
   ns.erase(ns.begin() + dd);
   return reshape(ns);
+}
+
+template <class T>
+Tensor<T> Tensor<T>::to(Device d) const {
+  if (d == device()) return *this;
+  Tensor out = detach().to_copy(d);
+  const Device from = device();
+  autograd::record(out, "ToCopyBackward0", {*this}, [from](const Tensor& g) {
+    return std::vector<Tensor>{g.to(from)};
+  });
+  return out;
 }
 
 template <class T>

@@ -6,6 +6,7 @@
 
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/data/dataloader.hpp"
+#include "ember/data/device_loader.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/ops/loss.hpp"
 #include "ember/ops/reduce.hpp"
@@ -26,7 +27,27 @@ inline EvalResult evaluate(Module& model, data::DataLoader& loader) {
   NoGradGuard no_grad;
   EvalResult r;
   double loss_sum = 0;
+  const Device dev = model.device();  // batches go where the model is
   for (const data::Batch& b : loader.epoch()) {
+    const ember::Tensor<std::int64_t> labels = b.labels.to(dev);
+    const ember::Tensor<float> out = model(b.images.to(dev));
+    loss_sum += nll_loss(out, labels, Reduction::sum).item();
+    r.correct += count_correct(out, labels);
+    r.total += b.labels.size(0);
+  }
+  r.loss = r.total ? loss_sum / static_cast<double>(r.total) : 0.0;
+  return r;
+}
+
+// The same over data that lives on a CUDA device (the model must be there too).
+inline EvalResult evaluate(Module& model, data::DeviceDataLoader& loader) {
+  model.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  double loss_sum = 0;
+  loader.start_epoch();
+  for (std::int64_t i = 0; i < loader.num_batches(); ++i) {
+    const data::Batch b = loader.batch(i);
     const ember::Tensor<float> out = model(b.images);
     loss_sum += nll_loss(out, b.labels, Reduction::sum).item();
     r.correct += count_correct(out, b.labels);

@@ -90,6 +90,20 @@ class Module {
   void eval() { train(false); }
   [[nodiscard]] bool is_training() const { return training_; }
 
+  // ---- device --------------------------------------------------------------------------
+  // Moves every parameter and buffer to device d in place (the handles layers keep see the
+  // move); optimisers made before the move keep working, as in PyTorch.
+  Module& to(Device d) {
+    for (auto& [n, t] : named_parameters()) t.move_to_(d);
+    for (auto& [n, t] : named_buffers()) t.move_to_(d);
+    return *this;
+  }
+  // The device of the first parameter (the CPU for a module without parameters).
+  [[nodiscard]] Device device() const {
+    const auto params = named_parameters();
+    return params.empty() ? Device::cpu() : params.front().second.device();
+  }
+
   // Drops (or zeroes) every parameter's gradient.
   void zero_grad(bool set_to_none = true) {
     for (auto& t : parameters()) t.zero_grad(set_to_none);

@@ -16,11 +16,17 @@ namespace ember {
 
 template <Real T>
 Tensor<T> relu(const Tensor<T>& x) {
-  Tensor<T> y = detail::unary_map(x, [](T v) { return v > T(0) ? v : (v != v ? v : T(0)); });
+  Tensor<T> y = detail::unary_map(x, backend::UnaryOp::relu, T(0),
+                                  [](T v) { return v > T(0) ? v : (v != v ? v : T(0)); });
   // d relu / dx = 1 where the output is positive.
   autograd::record(y, "ReluBackward0", {x}, [y = y.detach()](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
-    Tensor<T> gx = Tensor<T>::empty(y.shape());
+    Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
+    if (y.device().is_cuda()) {
+      if (y.numel() > 0)
+        backend::cuda_math<T>().relu_backward(y.device().index, gc.data(), y.data(), gx.data(), y.numel());
+      return std::vector<Tensor<T>>{gx};
+    }
     const T* py = y.data();
     const T* pg = gc.data();
     T* po = gx.data();
@@ -41,6 +47,22 @@ template <Real T>
 Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
   const std::int64_t d = wrap_dim(dim, x.dim());
   const auto sp = detail::split_at(x.shape(), d);
+  if (x.device().is_cuda()) {
+    // The kernels work on rows: another dimension is moved last and back (autograd follows).
+    if (sp.inner != 1) return log_softmax(x.transpose(d, -1), -1).transpose(d, -1);
+    const Tensor<T> xc = x.contiguous();
+    Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
+    const int dev = x.device().index;
+    if (y.numel() > 0) backend::cuda_math<T>().log_softmax_forward(dev, xc.data(), y.data(), sp.outer, sp.size);
+    autograd::record(y, "LogSoftmaxBackward0", {x}, [y = y.detach(), sp, dev](const Tensor<T>& g) {
+      const Tensor<T> gc = g.contiguous();
+      Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
+      if (y.numel() > 0)
+        backend::cuda_math<T>().log_softmax_backward(dev, gc.data(), y.data(), gx.data(), sp.outer, sp.size);
+      return std::vector<Tensor<T>>{gx};
+    });
+    return y;
+  }
   const Tensor<T> xc = x.contiguous();
   Tensor<T> y = Tensor<T>::empty(x.shape());
   const T* px = xc.data();

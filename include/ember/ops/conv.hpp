@@ -6,6 +6,7 @@
 
 #include "ember/backend/cpu/conv.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/ops/elementwise.hpp"
 
 namespace ember {
 
@@ -39,10 +40,19 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
               "conv2d: input ", shape_str(x.shape()),
               " is smaller than the (dilated) kernel ", shape_str(weight.shape()));
 
+  detail::check_same_device(x.device(), weight.device());
+  if (bias.defined()) detail::check_same_device(x.device(), bias.device());
+  const Device dev = x.device();
   const Tensor<T> xc = x.contiguous(), wc = weight.contiguous();
   const Tensor<T> bc = bias.defined() ? bias.contiguous() : Tensor<T>();
-  Tensor<T> y = Tensor<T>::empty({p.n, p.k, p.p(), p.q()});
-  cpu::conv2d_forward<T>(p, xc.data(), wc.data(), bc.defined() ? bc.data() : nullptr, y.data());
+  Tensor<T> y = Tensor<T>::empty({p.n, p.k, p.p(), p.q()}, dev);
+  if (dev.is_cuda()) {
+    if (y.numel() > 0)
+      backend::cuda_math<T>().conv2d_forward(dev.index, p, xc.data(), wc.data(),
+                                             bc.defined() ? bc.data() : nullptr, y.data());
+  } else {
+    cpu::conv2d_forward<T>(p, xc.data(), wc.data(), bc.defined() ? bc.data() : nullptr, y.data());
+  }
 
   std::vector<Tensor<T>> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
@@ -51,9 +61,21 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                     need_w = weight.requires_grad(), has_b = bias.defined(),
                     need_b = bias.requires_grad()](const Tensor<T>& g) {
                      const Tensor<T> gc = g.contiguous();
-                     Tensor<T> gx = need_x ? Tensor<T>::empty(xc.shape()) : Tensor<T>();
-                     Tensor<T> gw = need_w ? Tensor<T>::empty(wc.shape()) : Tensor<T>();
-                     Tensor<T> gb = need_b ? Tensor<T>::empty({p.k}) : Tensor<T>();
+                     const Device dev = gc.device();
+                     Tensor<T> gx = need_x ? Tensor<T>::empty(xc.shape(), dev) : Tensor<T>();
+                     Tensor<T> gw = need_w ? Tensor<T>::empty(wc.shape(), dev) : Tensor<T>();
+                     Tensor<T> gb = need_b ? Tensor<T>::empty({p.k}, dev) : Tensor<T>();
+                     if (dev.is_cuda()) {
+                       auto& m = backend::cuda_math<T>();
+                       if (need_x) m.conv2d_backward_data(dev.index, p, wc.data(), gc.data(), gx.data());
+                       if (need_w || need_b)
+                         m.conv2d_backward_weight(dev.index, p, xc.data(), gc.data(),
+                                                  need_w ? gw.data() : nullptr,
+                                                  need_b ? gb.data() : nullptr);
+                       std::vector<Tensor<T>> grads{gx, gw};
+                       if (has_b) grads.push_back(gb);
+                       return grads;
+                     }
                      cpu::conv2d_backward<T>(p, xc.data(), wc.data(), gc.data(),
                                              need_x ? gx.data() : nullptr,
                                              need_w ? gw.data() : nullptr,

@@ -16,10 +16,16 @@ namespace ember {
 namespace detail {
 // A mask of `shape` holding 0 or 1 / (1 - p).
 template <Real T>
-Tensor<T> dropout_mask(const Shape& shape, double p, Generator& gen) {
-  Tensor<T> mask = Tensor<T>::empty(shape);
+Tensor<T> dropout_mask(const Shape& shape, double p, Generator& gen, Device device = Device::cpu()) {
+  Tensor<T> mask = Tensor<T>::empty(shape, device);
   const std::uint64_t first = gen.reserve(static_cast<std::uint64_t>(mask.numel()));
   const T scale = static_cast<T>(1.0 / (1.0 - p));
+  if (device.is_cuda()) {
+    if (mask.numel() > 0)
+      backend::cuda_math<T>().dropout_mask(device.index, gen.philox_args(first), static_cast<float>(p),
+                                           scale, mask.data(), mask.numel());
+    return mask;
+  }
   T* pm = mask.data();
   for (std::int64_t i = 0; i < mask.numel(); ++i)
     pm[i] = Philox::uniform<float>(gen.seed(), first + i) >= static_cast<float>(p) ? scale : T(0);
@@ -35,9 +41,9 @@ inline void check_p(double p) {
 // constant: no gradient flows to it).
 template <Real T>
 Tensor<T> apply_mask(const Tensor<T>& x, const Tensor<T>& mask) {
-  Tensor<T> y = detail::binary_map(x, mask, [](T a, T m) { return a * m; });
+  Tensor<T> y = detail::binary_map(x, mask, backend::BinaryOp::mul, [](T a, T m) { return a * m; });
   autograd::record(y, "MulBackward0", {x}, [mask, s = x.shape()](const Tensor<T>& g) {
-    return std::vector<Tensor<T>>{sum_to(detail::binary_map(g, mask, [](T a, T m) { return a * m; }), s)};
+    return std::vector<Tensor<T>>{sum_to(detail::binary_map(g, mask, backend::BinaryOp::mul, [](T a, T m) { return a * m; }), s)};
   });
   return y;
 }
@@ -48,7 +54,7 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training,
   detail::check_p(p);
   if (!training || p == 0.0) return x;
   if (p == 1.0) return mul_scalar(x, T(0));
-  return apply_mask(x, detail::dropout_mask<T>(x.shape(), p, gen));
+  return apply_mask(x, detail::dropout_mask<T>(x.shape(), p, gen, x.device()));
 }
 
 // Zeroes whole channels: x (N, C, H, W) or (C, H, W); one draw per (n, c).
@@ -62,7 +68,7 @@ Tensor<T> dropout2d(const Tensor<T>& x, double p, bool training,
   if (p == 1.0) return mul_scalar(x, T(0));
   Shape mask_shape = x.shape();
   for (std::size_t d = mask_shape.size() - 2; d < mask_shape.size(); ++d) mask_shape[d] = 1;
-  return apply_mask(x, detail::dropout_mask<T>(mask_shape, p, gen));
+  return apply_mask(x, detail::dropout_mask<T>(mask_shape, p, gen, x.device()));
 }
 
 }  // namespace ember

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/device_backend.hpp"
 #include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
 
@@ -48,13 +49,40 @@ void for_each_pair(const Shape& shape, const Shape& sa, std::int64_t oa, const S
   }
 }
 
+// A kernel operand: `t` read with broadcast strides as if it had shape `out`.
+template <class T>
+StridedView broadcast_view(const Tensor<T>& t, const Shape& out) {
+  EMBER_CHECK(out.size() <= static_cast<std::size_t>(kMaxDims), "tensors on CUDA devices have at most ",
+              kMaxDims, " dimensions, got ", shape_str(out));
+  const Shape st = broadcast_strides(t, out);
+  StridedView v;
+  v.rank = static_cast<int>(out.size());
+  for (int d = 0; d < v.rank; ++d) {
+    v.shape[d] = out[static_cast<std::size_t>(d)];
+    v.strides[d] = st[static_cast<std::size_t>(d)];
+  }
+  v.offset = t.offset();
+  return v;
+}
+
+inline void check_same_device(Device a, Device b) {
+  EMBER_CHECK(a == b, "operands on different devices: ", a.str(), " and ", b.str());
+}
+
 // out = f(a, b) with broadcasting; a threaded flat loop when both are contiguous and equal.
+// On a CUDA device the kernel for `op` (the same function as f) runs instead.
 template <class T, class F>
-Tensor<T> binary_map(const Tensor<T>& a, const Tensor<T>& b, F f) {
-  EMBER_CHECK(a.device() == b.device(), "operands on different devices: ", a.device().str(),
-              " and ", b.device().str());
+Tensor<T> binary_map(const Tensor<T>& a, const Tensor<T>& b, backend::BinaryOp op, F f) {
+  check_same_device(a.device(), b.device());
   const Shape shape = broadcast_shapes(a.shape(), b.shape());
   Tensor<T> out = Tensor<T>::empty(shape, a.device());
+  if (a.device().is_cuda()) {
+    if (out.numel() > 0)
+      backend::cuda_math<T>().binary(a.device().index, op, a.impl().storage->data(),
+                                     broadcast_view(a, shape), b.impl().storage->data(),
+                                     broadcast_view(b, shape), out.data(), out.numel());
+    return out;
+  }
   T* po = out.data();
   if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
     const T* pa = a.data();
@@ -74,9 +102,14 @@ Tensor<T> binary_map(const Tensor<T>& a, const Tensor<T>& b, F f) {
 }
 
 template <class T, class F>
-Tensor<T> unary_map(const Tensor<T>& a, F f) {
+Tensor<T> unary_map(const Tensor<T>& a, backend::UnaryOp op, T scalar, F f) {
   Tensor<T> ac = a.contiguous();
   Tensor<T> out = Tensor<T>::empty(a.shape(), a.device());
+  if (a.device().is_cuda()) {
+    if (out.numel() > 0)
+      backend::cuda_math<T>().unary(a.device().index, op, ac.data(), out.data(), out.numel(), scalar);
+    return out;
+  }
   const T* pa = ac.data();
   T* po = out.data();
   parallel_for(0, out.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
@@ -97,11 +130,18 @@ Tensor<T> broadcast_to(const Tensor<T>& t, const Shape& shape) {
   EMBER_CHECK(broadcast_shapes(t.shape(), shape) == shape, "broadcast_to: shape ",
               shape_str(t.shape()), " cannot be broadcast to ", shape_str(shape));
   Tensor<T> out = Tensor<T>::empty(shape, t.device());
-  T* po = out.data();
-  const T* base = t.impl().storage->data();
-  const Shape zero(shape.size(), 0);
-  detail::for_each_pair(shape, detail::broadcast_strides(t, shape), t.offset(), zero, 0,
-                        [&](std::int64_t i, std::int64_t ia, std::int64_t) { po[i] = base[ia]; });
+  if (t.device().is_cuda()) {
+    if (out.numel() > 0)
+      backend::cuda_copy<T>().strided_copy(t.device().index, t.impl().storage->data(),
+                                           detail::broadcast_view(t, shape), out.data(),
+                                           out.view_desc(), out.numel());
+  } else {
+    T* po = out.data();
+    const T* base = t.impl().storage->data();
+    const Shape zero(shape.size(), 0);
+    detail::for_each_pair(shape, detail::broadcast_strides(t, shape), t.offset(), zero, 0,
+                          [&](std::int64_t i, std::int64_t ia, std::int64_t) { po[i] = base[ia]; });
+  }
   const Shape in_shape = t.shape();
   autograd::record(out, "ExpandBackward0", {t}, [in_shape](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{sum_to(g, in_shape)};
@@ -116,11 +156,17 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
               shape_str(g.shape()), " does not reduce to ", shape_str(shape));
   Tensor<T> out = Tensor<T>::zeros(shape, g.device());
   // Read `out` with broadcast strides: every g element adds into its reduced slot.
-  const Shape out_st = detail::broadcast_strides(out, g.shape());
-  T* po = out.data();
-  const T* base = g.impl().storage->data();
-  detail::for_each_pair(g.shape(), g.strides(), g.offset(), out_st, 0,
-                        [&](std::int64_t, std::int64_t ig, std::int64_t io) { po[io] += base[ig]; });
+  if (g.device().is_cuda()) {
+    if (out.numel() > 0)
+      backend::cuda_math<T>().sum_to(g.device().index, g.impl().storage->data(), g.view_desc(),
+                                     out.data(), detail::broadcast_view(out, g.shape()), out.numel());
+  } else {
+    const Shape out_st = detail::broadcast_strides(out, g.shape());
+    T* po = out.data();
+    const T* base = g.impl().storage->data();
+    detail::for_each_pair(g.shape(), g.strides(), g.offset(), out_st, 0,
+                          [&](std::int64_t, std::int64_t ig, std::int64_t io) { po[io] += base[ig]; });
+  }
   const Shape in_shape = g.shape();
   autograd::record(out, "SumToBackward0", {g}, [in_shape](const Tensor<T>& gg) {
     return std::vector<Tensor<T>>{broadcast_to(gg, in_shape)};
@@ -130,7 +176,7 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
 
 template <Real T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x + y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::add, [](T x, T y) { return x + y; });
   autograd::record(out, "AddBackward0", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{sum_to(g, sa), sum_to(g, sb)};
   });
@@ -139,7 +185,7 @@ Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <Real T>
 Tensor<T> neg(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, [](T x) { return -x; });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::neg, T(0), [](T x) { return -x; });
   autograd::record(out, "NegBackward0", {a},
                    [](const Tensor<T>& g) { return std::vector<Tensor<T>>{neg(g)}; });
   return out;
@@ -147,7 +193,7 @@ Tensor<T> neg(const Tensor<T>& a) {
 
 template <Real T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x - y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::sub, [](T x, T y) { return x - y; });
   autograd::record(out, "SubBackward0", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{sum_to(g, sa), sum_to(neg(g), sb)};
   });
@@ -156,7 +202,7 @@ Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <Real T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x * y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::mul, [](T x, T y) { return x * y; });
   autograd::record(out, "MulBackward0", {a, b},
                    [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
                      return std::vector<Tensor<T>>{sum_to(mul(g, b), a.shape()),
@@ -167,7 +213,7 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <Real T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, [](T x, T y) { return x / y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::div, [](T x, T y) { return x / y; });
   autograd::record(out, "DivBackward0", {a, b},
                    [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
                      // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
@@ -181,13 +227,13 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
 // Scalar forms: the scalar is a constant (no gradient).
 template <Real T>
 Tensor<T> add_scalar(const Tensor<T>& a, T s) {
-  Tensor<T> out = detail::unary_map(a, [s](T x) { return x + s; });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::add_scalar, s, [s](T x) { return x + s; });
   autograd::record(out, "AddBackward1", {a}, [](const Tensor<T>& g) { return std::vector<Tensor<T>>{g}; });
   return out;
 }
 template <Real T>
 Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
-  Tensor<T> out = detail::unary_map(a, [s](T x) { return x * s; });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::mul_scalar, s, [s](T x) { return x * s; });
   autograd::record(out, "MulBackward1", {a},
                    [s](const Tensor<T>& g) { return std::vector<Tensor<T>>{mul_scalar(g, s)}; });
   return out;
@@ -195,7 +241,7 @@ Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
 
 template <Real T>
 Tensor<T> exp(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, [](T x) { return std::exp(x); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::exp, T(0), [](T x) { return std::exp(x); });
   autograd::record(out, "ExpBackward0", {a}, [o = out.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{mul(g, o)};
   });
@@ -204,7 +250,7 @@ Tensor<T> exp(const Tensor<T>& a) {
 
 template <Real T>
 Tensor<T> log(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, [](T x) { return std::log(x); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::log, T(0), [](T x) { return std::log(x); });
   autograd::record(out, "LogBackward0", {a}, [a = a.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{div(g, a)};
   });
@@ -214,9 +260,12 @@ Tensor<T> log(const Tensor<T>& a) {
 // a^p for a constant exponent p.
 template <Real T>
 Tensor<T> pow(const Tensor<T>& a, T p) {
-  Tensor<T> out = detail::unary_map(a, [p](T x) { return std::pow(x, p); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::pow_scalar, p, [p](T x) { return std::pow(x, p); });
   autograd::record(out, "PowBackward0", {a}, [a = a.detach(), p](const Tensor<T>& g) {
-    Tensor<T> d = detail::unary_map(a, [p](T x) { return p * std::pow(x, p - 1); });
+    const T q = p - 1;
+    Tensor<T> d = detail::unary_map(
+        detail::unary_map(a, backend::UnaryOp::pow_scalar, q, [q](T x) { return std::pow(x, q); }),
+        backend::UnaryOp::mul_scalar, p, [p](T x) { return x * p; });
     return std::vector<Tensor<T>>{mul(g, d)};
   });
   return out;

@@ -24,7 +24,12 @@ Tensor<T> gemm_2d(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
   p.lda = a.size(1);
   p.ldb = b.size(1);
   p.ldc = p.n;
-  Tensor<T> c = Tensor<T>::empty({p.m, p.n});
+  detail::check_same_device(a.device(), b.device());
+  Tensor<T> c = Tensor<T>::empty({p.m, p.n}, a.device());
+  if (a.device().is_cuda()) {
+    if (c.numel() > 0) backend::cuda_math<T>().gemm(a.device().index, p, T(1), ac.data(), bc.data(), T(0), c.data());
+    return c;
+  }
   cpu::gemm<T>(p, T(1), ac.data(), bc.data(), T(0), c.data());
   return c;
 }
@@ -57,12 +62,17 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
               " does not match weight ", shape_str(weight.shape()));
   Tensor<T> out = detail::gemm_2d(x, false, weight, true);
   if (has_bias) {
+    detail::check_same_device(x.device(), bias.device());
     const Tensor<T> bc = bias.contiguous();
     const std::int64_t n = out.size(0), o = out.size(1);
     T* po = out.data();
     const T* pb = bc.data();
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j < o; ++j) po[i * o + j] += pb[j];
+    if (out.device().is_cuda()) {
+      if (out.numel() > 0) backend::cuda_math<T>().bias_add_rows(out.device().index, po, pb, n, o);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < o; ++j) po[i * o + j] += pb[j];
+    }
   }
   std::vector<Tensor<T>> inputs{x, weight};
   if (has_bias) inputs.push_back(bias);
@@ -72,7 +82,17 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                      std::vector<Tensor<T>> grads{
                          need_x ? detail::gemm_2d(g, false, w, false) : Tensor<T>(),
                          need_w ? detail::gemm_2d(g, true, x, false) : Tensor<T>()};
-                     if (has_bias) grads.push_back(sum(g.detach(), 0));
+                     if (has_bias) {
+                       if (g.device().is_cuda()) {
+                         const Tensor<T> gc = g.contiguous();
+                         Tensor<T> gb = Tensor<T>::empty({gc.size(1)}, g.device());
+                         backend::cuda_math<T>().bias_grad_rows(g.device().index, gc.data(), gb.data(),
+                                                                gc.size(0), gc.size(1));
+                         grads.push_back(gb);
+                       } else {
+                         grads.push_back(sum(g.detach(), 0));
+                       }
+                     }
                      return grads;
                    });
   return out;

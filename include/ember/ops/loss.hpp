@@ -20,8 +20,22 @@ Tensor<T> nll_loss(const Tensor<T>& input, const Tensor<std::int64_t>& target,
               shape_str(target.shape()), " does not match input ", shape_str(input.shape()));
   const std::int64_t n = input.size(0), c = input.size(1);
   EMBER_CHECK(n > 0 || reduction == Reduction::sum, "nll_loss: empty batch with mean reduction");
+  detail::check_same_device(input.device(), target.device());
   const Tensor<T> ic = input.contiguous();
   const Tensor<std::int64_t> tc = target.contiguous();
+  const bool mean = reduction == Reduction::mean;
+  if (input.device().is_cuda()) {
+    const int dev = input.device().index;
+    Tensor<T> out = Tensor<T>::empty({}, input.device());
+    backend::cuda_math<T>().nll_forward(dev, ic.data(), tc.data(), n, c, out.data(), mean);
+    autograd::record(out, "NllLossBackward0", {input}, [tc, n, c, mean, dev](const Tensor<T>& g) {
+      Tensor<T> gx = Tensor<T>::empty({n, c}, g.device());
+      const Tensor<T> gc = g.contiguous();
+      if (gx.numel() > 0) backend::cuda_math<T>().nll_backward(dev, gc.data(), tc.data(), n, c, gx.data(), mean);
+      return std::vector<Tensor<T>>{gx};
+    });
+    return out;
+  }
   const std::int64_t* pt = tc.data();
   double acc = 0;
   for (std::int64_t i = 0; i < n; ++i) {

@@ -6,6 +6,7 @@
 
 #include "ember/backend/cpu/pool.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/ops/elementwise.hpp"
 
 namespace ember {
 
@@ -24,13 +25,24 @@ Tensor<T> max_pool2d(const Tensor<T>& x, std::int64_t kernel, std::int64_t strid
               "max_pool2d: input ", shape_str(x.shape()),
               " is smaller than the kernel ", kernel);
   const Tensor<T> xc = x.contiguous();
-  Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), p.p(), p.q()});
-  auto argmax = Tensor<std::int32_t>::empty(y.shape());
-  cpu::max_pool2d_forward<T>(p, xc.data(), y.data(), argmax.data());
+  const Device dev = x.device();
+  Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), p.p(), p.q()}, dev);
+  auto argmax = Tensor<std::int32_t>::empty(y.shape(), dev);
+  if (dev.is_cuda()) {
+    if (y.numel() > 0)
+      backend::cuda_math<T>().max_pool2d_forward(dev.index, p, xc.data(), y.data(), argmax.data());
+  } else {
+    cpu::max_pool2d_forward<T>(p, xc.data(), y.data(), argmax.data());
+  }
   autograd::record(y, "MaxPool2DWithIndicesBackward0", {x},
-                   [p, argmax, in_shape = x.shape()](const Tensor<T>& g) {
+                   [p, argmax, in_shape = x.shape(), dev](const Tensor<T>& g) {
                      const Tensor<T> gc = g.contiguous();
-                     Tensor<T> gx = Tensor<T>::empty(in_shape);
+                     Tensor<T> gx = Tensor<T>::empty(in_shape, dev);
+                     if (dev.is_cuda()) {
+                       if (gx.numel() > 0)
+                         backend::cuda_math<T>().max_pool2d_backward(dev.index, p, gc.data(), argmax.data(), gx.data());
+                       return std::vector<Tensor<T>>{gx};
+                     }
                      cpu::max_pool2d_backward<T>(p, gc.data(), argmax.data(), gx.data());
                      return std::vector<Tensor<T>>{gx};
                    });

@@ -36,6 +36,14 @@ inline Shape reduced_shape(Shape s, std::int64_t d, bool keepdim) {
 template <Real T>
 Tensor<T> sum(const Tensor<T>& a) {
   Tensor<T> ac = a.contiguous();
+  if (a.device().is_cuda()) {
+    Tensor<T> out = Tensor<T>::zeros({}, a.device());
+    if (a.numel() > 0) backend::cuda_math<T>().sum_all(a.device().index, ac.data(), ac.numel(), out.data(), T(1));
+    autograd::record(out, "SumBackward0", {a}, [s = a.shape()](const Tensor<T>& g) {
+      return std::vector<Tensor<T>>{broadcast_to(g, s)};
+    });
+    return out;
+  }
   double acc = 0;
   const T* p = ac.data();
   for (std::int64_t i = 0; i < ac.numel(); ++i) acc += p[i];
@@ -49,6 +57,10 @@ Tensor<T> sum(const Tensor<T>& a) {
 template <Real T>
 Tensor<T> sum(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   const std::int64_t d = wrap_dim(dim, a.dim());
+  if (a.device().is_cuda()) {  // a reduction to the kept shape; sum_to records the backward
+    Tensor<T> out = sum_to(a, detail::reduced_shape(a.shape(), d, true));
+    return keepdim ? out : out.reshape(detail::reduced_shape(a.shape(), d, false));
+  }
   const auto sp = detail::split_at(a.shape(), d);
   Tensor<T> ac = a.contiguous();
   Tensor<T> out = Tensor<T>::zeros(detail::reduced_shape(a.shape(), d, true));
@@ -84,6 +96,21 @@ Tensor<std::int64_t> argmax(const Tensor<T>& a, std::int64_t dim, bool keepdim =
   const std::int64_t d = wrap_dim(dim, a.dim());
   const auto sp = detail::split_at(a.shape(), d);
   EMBER_CHECK(sp.size > 0, "argmax over an empty dimension");
+  if (a.device().is_cuda()) {
+    if constexpr (Real<T>) {
+      if (sp.inner != 1) {  // rows: move the dimension last
+        auto idx = argmax(a.transpose(d, -1).contiguous(), -1, true).transpose(d, -1);
+        return keepdim ? idx.contiguous() : idx.reshape(detail::reduced_shape(a.shape(), d, false));
+      }
+      Tensor<T> ac = a.contiguous();
+      auto out = Tensor<std::int64_t>::empty(detail::reduced_shape(a.shape(), d, keepdim), a.device());
+      if (out.numel() > 0)
+        backend::cuda_math<T>().argmax_rows(a.device().index, ac.data(), sp.outer, sp.size, out.data());
+      return out;
+    } else {
+      EMBER_CHECK(false, "argmax of an integer tensor on ", a.device().str(), " is not supported; use .cpu()");
+    }
+  }
   Tensor<T> ac = a.contiguous();
   auto out = Tensor<std::int64_t>::empty(detail::reduced_shape(a.shape(), d, keepdim));
   const T* p = ac.data();
@@ -110,6 +137,15 @@ std::int64_t count_correct(const Tensor<T>& scores, const Tensor<std::int64_t>& 
   EMBER_CHECK(scores.dim() == 2 && labels.dim() == 1 && labels.size(0) == scores.size(0),
               "count_correct: scores ", shape_str(scores.shape()), " and labels ",
               shape_str(labels.shape()), " do not match");
+  if (scores.device().is_cuda()) {
+    detail::check_same_device(scores.device(), labels.device());
+    const Tensor<T> sc = scores.contiguous();
+    const Tensor<std::int64_t> lc = labels.contiguous();
+    auto count = Tensor<std::int64_t>::empty({}, scores.device());
+    backend::cuda_math<T>().count_correct(scores.device().index, sc.data(), sc.size(0), sc.size(1),
+                                          lc.data(), count.data());
+    return count.item();
+  }
   const auto pred = argmax(scores, 1).to_vector();
   const auto lab = labels.to_vector();
   std::int64_t correct = 0;

@@ -39,6 +39,10 @@ class SGD {
   }
 
   void step() {
+    if (!params_.empty() && params_.front().device().is_cuda()) {
+      step_on_device();
+      return;
+    }
     const auto lr = static_cast<float>(options_.lr), mom = static_cast<float>(options_.momentum);
     const auto damp = static_cast<float>(1.0 - options_.dampening);
     const auto wd = static_cast<float>(options_.weight_decay);
@@ -66,6 +70,42 @@ class SGD {
           pp[i] -= lr * g;
         }
       });
+    }
+    ++steps_;
+  }
+
+  // One fused launch per group of parameters (those taking their first momentum step, and the
+  // rest), with the same arithmetic as the CPU loop.
+  void step_on_device() {
+    const Device dev = params_.front().device();
+    std::vector<backend::SgdTensorRef> first, rest;
+    const bool use_momentum = options_.momentum != 0;
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      Tensor<float>& p = params_[k];
+      EMBER_CHECK(p.device() == dev, "SGD: parameters on different devices: ", dev.str(), " and ",
+                  p.device().str());
+      Tensor<float> grad = p.grad();
+      if (!grad.defined()) continue;
+      EMBER_CHECK(grad.shape() == p.shape(), "SGD: gradient of shape ", shape_str(grad.shape()),
+                  " for a parameter of shape ", shape_str(p.shape()));
+      EMBER_CHECK(grad.device() == dev, "SGD: gradient on ", grad.device().str(), " for a parameter on ",
+                  dev.str());
+      grad = grad.contiguous();
+      if (!grad.shares_storage(p.grad())) p.set_grad(grad);  // keep the contiguous copy alive
+      const bool is_first = use_momentum && !momentum_[k].defined();
+      if (is_first) momentum_[k] = Tensor<float>::empty(p.shape(), dev);
+      backend::SgdTensorRef ref{p.data(), grad.data(), use_momentum ? momentum_[k].data() : nullptr,
+                                p.numel()};
+      (is_first ? first : rest).push_back(ref);
+    }
+    backend::SgdStepArgs args{static_cast<float>(options_.lr), static_cast<float>(options_.momentum),
+                              static_cast<float>(1.0 - options_.dampening),
+                              static_cast<float>(options_.weight_decay), options_.nesterov, false};
+    auto& training = backend::cuda_training();
+    if (!rest.empty()) training.sgd_step(dev.index, rest.data(), static_cast<int>(rest.size()), args);
+    if (!first.empty()) {
+      args.first_step = true;
+      training.sgd_step(dev.index, first.data(), static_cast<int>(first.size()), args);
     }
     ++steps_;
   }

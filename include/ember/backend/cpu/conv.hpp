@@ -10,23 +10,11 @@
 #include <vector>
 
 #include "ember/backend/cpu/gemm.hpp"
+#include "ember/backend/params.hpp"
 #include "ember/core/error.hpp"
 #include "ember/core/parallel.hpp"
 
 namespace ember {
-
-// Everything a 2-D convolution kernel needs; shared by the CPU path and the tests.
-struct Conv2dParams {
-  std::int64_t n = 0, c = 0, h = 0, w = 0;  // input  (N, C, H, W)
-  std::int64_t k = 0, r = 0, s = 0;         // weight (K, C, R, S)
-  std::int64_t stride_h = 1, stride_w = 1;
-  std::int64_t pad_h = 0, pad_w = 0;
-  std::int64_t dil_h = 1, dil_w = 1;
-
-  [[nodiscard]] std::int64_t p() const { return (h + 2 * pad_h - dil_h * (r - 1) - 1) / stride_h + 1; }
-  [[nodiscard]] std::int64_t q() const { return (w + 2 * pad_w - dil_w * (s - 1) - 1) / stride_w + 1; }
-  [[nodiscard]] std::int64_t crs() const { return c * r * s; }
-};
 
 namespace cpu {
 

@@ -5,15 +5,10 @@
 #include <Eigen/Core>
 #include <cstdint>
 
+#include "ember/backend/params.hpp"
 #include "ember/core/parallel.hpp"
 
 namespace ember::cpu {
-
-struct GemmParams {
-  bool trans_a = false, trans_b = false;
-  std::int64_t m = 0, n = 0, k = 0;
-  std::int64_t lda = 0, ldb = 0, ldc = 0;  // row strides of A, B, C as stored
-};
 
 namespace detail {
 template <class T>

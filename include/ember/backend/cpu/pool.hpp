@@ -5,16 +5,10 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "ember/backend/params.hpp"
 #include "ember/core/parallel.hpp"
 
 namespace ember {
-
-struct MaxPool2dParams {
-  std::int64_t planes = 0, h = 0, w = 0;  // input (N*C, H, W)
-  std::int64_t kernel = 2, stride = 2, padding = 0;
-  [[nodiscard]] std::int64_t p() const { return (h + 2 * padding - kernel) / stride + 1; }
-  [[nodiscard]] std::int64_t q() const { return (w + 2 * padding - kernel) / stride + 1; }
-};
 
 namespace cpu {
 

@@ -1,0 +1,211 @@
+#pragma once
+// The seam between ember's ops and a GPU backend.
+//
+// Ops are templates compiled by whichever compiler includes them, so they must not change
+// with __CUDACC__ (two translation units of one program would then disagree about the same
+// inline function). Instead every op calls the CUDA backend through the interfaces below, and
+// the backend registers itself at start-up from any translation unit compiled by nvcc
+// (backend/cuda/register.hpp, included at the end of this header under __CUDACC__). A program
+// with no such translation unit has no CUDA backend, and asking it for a CUDA tensor throws
+// ember::Error saying so.
+//
+// All pointers are device pointers; sizes are elements unless named bytes; every call is
+// ordered on the device's one stream (so results are ready for the next call without waits).
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "ember/backend/params.hpp"
+#include "ember/core/device.hpp"
+#include "ember/core/dtype.hpp"
+#include "ember/core/error.hpp"
+#include "ember/core/random.hpp"
+
+namespace ember::backend {
+
+// Memory, copies and synchronisation (type-erased).
+class DeviceRuntime {
+ public:
+  virtual ~DeviceRuntime() = default;
+  [[nodiscard]] virtual int device_count() = 0;
+  [[nodiscard]] virtual std::string device_name(int device) = 0;
+  [[nodiscard]] virtual void* allocate(int device, std::size_t bytes) = 0;
+  virtual void deallocate(int device, void* p, std::size_t bytes) = 0;
+  virtual void copy_to_device(int device, void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void copy_to_host(int device, void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void copy_on_device(int device, void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void synchronize(int device) = 0;
+  // True while the device's stream is being captured into a CUDA graph (no host reads then).
+  [[nodiscard]] virtual bool capturing(int device) = 0;
+
+  // CUDA graphs of the device's stream, as opaque handles (see backend/graph.hpp).
+  [[nodiscard]] virtual void* graph_begin_capture(int device) = 0;
+  virtual void graph_end_capture(void* graph) = 0;
+  virtual void graph_replay(void* graph) = 0;
+  virtual void graph_destroy(void* graph) noexcept = 0;
+
+  // Run-time choice between the hand-written kernels and the vendor libraries:
+  // gemm "custom" or "cublas", conv "custom" or "cudnn" (environment: EMBER_GEMM, EMBER_CONV).
+  virtual void set_gemm_backend(const std::string& name) = 0;
+  virtual void set_conv_backend(const std::string& name) = 0;
+  [[nodiscard]] virtual std::string gemm_backend() = 0;
+  [[nodiscard]] virtual std::string conv_backend() = 0;
+};
+
+enum class BinaryOp { add, sub, mul, div, pow, relu_grad, max, min };
+enum class UnaryOp { neg, exp, log, add_scalar, mul_scalar, pow_scalar, rsub_scalar, relu, sqrt, abs };
+
+using ember::PhiloxArgs;
+
+// Element copies, fills and casts: every element type.
+template <class T>
+class DeviceCopy {
+ public:
+  virtual ~DeviceCopy() = default;
+  virtual void fill(int device, T* out, std::int64_t n, T value) = 0;
+  virtual void strided_copy(int device, const T* src, const StridedView& vsrc, T* dst,
+                            const StridedView& vdst, std::int64_t n) = 0;
+  // dst (contiguous, n elements of dst_type) = static_cast<dst_type>(src)
+  virtual void cast(int device, const T* src, void* dst, DType dst_type, std::int64_t n) = 0;
+};
+
+// Arithmetic: float and double.
+template <class T>
+class DeviceMath {
+ public:
+  virtual ~DeviceMath() = default;
+  virtual void binary(int device, BinaryOp op, const T* a, const StridedView& va, const T* b,
+                      const StridedView& vb, T* out, std::int64_t n) = 0;
+  virtual void unary(int device, UnaryOp op, const T* a, T* out, std::int64_t n, T scalar) = 0;
+  virtual void sum_to(int device, const T* g, const StridedView& vg, T* out,
+                      const StridedView& vout, std::int64_t out_n) = 0;
+  virtual void sum_all(int device, const T* x, std::int64_t n, T* out, T scale) = 0;
+  virtual void argmax_rows(int device, const T* x, std::int64_t rows, std::int64_t cols,
+                           std::int64_t* out) = 0;
+  virtual void count_correct(int device, const T* x, std::int64_t rows, std::int64_t cols,
+                             const std::int64_t* labels, std::int64_t* out) = 0;
+  virtual void gemm(int device, const GemmParams& p, T alpha, const T* a, const T* b, T beta,
+                    T* c) = 0;
+  virtual void conv2d_forward(int device, const Conv2dParams& p, const T* x, const T* w,
+                              const T* bias, T* y) = 0;
+  virtual void conv2d_backward_data(int device, const Conv2dParams& p, const T* w, const T* gy,
+                                    T* gx) = 0;
+  virtual void conv2d_backward_weight(int device, const Conv2dParams& p, const T* x, const T* gy,
+                                      T* gw, T* gb) = 0;
+  virtual void max_pool2d_forward(int device, const MaxPool2dParams& p, const T* x, T* y,
+                                  std::int32_t* argmax) = 0;
+  virtual void max_pool2d_backward(int device, const MaxPool2dParams& p, const T* gy,
+                                   const std::int32_t* argmax, T* gx) = 0;
+  virtual void relu_forward(int device, const T* x, T* y, std::int64_t n) = 0;
+  virtual void relu_backward(int device, const T* g, const T* y, T* gx, std::int64_t n) = 0;
+  // y (rows, cols) += bias[col]; y (n, c, hw) += bias[c]
+  virtual void bias_add_rows(int device, T* y, const T* bias, std::int64_t rows, std::int64_t cols) = 0;
+  virtual void bias_add_channels(int device, T* y, const T* bias, std::int64_t n, std::int64_t c,
+                                 std::int64_t hw) = 0;
+  virtual void bias_grad_rows(int device, const T* g, T* gb, std::int64_t rows, std::int64_t cols) = 0;
+  virtual void log_softmax_forward(int device, const T* x, T* y, std::int64_t rows, std::int64_t cols) = 0;
+  virtual void log_softmax_backward(int device, const T* g, const T* y, T* gx, std::int64_t rows,
+                                    std::int64_t cols) = 0;
+  // Throws ember::Error for a label outside [0, cols) unless the stream is being captured.
+  virtual void nll_forward(int device, const T* logp, const std::int64_t* labels, std::int64_t rows,
+                           std::int64_t cols, T* out, bool mean) = 0;
+  virtual void nll_backward(int device, const T* g, const std::int64_t* labels, std::int64_t rows,
+                            std::int64_t cols, T* gx, bool mean) = 0;
+  virtual void dropout_mask(int device, PhiloxArgs rng, float p, T scale, T* mask, std::int64_t n) = 0;
+};
+
+// One parameter's slice of a fused SGD step.
+struct SgdTensorRef {
+  float* param;
+  const float* grad;
+  float* momentum;  // null when momentum is 0
+  std::int64_t n;
+};
+struct SgdStepArgs {
+  float lr, momentum, dampening_factor, weight_decay;
+  bool nesterov, first_step;
+};
+
+// Training-loop helpers (float): the fused optimiser step and on-device batching.
+class DeviceTraining {
+ public:
+  virtual ~DeviceTraining() = default;
+  virtual void sgd_step(int device, const SgdTensorRef* tensors, int count, SgdStepArgs args) = 0;
+  virtual void gather_normalize(int device, const std::uint8_t* images, const std::int64_t* indices,
+                                std::int64_t batch, std::int64_t pixels, float mean, float std,
+                                float* out) = 0;
+  virtual void gather_labels(int device, const std::int64_t* labels, const std::int64_t* indices,
+                             std::int64_t batch, std::int64_t* out) = 0;
+  // *p = value, ordered on the stream (a kernel, so that it is captured by a graph as a node
+  // whose value is fixed; used to hand a fresh Philox offset to each graph replay).
+  virtual void set_u64(int device, std::uint64_t* p, std::uint64_t value) = 0;
+};
+
+struct CudaBackend {
+  DeviceRuntime* runtime = nullptr;
+  DeviceCopy<float>* copy_f32 = nullptr;
+  DeviceCopy<double>* copy_f64 = nullptr;
+  DeviceCopy<std::int64_t>* copy_i64 = nullptr;
+  DeviceCopy<std::int32_t>* copy_i32 = nullptr;
+  DeviceCopy<std::uint8_t>* copy_u8 = nullptr;
+  DeviceMath<float>* math_f32 = nullptr;
+  DeviceMath<double>* math_f64 = nullptr;
+  DeviceTraining* training = nullptr;
+};
+
+inline CudaBackend& cuda_registry() {
+  static CudaBackend b;
+  return b;
+}
+inline void register_cuda_backend(const CudaBackend& b) { cuda_registry() = b; }
+[[nodiscard]] inline bool cuda_backend_present() { return cuda_registry().runtime != nullptr; }
+
+[[nodiscard]] inline DeviceRuntime& cuda_runtime() {
+  EMBER_CHECK(cuda_backend_present(),
+              "a CUDA device was requested, but this program carries no CUDA backend: ember's "
+              "CUDA backend is compiled into a program when at least one of its source files "
+              "that includes ember is compiled by nvcc (configure with -DEMBER_ENABLE_CUDA=ON)");
+  return *cuda_registry().runtime;
+}
+
+template <class T>
+[[nodiscard]] DeviceCopy<T>& cuda_copy() {
+  (void)cuda_runtime();
+  CudaBackend& b = cuda_registry();
+  if constexpr (std::is_same_v<T, float>) return *b.copy_f32;
+  else if constexpr (std::is_same_v<T, double>) return *b.copy_f64;
+  else if constexpr (std::is_same_v<T, std::int64_t>) return *b.copy_i64;
+  else if constexpr (std::is_same_v<T, std::int32_t>) return *b.copy_i32;
+  else return *b.copy_u8;
+}
+template <class T>
+[[nodiscard]] DeviceMath<T>& cuda_math() {
+  (void)cuda_runtime();
+  if constexpr (std::is_same_v<T, float>) return *cuda_registry().math_f32;
+  else return *cuda_registry().math_f64;
+}
+[[nodiscard]] inline DeviceTraining& cuda_training() {
+  (void)cuda_runtime();
+  return *cuda_registry().training;
+}
+
+}  // namespace ember::backend
+
+namespace ember {
+// Throws ember::Error unless tensors can live on `d` in this program.
+inline void check_device_available(const Device& d) {
+  if (d.is_cpu()) return;
+  EMBER_CHECK(backend::cuda_backend_present(), "device ", d.str(),
+              " requested, but this program carries no CUDA backend: ember's CUDA backend is "
+              "compiled into a program when at least one of its source files that includes "
+              "ember is compiled by nvcc (configure with -DEMBER_ENABLE_CUDA=ON)");
+  const int count = backend::cuda_runtime().device_count();
+  EMBER_CHECK(d.index >= 0 && d.index < count, "device ", d.str(),
+              " requested, but this machine has ", count, " CUDA device(s)");
+}
+}  // namespace ember
+
+#if defined(__CUDACC__)
+#include "ember/backend/cuda/register.hpp"
+#endif

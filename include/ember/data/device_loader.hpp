@@ -1,0 +1,111 @@
+#pragma once
+// DeviceDataLoader: a DataLoader whose data lives on a CUDA device. The subset's pixels (uint8)
+// and labels are uploaded once; each epoch's order is drawn on the host from the same shuffle
+// generator as DataLoader (so both loaders visit samples in the same order for the same seed)
+// and uploaded (8 bytes per sample); each batch is gathered and normalised on the device by one
+// kernel, with the same float arithmetic as DataLoader::make_batch.
+
+#include <cstdint>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "ember/backend/device_backend.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/data/dataloader.hpp"
+#include "ember/data/mnist.hpp"
+
+namespace ember::data {
+
+class DeviceDataLoader {
+ public:
+  DeviceDataLoader(const Subset& data, DataLoaderOptions options, Device device)
+      : options_(options), gen_(options.seed), device_(device) {
+    EMBER_CHECK(device.is_cuda(), "DeviceDataLoader: ", device.str(),
+                " is not a CUDA device (use DataLoader on the CPU)");
+    EMBER_CHECK(options.batch_size > 0, "DeviceDataLoader: batch_size must be positive");
+    EMBER_CHECK(options.std > 0, "DeviceDataLoader: std must be positive");
+    EMBER_CHECK(data.dataset != nullptr, "DeviceDataLoader: no dataset");
+    const ImageDataset& d = *data.dataset;
+    n_ = data.size();
+    h_ = d.images.size(1);
+    w_ = d.images.size(2);
+    const std::int64_t hw = h_ * w_;
+    // The subset's samples in subset order, so that device positions are subset positions.
+    auto pixels = Tensor<std::uint8_t>::empty({n_, hw});
+    auto labels = Tensor<std::int64_t>::empty({n_});
+    const std::uint8_t* src = d.images.data();
+    for (std::int64_t k = 0; k < n_; ++k) {
+      const std::int64_t s = data.indices[static_cast<std::size_t>(k)];
+      std::copy_n(src + s * hw, hw, pixels.data() + k * hw);
+      labels.data()[k] = d.labels.data()[s];
+    }
+    pixels_ = pixels.to(device);
+    labels_ = labels.to(device);
+    order_ = Tensor<std::int64_t>::empty({n_}, device);
+    start_epoch_order(false);
+  }
+
+  [[nodiscard]] std::int64_t size() const { return n_; }
+  [[nodiscard]] std::int64_t num_batches() const {
+    const std::int64_t b = options_.batch_size;
+    return options_.drop_last ? n_ / b : (n_ + b - 1) / b;
+  }
+  [[nodiscard]] std::int64_t batch_count(std::int64_t i) const {
+    return std::min(options_.batch_size, n_ - i * options_.batch_size);
+  }
+  [[nodiscard]] const DataLoaderOptions& options() const { return options_; }
+  [[nodiscard]] Generator& generator() { return gen_; }
+  [[nodiscard]] Device device() const { return device_; }
+
+  // Starts an epoch: draws and uploads its order (the identity when not shuffling).
+  void start_epoch() { start_epoch_order(options_.shuffle); }
+
+  // Batch i of the current epoch, in new tensors.
+  [[nodiscard]] Batch batch(std::int64_t i) const {
+    const std::int64_t count = batch_count(i);
+    EMBER_CHECK(i >= 0 && count > 0, "DeviceDataLoader: batch ", i, " out of range");
+    Batch b{Tensor<float>::empty({count, 1, h_, w_}, device_),
+            Tensor<std::int64_t>::empty({count}, device_)};
+    batch_into(i, b.images, b.labels);
+    return b;
+  }
+
+  // Batch i written into existing tensors of the batch's shape (a captured CUDA graph reads
+  // its input from fixed addresses).
+  void batch_into(std::int64_t i, const Tensor<float>& images, const Tensor<std::int64_t>& labels) const {
+    const std::int64_t count = batch_count(i);
+    EMBER_CHECK(i >= 0 && count > 0, "DeviceDataLoader: batch ", i, " out of range");
+    EMBER_CHECK(images.is_contiguous() && images.numel() == count * h_ * w_ &&
+                    images.device() == device_ && labels.is_contiguous() && labels.numel() == count &&
+                    labels.device() == device_,
+                "DeviceDataLoader: batch_into needs contiguous tensors on ", device_.str(),
+                " with room for ", count, " samples");
+    const std::int64_t* idx = order_.data() + i * options_.batch_size;
+    auto& t = backend::cuda_training();
+    t.gather_normalize(device_.index, pixels_.data(), idx, count, h_ * w_, options_.mean, options_.std,
+                       images.data());
+    t.gather_labels(device_.index, labels_.data(), idx, count, labels.data());
+  }
+
+ private:
+  void start_epoch_order(bool shuffle) {
+    std::vector<std::int64_t> order = shuffle ? random_permutation(n_, gen_) : std::vector<std::int64_t>{};
+    if (!shuffle) {
+      order.resize(static_cast<std::size_t>(n_));
+      std::iota(order.begin(), order.end(), 0);
+    }
+    if (n_ > 0)
+      backend::cuda_runtime().copy_to_device(device_.index, order_.data(), order.data(),
+                                             order.size() * sizeof(std::int64_t));
+  }
+
+  DataLoaderOptions options_;
+  Generator gen_;
+  Device device_;
+  std::int64_t n_ = 0, h_ = 0, w_ = 0;
+  Tensor<std::uint8_t> pixels_;
+  Tensor<std::int64_t> labels_, order_;
+};
+
+}  // namespace ember::data
