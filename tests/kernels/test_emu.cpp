@@ -4,7 +4,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <kernels/common.cuh>
+#include <ember/kernels/common.cuh>
 
 #include <numeric>
 

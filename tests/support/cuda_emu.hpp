@@ -73,7 +73,7 @@
 #define EMBER_KERNEL inline
 #define EMBER_DEVICE inline
 #define EMBER_LAUNCH(kernel, grid, block, smem, stream) \
-  ::ember::emu::Launch(kernel, #kernel, (grid), (block), (smem))
+  ((void)(stream), ::ember::emu::Launch(kernel, #kernel, (grid), (block), (smem)))
 #define EMBER_DYNAMIC_SHARED(type, name) \
   type* name = reinterpret_cast<type*>(::ember::emu::dynamic_shared_memory())
 

@@ -622,7 +622,7 @@ Tensor<T> Tensor<T>::slice(std::int64_t d, std::int64_t start, std::int64_t end,
   Tensor out = make_view(ns, nst, offset() + start * strides()[dd]);
   const Shape in_shape = shape();
   autograd::record(out, "SliceBackward0", {*this}, [=](const Tensor& g) {
-    Tensor gi = Tensor::zeros(in_shape);
+    Tensor gi = Tensor::zeros(in_shape, g.device());
     NoGradGuard guard;
     gi.slice(static_cast<std::int64_t>(dd), start, end, step).copy_(g);
     return std::vector<Tensor>{gi};
@@ -644,7 +644,7 @@ Tensor<T> Tensor<T>::select(std::int64_t d, std::int64_t index) const {
   Tensor out = make_view(ns, nst, offset() + index * strides()[dd]);
   const Shape in_shape = shape();
   autograd::record(out, "SelectBackward0", {*this}, [=](const Tensor& g) {
-    Tensor gi = Tensor::zeros(in_shape);
+    Tensor gi = Tensor::zeros(in_shape, g.device());
     NoGradGuard guard;
     gi.select(static_cast<std::int64_t>(dd), index).copy_(g);
     return std::vector<Tensor>{gi};

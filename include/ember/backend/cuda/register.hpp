@@ -264,9 +264,8 @@ class Math final : public backend::DeviceMath<T> {
   }
   void dropout_mask(int device, backend::PhiloxArgs rng, float p, T scale, T* mask, std::int64_t n) override {
     DeviceGuard g(device);
-    (void)scale;  // the kernel wrapper derives the same scale, static_cast<T>(1 / (1 - p)) in double
-    kernels::dropout_mask<T>(kernels::PhiloxArgs{rng.seed, rng.offset, rng.offset_ptr}, static_cast<double>(p),
-                             mask, n, stream(device));
+    // scale: static_cast<T>(1.0 / (1.0 - p)) worked out on the host from the double p, as the CPU does
+    kernels::dropout_mask<T>(rng, p, scale, mask, n, stream(device));
   }
 };
 
