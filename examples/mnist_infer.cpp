@@ -36,7 +36,8 @@ std::vector<std::string> split_list(const std::string& s) {
 Tensor<float> normalise(const Tensor<std::uint8_t>& img, float mean, float std) {
   Tensor<float> x = img.contiguous().cast<float>().reshape({1, 1, img.size(0), img.size(1)});
   float* p = x.data();
-  for (std::int64_t i = 0; i < x.numel(); ++i) p[i] = (p[i] / 255.0f - mean) / std;
+  const data::PixelNormalization norm = data::PixelNormalization::from(mean, std);
+  for (std::int64_t i = 0; i < x.numel(); ++i) p[i] = norm(static_cast<std::uint8_t>(p[i]));
   return x;
 }
 

@@ -1,17 +1,14 @@
 #pragma once
 // Batching on the GPU for a dataset kept whole in device memory (mnist_train --device cuda):
 // gather a batch's images by index and normalise them, and gather their labels, with the CPU
-// DataLoader's exact arithmetic (include/ember/data/dataloader.hpp, make_batch):
-//   scale = 1.0f / (255.0f * std), shift = mean / std   (float, computed once on the host)
-//   out   = float(pixel) * scale - shift
-// The product and the difference are rounded separately on the device (__fmul_rn/__fsub_rn:
-// nvcc would fuse them into one multiply-add otherwise), so batches are bit-identical to a CPU
-// build that does not contract either (g++ -std=c++20, or no FMA target). A CPU build with
-// -std=gnu++20 -march=native on an FMA machine may fuse the CPU side and differ by an ulp.
+// DataLoader's arithmetic: the same data::PixelNormalization (include/ember/data/normalize.hpp),
+// (pixel - center) * scale, which no compiler can contract into a multiply-add, so batches are
+// bit-identical on both devices.
 
 #include <cstdint>
 
 #include "common.cuh"
+#include "ember/data/normalize.hpp"
 
 namespace ember::kernels {
 
@@ -19,14 +16,14 @@ namespace ember::kernels {
 template <class T>
 EMBER_KERNEL void gather_normalize_kernel(const std::uint8_t* __restrict__ images,
                                           const std::int64_t* __restrict__ indices,
-                                          std::int64_t batch, std::int64_t pixels, float scale,
-                                          float shift, T* __restrict__ out) {
+                                          std::int64_t batch, std::int64_t pixels,
+                                          data::PixelNormalization norm, T* __restrict__ out) {
   const std::int64_t n = batch * pixels;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const std::int64_t k = i / pixels, j = i - k * pixels;
     const std::uint8_t px = images[indices[k] * pixels + j];
-    out[i] = __fsub_rn(__fmul_rn(static_cast<float>(px), scale), shift);
+    out[i] = norm(px);
   }
 }
 
@@ -49,11 +46,10 @@ inline void gather_normalize(const std::uint8_t* images, const std::int64_t* ind
   EMBER_CHECK(std > 0, "gather_normalize: std must be positive, got ", std);
   EMBER_CHECK(threads >= 1 && threads <= 1024, "gather_normalize: bad block size ", threads);
   if (batch <= 0 || pixels <= 0) return;
-  // Exactly DataLoader::make_batch's float expressions.
-  const float scale = 1.0f / (255.0f * std), shift = mean / std;
+  const data::PixelNormalization norm = data::PixelNormalization::from(mean, std);  // as DataLoader
   EMBER_LAUNCH(gather_normalize_kernel<float>, grid_for(batch * pixels, threads), threads, 0,
                stream)
-  (images, indices, batch, pixels, scale, shift, out);
+  (images, indices, batch, pixels, norm, out);
   check_launch("gather_normalize_kernel");
 }
 

@@ -7,13 +7,15 @@
 
 namespace ember::kernels {
 
-EMBER_KERNEL void set_u64_kernel(std::uint64_t* p, std::uint64_t value) {
+// (A template so that several translation units may include it.)
+template <class T>
+EMBER_KERNEL void set_scalar_kernel(T* p, T value) {
   if (threadIdx.x == 0 && blockIdx.x == 0) *p = value;
 }
 
 inline void set_u64(std::uint64_t* p, std::uint64_t value, Stream stream) {
-  EMBER_LAUNCH(set_u64_kernel, 1, 32, 0, stream)(p, value);
-  check_launch("set_u64_kernel");
+  EMBER_LAUNCH(set_scalar_kernel<std::uint64_t>, 1, 32, 0, stream)(p, value);
+  check_launch("set_scalar_kernel");
 }
 
 }  // namespace ember::kernels

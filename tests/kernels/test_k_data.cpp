@@ -3,10 +3,8 @@
 // of a random_split subset, an unshuffled MNIST-sized loader with a short last batch), int64 and
 // uint8 labels, every block size, poisoned outputs.
 //
-// Exactness: the kernel rounds pixel * scale and the subtraction separately, which is the CPU's
-// arithmetic unless the host compiler contracts them into a fused multiply-add (g++ in GNU mode
-// on an FMA target, e.g. ember's default -std=gnu++20 -march=native; clang). Where it may, a
-// value may differ by an ulp; where it cannot, batches must be bit-identical.
+// Exactness: both sides use data::PixelNormalization, (pixel - center) * scale, which no compiler
+// can contract into a multiply-add, so batches must be bit-identical.
 #include "support/kernel_test.hpp"
 
 #include <catch2/catch.hpp>
@@ -33,12 +31,6 @@ using ember::Tensor;
 using ember::ktest::Buffer;
 using I64 = std::int64_t;
 
-constexpr bool host_may_fuse =
-#if defined(__clang__) || (defined(__FP_FAST_FMAF) && !defined(__STRICT_ANSI__))
-    true;
-#else
-    false;
-#endif
 
 // n images of h x w with random pixels (0 and 255 included) and random labels in [0, 10).
 std::shared_ptr<const ember::data::ImageDataset> make_dataset(I64 n, I64 h, I64 w,
@@ -54,16 +46,13 @@ std::shared_ptr<const ember::data::ImageDataset> make_dataset(I64 n, I64 h, I64 
   return std::make_shared<const ember::data::ImageDataset>(std::move(d));
 }
 
-// Both the same bits, or (where the host may fuse) within an ulp of the CPU's value.
+// The same bits.
 void check_images(const std::vector<float>& got, const std::vector<float>& want) {
   REQUIRE(got.size() == want.size());
   std::size_t bad = 0, first = 0;
   for (std::size_t i = 0; i < got.size(); ++i) {
     const bool same = std::memcmp(&got[i], &want[i], sizeof(float)) == 0;
-    const bool near = !std::isnan(got[i]) &&
-                      std::abs(got[i] - want[i]) <=
-                          2 * std::numeric_limits<float>::epsilon() * (1 + std::abs(want[i]));
-    if (!(same || (host_may_fuse && near)) && bad++ == 0) first = i;
+    if (!same && bad++ == 0) first = i;
   }
   INFO("mismatches: " << bad << "; first at " << first << ": got " << got[first] << ", want "
                       << want[first]);
@@ -165,8 +154,9 @@ TEST_CASE("data kernels: argument checks and empty batches", "[kernels][data]") 
   for (const float v : out.host()) CHECK(std::isnan(v));  // untouched
   ek::gather_normalize(images.data(), indices.data(), 1, 2, 0.5f, 0.5f, out.data(), nullptr);
   const auto v = out.host();
-  const float scale = 1.0f / (255.0f * 0.5f), shift = 0.5f / 0.5f;
+  // (pixel - 127.5) / 127.5, written out
+  const float center = 127.5f, scale = 1.0f / 127.5f;
   // row 1 of the (2, 2) images
-  CHECK(std::abs(v[0] - (3.0f * scale - shift)) <= 2 * std::numeric_limits<float>::epsilon());
-  CHECK(std::abs(v[1] - (4.0f * scale - shift)) <= 2 * std::numeric_limits<float>::epsilon());
+  CHECK(v[0] == (3.0f - center) * scale);
+  CHECK(v[1] == (4.0f - center) * scale);
 }

@@ -44,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -417,6 +418,14 @@ T shuffle(unsigned mask, T v, int (*source)(int lane, int arg, int width), int a
 // Pointer to this block's dynamic shared memory.
 inline unsigned char* dynamic_shared_memory() { return detail::active().dynamic_smem.data(); }
 
+// Graph capture on the harness: while a recorder is set, launches are stored (arguments by
+// value, as a CUDA graph stores them) instead of run; replaying runs them in order.
+using Recorded = std::function<void()>;
+inline std::vector<Recorded>*& recorder() {
+  thread_local std::vector<Recorded>* r = nullptr;
+  return r;
+}
+
 template <class... P>
 struct Launch {
   void (*fn)(P...);
@@ -428,6 +437,14 @@ struct Launch {
   template <class... A>
   void operator()(A&&... args) const {
     auto* f = fn;
+    if (recorder() != nullptr) {
+      recorder()->push_back([f, n = name, g = grid, b = block, s = smem,
+                             saved = std::tuple<std::decay_t<P>...>(static_cast<P>(args)...)]() {
+        detail::launch(reinterpret_cast<const void*>(f), n, g, b, s,
+                       [&]() { std::apply(f, saved); });
+      });
+      return;
+    }
     detail::launch(reinterpret_cast<const void*>(f), name, grid, block, smem,
                    [&]() { f(static_cast<P>(args)...); });
   }
@@ -580,11 +597,19 @@ cudaError_t cudaFuncSetAttribute(void (*fn)(P...), cudaFuncAttribute attr, int v
   return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void* p, int value, std::size_t bytes, cudaStream_t = nullptr) {
+  if (auto* r = ember::emu::recorder()) {
+    r->push_back([=] { std::memset(p, value, bytes); });
+    return cudaSuccess;
+  }
   std::memset(p, value, bytes);
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind,
                                    cudaStream_t = nullptr) {
+  if (auto* r = ember::emu::recorder()) {
+    r->push_back([=] { std::memmove(dst, src, bytes); });
+    return cudaSuccess;
+  }
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }

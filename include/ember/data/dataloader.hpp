@@ -12,6 +12,7 @@
 #include "ember/core/random.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/data/mnist.hpp"
+#include "ember/data/normalize.hpp"
 
 namespace ember::data {
 
@@ -114,13 +115,13 @@ class DataLoader {
     const ImageDataset& d = *data_.dataset;
     const std::int64_t h = d.images.size(1), w = d.images.size(2), hw = h * w;
     Batch b{Tensor<float>::empty({count, 1, h, w}), Tensor<std::int64_t>::empty({count})};
-    const float scale = 1.0f / (255.0f * options_.std), shift = options_.mean / options_.std;
+    const PixelNormalization norm = PixelNormalization::from(options_.mean, options_.std);
     const std::uint8_t* pixels = d.images.data();
     float* out = b.images.data();
     for (std::int64_t k = 0; k < count; ++k) {
       const std::int64_t s = data_.indices[static_cast<std::size_t>(order[static_cast<std::size_t>(start + k)])];
       const std::uint8_t* src = pixels + s * hw;
-      for (std::int64_t j = 0; j < hw; ++j) out[k * hw + j] = static_cast<float>(src[j]) * scale - shift;
+      for (std::int64_t j = 0; j < hw; ++j) out[k * hw + j] = norm(src[j]);
       b.labels.data()[k] = d.labels.data()[s];
     }
     return b;
