@@ -206,6 +206,8 @@ inline void check_device_available(const Device& d) {
 }
 }  // namespace ember
 
-#if defined(__CUDACC__)
+// EMBER_CUDA_NO_AUTO_REGISTER: for nvcc files that only want kernels/ (the kernel tests), so
+// that each does not compile the whole backend again; one file of the program must register it.
+#if defined(__CUDACC__) && !defined(EMBER_CUDA_NO_AUTO_REGISTER)
 #include "ember/backend/cuda/register.hpp"
 #endif
