@@ -436,3 +436,39 @@ TEST_CASE("Sequential's forward is its layers composed by hand", "[nn][sequentia
   CHECK(conv->weight.grad().defined());
   CHECK(fc->bias.grad().defined());
 }
+
+TEST_CASE("a model's step list computes what its forward computes in eval mode", "[nn][steps]") {
+  Generator gen(11);
+  MnistNet net({.conv1 = 4, .conv2 = 6, .hidden = 16}, gen);
+  net.eval();
+  const ember::Tensor<float> x = ember::Tensor<float>::randn({3, 1, 28, 28}, gen);
+  const auto steps = net.steps();
+  REQUIRE(steps.size() == 12);
+  CHECK(steps[0].name == "conv1");
+  CHECK(steps[0].layer == net.conv1.get());
+  CHECK(steps[7].name == "fc1");
+  CHECK(steps[4].op == ember::nn::Step::Op::max_pool2d);
+  CHECK(steps[4].kernel == 2);
+  CHECK(ember::nn::run_steps(steps, x).to_vector() == net.forward(x).to_vector());
+  CHECK(net.fc1->in_features() == 6 * 12 * 12);
+
+  // Sequential names its steps by position, as its state_dict does.
+  ember::nn::Sequential seq{std::make_shared<ember::nn::Conv2d>(1, 3, 3, ember::Conv2dOptions{.stride = 2, .padding = 1}),
+                     std::make_shared<ember::nn::ReLU>(), std::make_shared<ember::nn::MaxPool2d>(2),
+                     std::make_shared<ember::nn::Flatten>(), std::make_shared<ember::nn::Dropout>(0.5),
+                     std::make_shared<ember::nn::Linear>(3 * 7 * 7, 5), std::make_shared<ember::nn::LogSoftmax>(1)};
+  seq.eval();
+  const auto ss = seq.steps();
+  REQUIRE(ss.size() == 7);
+  CHECK(ss[0].name == "0");
+  CHECK(ss[5].name == "5");
+  CHECK(ss[5].layer == seq[5].get());
+  CHECK(ember::nn::run_steps(ss, x).to_vector() == seq.forward(x).to_vector());
+
+  // A module with a hand-written forward and no step list says so.
+  struct Custom : ember::nn::Module {
+    Custom() : ember::nn::Module("Custom") {}
+  } custom;
+  REQUIRE_THROWS_WITH(custom.steps(), Catch::Contains("Custom does not list its forward as steps"));
+  REQUIRE_THROWS_WITH(ember::nn::Flatten(1, 2).steps(), Catch::Contains("only end_dim -1"));
+}

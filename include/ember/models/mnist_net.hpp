@@ -4,22 +4,32 @@
 //   -> Dropout2d(0.25) -> flatten -> fc1 Linear(9216, 128) -> relu -> Dropout(0.5)
 //   -> fc2 Linear(128, 10) -> log_softmax(dim 1)
 // Input (N, 1, 28, 28) normalised pixels; output (N, 10) log-probabilities.
+// MnistNetConfig narrows the widths (same layers, same names) for small models and tests.
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "ember/nn/layers.hpp"
 
 namespace ember::models {
 
+struct MnistNetConfig {
+  std::int64_t conv1 = 32;    // conv1's output channels
+  std::int64_t conv2 = 64;    // conv2's output channels
+  std::int64_t hidden = 128;  // fc1's output features
+};
+
 class MnistNet : public nn::Module {
  public:
-  explicit MnistNet(Generator& gen = default_generator()) : nn::Module("Net") {
-    conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(1, 32, 3, Conv2dOptions{}, true, gen));
-    conv2 = register_module("conv2", std::make_shared<nn::Conv2d>(32, 64, 3, Conv2dOptions{}, true, gen));
+  explicit MnistNet(Generator& gen = default_generator()) : MnistNet(MnistNetConfig{}, gen) {}
+  explicit MnistNet(MnistNetConfig c, Generator& gen = default_generator()) : nn::Module("Net"), config_(c) {
+    conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(1, c.conv1, 3, Conv2dOptions{}, true, gen));
+    conv2 = register_module("conv2", std::make_shared<nn::Conv2d>(c.conv1, c.conv2, 3, Conv2dOptions{}, true, gen));
     dropout1 = register_module("dropout1", std::make_shared<nn::Dropout2d>(0.25, gen));
     dropout2 = register_module("dropout2", std::make_shared<nn::Dropout>(0.5, gen));
-    fc1 = register_module("fc1", std::make_shared<nn::Linear>(9216, 128, true, gen));
-    fc2 = register_module("fc2", std::make_shared<nn::Linear>(128, 10, true, gen));
+    fc1 = register_module("fc1", std::make_shared<nn::Linear>(c.conv2 * 12 * 12, c.hidden, true, gen));
+    fc2 = register_module("fc2", std::make_shared<nn::Linear>(c.hidden, 10, true, gen));
   }
 
   nn::Tensor forward(const nn::Tensor& input) override {
@@ -34,10 +44,36 @@ class MnistNet : public nn::Module {
     return log_softmax(x, 1);
   }
 
+  [[nodiscard]] const MnistNetConfig& config() const { return config_; }
+
   std::shared_ptr<nn::Conv2d> conv1, conv2;
   std::shared_ptr<nn::Dropout2d> dropout1;
   std::shared_ptr<nn::Dropout> dropout2;
   std::shared_ptr<nn::Linear> fc1, fc2;
+
+ protected:
+  // forward() above, step by step (the functional ops get the names PyTorch's exporter gives).
+  [[nodiscard]] std::vector<nn::Step> list_steps(const std::string& prefix) const override {
+    using Op = nn::Step::Op;
+    std::vector<nn::Step> s;
+    auto add = [&](std::vector<nn::Step> more) { s.insert(s.end(), more.begin(), more.end()); };
+    add(conv1->steps(prefix + "conv1."));
+    s.push_back({.op = Op::relu, .name = prefix + "relu"});
+    add(conv2->steps(prefix + "conv2."));
+    s.push_back({.op = Op::relu, .name = prefix + "relu_1"});
+    s.push_back({.op = Op::max_pool2d, .name = prefix + "max_pool2d", .kernel = 2, .stride = 2});
+    add(dropout1->steps(prefix + "dropout1."));
+    s.push_back({.op = Op::flatten, .name = prefix + "flatten", .dim = 1});
+    add(fc1->steps(prefix + "fc1."));
+    s.push_back({.op = Op::relu, .name = prefix + "relu_2"});
+    add(dropout2->steps(prefix + "dropout2."));
+    add(fc2->steps(prefix + "fc2."));
+    s.push_back({.op = Op::log_softmax, .name = prefix + "log_softmax", .dim = 1});
+    return s;
+  }
+
+ private:
+  MnistNetConfig config_;
 };
 
 }  // namespace ember::models

@@ -18,6 +18,11 @@
 
 namespace ember::nn {
 
+// "conv1." -> "conv1": a layer's step name is its state_dict prefix.
+inline std::string step_name(const std::string& prefix) {
+  return !prefix.empty() && prefix.back() == '.' ? prefix.substr(0, prefix.size() - 1) : prefix;
+}
+
 class Conv2d : public Module {
  public:
   Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size,
@@ -34,6 +39,13 @@ class Conv2d : public Module {
     }
   }
   Tensor forward(const Tensor& x) override { return conv2d(x, weight, bias, opt_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::conv2d, .name = step_name(prefix), .layer = this}};
+  }
+  [[nodiscard]] std::int64_t in_channels() const { return in_; }
+  [[nodiscard]] std::int64_t out_channels() const { return out_; }
+  [[nodiscard]] std::int64_t kernel_size() const { return kernel_; }
+  [[nodiscard]] const Conv2dOptions& options() const { return opt_; }
   [[nodiscard]] std::string extra_repr() const override {
     auto pair = [](std::int64_t v) { return "(" + std::to_string(v) + ", " + std::to_string(v) + ")"; };
     std::string s = std::to_string(in_) + ", " + std::to_string(out_) + ", kernel_size=" +
@@ -66,6 +78,11 @@ class Linear : public Module {
     }
   }
   Tensor forward(const Tensor& x) override { return linear(x, weight, bias); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::linear, .name = step_name(prefix), .layer = this}};
+  }
+  [[nodiscard]] std::int64_t in_features() const { return in_; }
+  [[nodiscard]] std::int64_t out_features() const { return out_; }
   [[nodiscard]] std::string extra_repr() const override {
     return "in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
            ", bias=" + (bias.defined() ? "True" : "False");
@@ -84,6 +101,10 @@ class Dropout : public Module {
     detail::check_p(p);
   }
   Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), *gen_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::dropout, .name = step_name(prefix)}};
+  }
+  [[nodiscard]] double p() const { return p_; }
   [[nodiscard]] std::string extra_repr() const override { return "p=" + fmt(p_) + ", inplace=False"; }
 
  private:
@@ -104,6 +125,10 @@ class Dropout2d : public Module {
     detail::check_p(p);
   }
   Tensor forward(const Tensor& x) override { return dropout2d(x, p_, is_training(), *gen_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::dropout, .name = step_name(prefix)}};
+  }
+  [[nodiscard]] double p() const { return p_; }
   [[nodiscard]] std::string extra_repr() const override {
     return "p=" + Dropout::fmt(p_) + ", inplace=False";
   }
@@ -117,6 +142,9 @@ class ReLU : public Module {
  public:
   ReLU() : Module("ReLU") {}
   Tensor forward(const Tensor& x) override { return relu(x); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::relu, .name = step_name(prefix)}};
+  }
 };
 
 class MaxPool2d : public Module {
@@ -124,6 +152,10 @@ class MaxPool2d : public Module {
   explicit MaxPool2d(std::int64_t kernel, std::int64_t stride = 0, std::int64_t padding = 0)
       : Module("MaxPool2d"), kernel_(kernel), stride_(stride == 0 ? kernel : stride), padding_(padding) {}
   Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::max_pool2d, .name = step_name(prefix), .kernel = kernel_, .stride = stride_,
+             .padding = padding_}};
+  }
   [[nodiscard]] std::string extra_repr() const override {
     return "kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
            ", padding=" + std::to_string(padding_) + ", dilation=1, ceil_mode=False";
@@ -138,6 +170,11 @@ class Flatten : public Module {
   explicit Flatten(std::int64_t start_dim = 1, std::int64_t end_dim = -1)
       : Module("Flatten"), start_(start_dim), end_(end_dim) {}
   Tensor forward(const Tensor& x) override { return x.flatten(start_, end_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    EMBER_CHECK(end_ == -1, "Flatten(start_dim=", start_, ", end_dim=", end_,
+                "): only end_dim -1 can be listed as a step");
+    return {{.op = Step::Op::flatten, .name = step_name(prefix), .dim = start_}};
+  }
   [[nodiscard]] std::string extra_repr() const override {
     return "start_dim=" + std::to_string(start_) + ", end_dim=" + std::to_string(end_);
   }
@@ -150,6 +187,9 @@ class LogSoftmax : public Module {
  public:
   explicit LogSoftmax(std::int64_t dim = 1) : Module("LogSoftmax"), dim_(dim) {}
   Tensor forward(const Tensor& x) override { return log_softmax(x, dim_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::log_softmax, .name = step_name(prefix), .dim = dim_}};
+  }
   [[nodiscard]] std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
 
  private:
@@ -171,11 +211,46 @@ class Sequential : public Module {
     for (auto& [name, m] : named_children()) h = m->forward(h);
     return h;
   }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    std::vector<Step> out;
+    for (auto& [name, m] : named_children())
+      for (Step& s : m->steps(prefix + name + ".")) out.push_back(std::move(s));
+    return out;
+  }
   [[nodiscard]] std::size_t size() const { return named_children().size(); }
   [[nodiscard]] std::shared_ptr<Module> operator[](std::size_t i) const {
     EMBER_CHECK(i < size(), "Sequential: index ", i, " out of range (size ", size(), ")");
     return named_children()[i].second;
   }
 };
+
+// Runs a step list in eval mode (dropout is the identity): what an exporter or a quantizer
+// takes the model to compute. For a model that lists its steps, run_steps(m.steps(), x) equals
+// m.forward(x) after m.eval().
+inline Tensor run_steps(const std::vector<Step>& steps, const Tensor& x) {
+  Tensor h = x;
+  for (const Step& s : steps) {
+    switch (s.op) {
+      case Step::Op::conv2d: {
+        const auto* conv = dynamic_cast<const Conv2d*>(s.layer);
+        EMBER_CHECK(conv != nullptr, "step '", s.name, "': conv2d without its Conv2d layer");
+        h = conv2d(h, conv->weight, conv->bias, conv->options());
+        break;
+      }
+      case Step::Op::linear: {
+        const auto* lin = dynamic_cast<const Linear*>(s.layer);
+        EMBER_CHECK(lin != nullptr, "step '", s.name, "': linear without its Linear layer");
+        h = linear(h, lin->weight, lin->bias);
+        break;
+      }
+      case Step::Op::relu: h = relu(h); break;
+      case Step::Op::max_pool2d: h = max_pool2d(h, s.kernel, s.stride, s.padding); break;
+      case Step::Op::flatten: h = h.flatten(s.dim); break;
+      case Step::Op::log_softmax: h = log_softmax(h, s.dim); break;
+      case Step::Op::dropout: break;
+    }
+  }
+  return h;
+}
 
 }  // namespace ember::nn

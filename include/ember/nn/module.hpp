@@ -21,6 +21,33 @@ namespace ember::nn {
 using Tensor = ember::Tensor<float>;
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+class Module;
+
+// One step of a feed-forward model's inference computation. A model that lists its forward as
+// steps (Module::steps) can be exported (io/onnx.hpp) and quantized (quant/) without tracing:
+// the list says in order what forward() computes in eval mode.
+struct Step {
+  enum class Op { conv2d, linear, relu, max_pool2d, flatten, log_softmax, dropout };
+  Op op;
+  std::string name;                // the layer's state_dict prefix ("conv1"), or a made-up one
+  const Module* layer = nullptr;   // the nn::Conv2d or nn::Linear holding the parameters
+  std::int64_t kernel = 0, stride = 0, padding = 0;  // max_pool2d
+  std::int64_t dim = 1;            // flatten: start_dim (end_dim is -1); log_softmax: dim
+};
+
+[[nodiscard]] inline const char* op_name(Step::Op op) {
+  switch (op) {
+    case Step::Op::conv2d: return "conv2d";
+    case Step::Op::linear: return "linear";
+    case Step::Op::relu: return "relu";
+    case Step::Op::max_pool2d: return "max_pool2d";
+    case Step::Op::flatten: return "flatten";
+    case Step::Op::log_softmax: return "log_softmax";
+    case Step::Op::dropout: return "dropout";
+  }
+  return "?";
+}
+
 class Module {
  public:
   explicit Module(std::string type_name = "Module") : type_name_(std::move(type_name)) {}
@@ -34,6 +61,13 @@ class Module {
     throw Error(type_name_ + " does not define forward(x)");
   }
   Tensor operator()(const Tensor& x) { return forward(x); }
+
+  // The inference computation as a list of steps, with names prefixed by `prefix`. Layers and
+  // feed-forward models (Sequential, models::MnistNet) override this; others cannot be
+  // exported or quantized and say so.
+  [[nodiscard]] std::vector<Step> steps(const std::string& prefix = "") const {
+    return list_steps(prefix);
+  }
 
   // ---- registration -------------------------------------------------------------------
   // Returns the handle (shared with the module) for the caller to keep as a member.
@@ -172,6 +206,12 @@ class Module {
   }
 
  protected:
+  // What steps() returns; the default says the module cannot be listed.
+  [[nodiscard]] virtual std::vector<Step> list_steps(const std::string& prefix) const {
+    (void)prefix;
+    throw Error(type_name_ + " does not list its forward as steps, so it cannot be exported or "
+                "quantized (Sequential, models::MnistNet and the built-in layers can)");
+  }
   void set_type_name(std::string n) { type_name_ = std::move(n); }
 
  private:
