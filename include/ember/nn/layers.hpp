@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -226,10 +227,13 @@ class Sequential : public Module {
 
 // Runs a step list in eval mode (dropout is the identity): what an exporter or a quantizer
 // takes the model to compute. For a model that lists its steps, run_steps(m.steps(), x) equals
-// m.forward(x) after m.eval().
-inline Tensor run_steps(const std::vector<Step>& steps, const Tensor& x) {
+// m.forward(x) after m.eval(). observe(i, h), when given, sees the input of every step i.
+inline Tensor run_steps(const std::vector<Step>& steps, const Tensor& x,
+                        const std::function<void(std::size_t, const Tensor&)>& observe = {}) {
   Tensor h = x;
-  for (const Step& s : steps) {
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const Step& s = steps[i];
+    if (observe) observe(i, h);
     switch (s.op) {
       case Step::Op::conv2d: {
         const auto* conv = dynamic_cast<const Conv2d*>(s.layer);

@@ -1,0 +1,628 @@
+#pragma once
+// Post-training int8 quantization of a feed-forward model for CPU inference.
+//
+//   quant::QuantizedModel q = quant::quantize(model, calibration_loader, {.batches = 20});
+//   Tensor<float> log_probs = q(images);        // same input and output as model(images)
+//
+// What is quantized, and how:
+// - conv2d and linear weights: int8, symmetric, one scale per output channel
+//   (scale = max|w| / 127, w_q = round(w / scale) in [-127, 127]); biases stay float.
+// - the input of every conv2d / linear layer: 7-bit codes q in [0, 127], x = (q - zp) * scale,
+//   with scale and zero point zp from the range [min, max] seen on calibration batches (zp = 0
+//   when the input is never negative, as after a ReLU). Why 7 bits: see int8_gemm.hpp.
+// - a layer's int32 sums go through one fused epilogue: zero-point correction, the two scales,
+//   the bias, a following ReLU, and rounding to the codes of the next layer's input, so
+//   activations stay 7-bit codes between layers (channels-last). Max-pooling and flattening work
+//   on the codes directly (both commute with a monotonic quantization); the weights of a linear
+//   layer after a flatten are permuted to the channels-last order. The last layer writes float,
+//   and what follows it (log_softmax) runs in float.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ember/core/parallel.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/data/dataloader.hpp"
+#include "ember/nn/layers.hpp"
+#include "ember/ops/activation.hpp"
+#include "ember/ops/pool.hpp"
+#include "ember/quant/int8_gemm.hpp"
+
+namespace ember::quant {
+
+// Affine map between float values and 7-bit codes: x = (q - zero_point) * scale.
+struct QParams {
+  float scale = 1.0f;
+  std::int32_t zero_point = 0;
+};
+
+// The parameters covering [lo, hi] (widened to contain 0, so that 0 and padding are exact).
+[[nodiscard]] inline QParams choose_qparams(float lo, float hi) {
+  EMBER_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "choose_qparams: bad range [", lo,
+              ", ", hi, "]");
+  lo = std::min(lo, 0.0f);
+  hi = std::max(hi, 0.0f);
+  if (hi == lo) return {1.0f, 0};
+  const float scale = (hi - lo) / static_cast<float>(kActMax);
+  const auto zp = static_cast<std::int32_t>(std::clamp(std::nearbyint(-lo / scale), 0.0f, static_cast<float>(kActMax)));
+  return {scale, zp};
+}
+
+// The code of x: clamp(nearbyint(x / scale) + zero_point, 0, 127). x must be finite.
+[[nodiscard]] inline std::uint8_t quantize_value(float x, QParams q) {
+  const float v = std::nearbyint(x / q.scale) + static_cast<float>(q.zero_point);
+  return static_cast<std::uint8_t>(std::clamp(v, 0.0f, static_cast<float>(kActMax)));
+}
+
+// One step of a quantized model. conv2d and linear layers carry their quantized weights.
+struct QLayer {
+  nn::Step::Op op = nn::Step::Op::relu;
+  std::string name;
+  // conv2d: weight (out, in, kernel, kernel); linear: weight (out, in)
+  std::int64_t in = 0, out = 0, kernel = 0, stride = 1, padding = 0, dilation = 1;
+  std::vector<std::int8_t> weight;  // PyTorch's layout, values in [-127, 127]
+  std::vector<float> weight_scale;  // one per output channel
+  std::vector<float> bias;          // one per output channel (zeros when the layer had none)
+  QParams input;                    // of the layer's input activations
+  // max_pool2d: kernel, stride, padding above; flatten (start dim) and log_softmax: dim
+  std::int64_t dim = 1;
+
+  [[nodiscard]] bool has_weights() const { return op == nn::Step::Op::conv2d || op == nn::Step::Op::linear; }
+  [[nodiscard]] std::int64_t fan_in() const { return op == nn::Step::Op::conv2d ? in * kernel * kernel : in; }
+};
+
+// Weights of one layer: per-output-channel symmetric int8.
+inline void quantize_weights(const Tensor<float>& w, QLayer& layer) {
+  const Tensor<float> c = w.contiguous();
+  const std::int64_t out = c.size(0), per = c.numel() / std::max<std::int64_t>(out, 1);
+  layer.weight.resize(static_cast<std::size_t>(c.numel()));
+  layer.weight_scale.resize(static_cast<std::size_t>(out));
+  const float* p = c.data();
+  for (std::int64_t o = 0; o < out; ++o) {
+    float m = 0;
+    for (std::int64_t k = 0; k < per; ++k) {
+      const float v = p[o * per + k];
+      EMBER_CHECK(std::isfinite(v), "quantize: layer '", layer.name, "' has a non-finite weight (", v,
+                  ") in output channel ", o);
+      m = std::max(m, std::fabs(v));
+    }
+    const float scale = m > 0 ? m / static_cast<float>(kWeightMax) : 1.0f;
+    layer.weight_scale[static_cast<std::size_t>(o)] = scale;
+    for (std::int64_t k = 0; k < per; ++k) {
+      const float q = std::clamp(std::nearbyint(p[o * per + k] / scale), -static_cast<float>(kWeightMax),
+                                 static_cast<float>(kWeightMax));
+      layer.weight[static_cast<std::size_t>(o * per + k)] = static_cast<std::int8_t>(q);
+    }
+  }
+}
+
+// An int8 model: runs the layers of a float model's step list with quantized weights and
+// activations. Made by quantize() or loaded by load_quantized() (quant/serialize.hpp).
+class QuantizedModel {
+ public:
+  QuantizedModel() = default;
+  // input_shape: one sample's (C, H, W) or (features).
+  QuantizedModel(std::vector<QLayer> layers, std::vector<std::int64_t> input_shape,
+                 std::map<std::string, std::string> info = {})
+      : layers_(std::move(layers)), input_shape_(std::move(input_shape)), info_(std::move(info)) {
+    prepare();
+  }
+
+  [[nodiscard]] const std::vector<QLayer>& layers() const { return layers_; }
+  [[nodiscard]] const std::vector<std::int64_t>& input_shape() const { return input_shape_; }
+  // Free-form facts kept with the model (calibration, source model); saved in the file.
+  [[nodiscard]] const std::map<std::string, std::string>& info() const { return info_; }
+  // Bytes of int8 weights plus float scales and biases.
+  [[nodiscard]] std::int64_t parameter_bytes() const {
+    std::int64_t b = 0;
+    for (const QLayer& l : layers_)
+      b += static_cast<std::int64_t>(l.weight.size() + 4 * (l.weight_scale.size() + l.bias.size()));
+    return b;
+  }
+
+  // x: (N, input_shape...) float, as the float model takes it; returns what the float model
+  // returns (up to quantization error). Runs on the CPU threads (set_num_threads).
+  [[nodiscard]] Tensor<float> forward(const Tensor<float>& x) const;
+  [[nodiscard]] Tensor<float> operator()(const Tensor<float>& x) const { return forward(x); }
+
+ private:
+  // What prepare() works out for each layer with weights.
+  struct Plan {
+    PackedWeights packed;
+    std::vector<float> scale, bias;  // the epilogue's, per output column (np entries)
+    bool relu = false;               // a ReLU right after the layer is fused (and skipped)
+    bool float_output = true;        // else codes with out
+    QParams out;
+    std::int64_t out_h = 0, out_w = 0;  // conv2d
+  };
+  // Activations between steps: float (PyTorch layout) or codes (channels-last).
+  struct Act {
+    bool codes = false;
+    Tensor<float> f;
+    std::vector<std::uint8_t> q;  // (N, H, W, C) or (N, F); 4 bytes of slack at the end
+    QParams qp;
+    std::int64_t n = 0;
+    std::vector<std::int64_t> shape;  // per sample: (C, H, W) or (F)
+    std::vector<std::int64_t> chw;    // codes flattened from (C, H, W): that shape, else empty
+  };
+
+  void prepare();
+  void to_codes(Act& a, QParams qp) const;
+  static void to_float(Act& a);
+  void run_conv(const QLayer& l, const Plan& p, Act& a) const;
+  void run_linear(const QLayer& l, const Plan& p, Act& a) const;
+  static void pool_codes(const QLayer& l, Act& a);
+
+  std::vector<QLayer> layers_;
+  std::vector<std::int64_t> input_shape_;
+  std::map<std::string, std::string> info_;
+  std::vector<std::shared_ptr<const Plan>> plans_;  // per layer (null for layers without weights)
+  std::vector<bool> skip_;                          // ReLUs fused into the layer before
+};
+
+// ---- implementation ----------------------------------------------------------------------
+
+inline void QuantizedModel::prepare() {
+  using Op = nn::Step::Op;
+  EMBER_CHECK(!input_shape_.empty() && input_shape_.size() <= 3, "QuantizedModel: input shape ",
+              shape_str(input_shape_), " must be (C, H, W) or (features)");
+  for (std::int64_t d : input_shape_)
+    EMBER_CHECK(d > 0, "QuantizedModel: input shape ", shape_str(input_shape_), " has a non-positive size");
+  plans_.assign(layers_.size(), nullptr);
+  skip_.assign(layers_.size(), false);
+  std::vector<std::int64_t> shape = input_shape_;  // per sample, PyTorch layout
+  bool flat_codes_from_chw = false;                // whether codes would be (h, w, c) ordered here
+  std::vector<std::int64_t> chw;
+  bool codes = false;  // whether activations are codes at this point
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const QLayer& l = layers_[i];
+    const std::string where = "quantized layer '" + l.name + "' (" + nn::op_name(l.op) + ")";
+    if (skip_[i]) continue;
+    switch (l.op) {
+      case Op::conv2d: {
+        EMBER_CHECK(shape.size() == 3 && shape[0] == l.in, where, ": takes (", l.in, ", H, W) inputs, gets ",
+                    shape_str(shape));
+        EMBER_CHECK(l.kernel > 0 && l.stride > 0 && l.padding >= 0 && l.dilation > 0, where,
+                    ": bad geometry");
+        const std::int64_t oh = (shape[1] + 2 * l.padding - l.dilation * (l.kernel - 1) - 1) / l.stride + 1;
+        const std::int64_t ow = (shape[2] + 2 * l.padding - l.dilation * (l.kernel - 1) - 1) / l.stride + 1;
+        EMBER_CHECK(oh > 0 && ow > 0, where, ": input ", shape_str(shape), " is smaller than the kernel");
+        shape = {l.out, oh, ow};
+        break;
+      }
+      case Op::linear:
+        EMBER_CHECK(shape.size() == 1 && shape[0] == l.in, where, ": takes ", l.in, " features, gets ",
+                    shape_str(shape));
+        shape = {l.out};
+        break;
+      case Op::max_pool2d: {
+        EMBER_CHECK(shape.size() == 3, where, ": takes (C, H, W), gets ", shape_str(shape));
+        EMBER_CHECK(l.kernel > 0 && l.stride > 0 && l.padding >= 0 && 2 * l.padding <= l.kernel, where,
+                    ": bad geometry");
+        shape = {shape[0], (shape[1] + 2 * l.padding - l.kernel) / l.stride + 1,
+                 (shape[2] + 2 * l.padding - l.kernel) / l.stride + 1};
+        EMBER_CHECK(shape[1] > 0 && shape[2] > 0, where, ": input smaller than the window");
+        break;
+      }
+      case Op::flatten: {
+        EMBER_CHECK(l.dim == 1, where, ": only flatten(1) is supported");
+        if (shape.size() == 3) {
+          chw = shape;
+          flat_codes_from_chw = codes;
+        }
+        std::int64_t f = 1;
+        for (std::int64_t d : shape) f *= d;
+        shape = {f};
+        break;
+      }
+      case Op::log_softmax:
+        EMBER_CHECK(shape.size() == 1 && l.dim == 1, where, ": only log_softmax over the features (dim 1)");
+        codes = false;
+        break;
+      case Op::relu:
+      case Op::dropout: break;
+    }
+    if (!l.has_weights()) continue;
+
+    // weights: checked, reordered to the order the layer's input codes come in, packed
+    const std::int64_t k = l.fan_in();
+    EMBER_CHECK(static_cast<std::int64_t>(l.weight.size()) == l.out * k, where, ": ", l.weight.size(),
+                " weights for ", l.out, " x ", k);
+    EMBER_CHECK(static_cast<std::int64_t>(l.weight_scale.size()) == l.out &&
+                    static_cast<std::int64_t>(l.bias.size()) == l.out,
+                where, ": needs ", l.out, " weight scales and biases");
+    EMBER_CHECK(std::isfinite(l.input.scale) && l.input.scale > 0 && l.input.zero_point >= 0 &&
+                    l.input.zero_point <= kActMax,
+                where, ": bad input scale ", l.input.scale, " / zero point ", l.input.zero_point);
+    for (std::int64_t o = 0; o < l.out; ++o) {
+      const float s = l.weight_scale[static_cast<std::size_t>(o)], b = l.bias[static_cast<std::size_t>(o)];
+      EMBER_CHECK(std::isfinite(s) && s > 0 && std::isfinite(b), where, ": bad scale ", s, " or bias ", b,
+                  " of output channel ", o);
+    }
+    std::vector<std::int8_t> w(static_cast<std::size_t>(l.out * k));
+    if (l.op == Op::conv2d) {  // (out, in, r, s) -> (out, r, s, in): channels-last patches
+      const std::int64_t kk = l.kernel * l.kernel;
+      for (std::int64_t o = 0; o < l.out; ++o)
+        for (std::int64_t c = 0; c < l.in; ++c)
+          for (std::int64_t rs = 0; rs < kk; ++rs)
+            w[static_cast<std::size_t>((o * kk + rs) * l.in + c)] =
+                l.weight[static_cast<std::size_t>((o * l.in + c) * kk + rs)];
+    } else if (flat_codes_from_chw && !chw.empty()) {  // (c, h, w) columns -> (h, w, c)
+      const std::int64_t C = chw[0], HW = chw[1] * chw[2];
+      for (std::int64_t o = 0; o < l.out; ++o)
+        for (std::int64_t c = 0; c < C; ++c)
+          for (std::int64_t hw = 0; hw < HW; ++hw)
+            w[static_cast<std::size_t>(o * k + hw * C + c)] = l.weight[static_cast<std::size_t>(o * k + c * HW + hw)];
+    } else {
+      w = l.weight;
+    }
+    for (std::int8_t v : w)
+      EMBER_CHECK(v >= -kWeightMax, where, ": weight ", int{v}, " outside [-127, 127]");
+    auto plan = std::make_shared<Plan>();
+    plan->packed = pack_weights(w.data(), l.out, k, k);
+    if (l.op == Op::conv2d) {
+      plan->out_h = shape[1];
+      plan->out_w = shape[2];
+    }
+    // the next step (dropout aside) a ReLU: fused; a later layer with weights reached through
+    // steps that work on codes: the output becomes its input codes
+    std::size_t j = i + 1;
+    while (j < layers_.size() && layers_[j].op == Op::dropout) ++j;
+    if (j < layers_.size() && layers_[j].op == Op::relu) {
+      plan->relu = true;
+      skip_[j] = true;
+    }
+    plan->float_output = true;
+    for (std::size_t t = i + 1; t < layers_.size(); ++t) {
+      const Op op = layers_[t].op;
+      if (layers_[t].has_weights()) {
+        plan->float_output = false;
+        plan->out = layers_[t].input;
+        break;
+      }
+      if (op == Op::log_softmax) break;
+    }
+    const std::size_t np = static_cast<std::size_t>(plan->packed.np);
+    plan->scale.assign(np, 0.0f);
+    plan->bias.assign(np, 0.0f);
+    for (std::int64_t o = 0; o < l.out; ++o) {
+      const auto u = static_cast<std::size_t>(o);
+      const float div = plan->float_output ? 1.0f : plan->out.scale;
+      plan->scale[u] = l.input.scale * l.weight_scale[u] / div;
+      plan->bias[u] = l.bias[u] / div;
+    }
+    plans_[i] = plan;
+    codes = !plan->float_output;
+    flat_codes_from_chw = false;
+  }
+}
+
+// Float activations -> codes (channels-last for (C, H, W) samples).
+inline void QuantizedModel::to_codes(Act& a, QParams qp) const {
+  const Tensor<float> x = a.f.contiguous();
+  const float* p = x.data();
+  const std::int64_t per = x.numel() / std::max<std::int64_t>(a.n, 1);
+  a.q.assign(static_cast<std::size_t>(x.numel() + 4), 0);
+  std::uint8_t* q = a.q.data();
+  const bool spatial = a.shape.size() == 3;
+  const std::int64_t C = spatial ? a.shape[0] : 1, HW = spatial ? a.shape[1] * a.shape[2] : per;
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    EMBER_CHECK(std::isfinite(p[i]), "quantized forward: input element ", i, " is ", p[i]);
+  parallel_for(0, a.n, 16, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t s = lo; s < hi; ++s)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t j = 0; j < HW; ++j)
+          q[s * per + j * C + c] = quantize_value(p[s * per + c * HW + j], qp);
+  });
+  a.codes = true;
+  a.qp = qp;
+  a.f = Tensor<float>();
+  a.chw.clear();
+}
+
+// Codes -> float activations in PyTorch's layout.
+inline void QuantizedModel::to_float(Act& a) {
+  std::vector<std::int64_t> full{a.n};
+  full.insert(full.end(), a.shape.begin(), a.shape.end());
+  a.f = Tensor<float>::empty(full);
+  float* f = a.f.data();
+  const std::int64_t per = a.f.numel() / std::max<std::int64_t>(a.n, 1);
+  const std::vector<std::int64_t>& chw = a.shape.size() == 3 ? a.shape : a.chw;
+  const std::int64_t C = chw.empty() ? 1 : chw[0], HW = chw.empty() ? per : chw[1] * chw[2];
+  for (std::int64_t s = 0; s < a.n; ++s)
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t j = 0; j < HW; ++j)
+        f[s * per + c * HW + j] =
+            static_cast<float>(a.q[static_cast<std::size_t>(s * per + j * C + c)] - a.qp.zero_point) * a.qp.scale;
+  a.codes = false;
+  a.q.clear();
+  a.chw.clear();
+}
+
+inline void QuantizedModel::run_conv(const QLayer& l, const Plan& p, Act& a) const {
+  const std::int64_t H = a.shape[1], W = a.shape[2], C = l.in, OH = p.out_h, OW = p.out_w;
+  const std::int64_t kp = p.packed.kp, M = OH * OW, N = l.out;
+  const std::uint8_t pad = static_cast<std::uint8_t>(a.qp.zero_point);
+  std::vector<std::uint8_t> out_q;
+  Tensor<float> out_f;
+  if (p.float_output)
+    out_f = Tensor<float>::empty({a.n, OH, OW, N});
+  else
+    out_q.assign(static_cast<std::size_t>(a.n * M * N + 4), 0);
+  Epilogue e{p.scale.data(), p.bias.data(), a.qp.zero_point, p.relu, p.float_output,
+             p.float_output ? 0 : p.out.zero_point};
+  const std::uint8_t* in = a.q.data();
+  const Int8Kernel kernel = int8_kernel();
+  parallel_for(0, a.n, 1, [&](std::int64_t lo, std::int64_t hi) {
+    std::vector<std::uint8_t> cols(static_cast<std::size_t>(M * kp));
+    for (std::int64_t s = lo; s < hi; ++s) {
+      const std::uint8_t* img = in + s * H * W * C;
+      for (std::int64_t oh = 0; oh < OH; ++oh)
+        for (std::int64_t ow = 0; ow < OW; ++ow) {
+          std::uint8_t* row = cols.data() + (oh * OW + ow) * kp;
+          for (std::int64_t r = 0; r < l.kernel; ++r) {
+            const std::int64_t ih = oh * l.stride - l.padding + r * l.dilation;
+            const std::int64_t iw0 = ow * l.stride - l.padding;
+            std::uint8_t* dst = row + r * l.kernel * C;
+            if (ih < 0 || ih >= H) {
+              std::memset(dst, pad, static_cast<std::size_t>(l.kernel * C));
+            } else if (l.dilation == 1 && iw0 >= 0 && iw0 + l.kernel <= W) {
+              const std::uint8_t* src = img + (ih * W + iw0) * C;
+              if (l.kernel * C <= 16) {  // a few bytes (the first layer): no memcpy call
+                for (std::int64_t b = 0; b < l.kernel * C; ++b) dst[b] = src[b];
+              } else {
+                std::memcpy(dst, src, static_cast<std::size_t>(l.kernel * C));
+              }
+            } else {
+              for (std::int64_t t = 0; t < l.kernel; ++t) {
+                const std::int64_t iw = iw0 + t * l.dilation;
+                if (iw < 0 || iw >= W)
+                  std::memset(dst + t * C, pad, static_cast<std::size_t>(C));
+                else
+                  std::memcpy(dst + t * C, img + (ih * W + iw) * C, static_cast<std::size_t>(C));
+              }
+            }
+          }
+          for (std::int64_t b = p.packed.k; b < kp; ++b) row[b] = 0;
+        }
+      void* out = p.float_output ? static_cast<void*>(out_f.data() + s * M * N)
+                                 : static_cast<void*>(out_q.data() + s * M * N);
+      gemm_u8s8(M, cols.data(), kp, p.packed, e, out, N, kernel);
+    }
+  });
+  a.shape = {N, OH, OW};
+  if (p.float_output) {
+    a.f = out_f.permute({0, 3, 1, 2}).contiguous();
+    a.codes = false;
+    a.q.clear();
+  } else {
+    a.q = std::move(out_q);
+    a.qp = p.out;
+  }
+}
+
+inline void QuantizedModel::run_linear(const QLayer& l, const Plan& p, Act& a) const {
+  const std::int64_t K = l.in, N = l.out;
+  std::vector<std::uint8_t> out_q;
+  Tensor<float> out_f;
+  if (p.float_output)
+    out_f = Tensor<float>::empty({a.n, N});
+  else
+    out_q.assign(static_cast<std::size_t>(a.n * N + 4), 0);
+  Epilogue e{p.scale.data(), p.bias.data(), a.qp.zero_point, p.relu, p.float_output,
+             p.float_output ? 0 : p.out.zero_point};
+  const std::uint8_t* in = a.q.data();
+  const Int8Kernel kernel = int8_kernel();
+  parallel_for(0, a.n, 16, [&](std::int64_t lo, std::int64_t hi) {
+    void* out = p.float_output ? static_cast<void*>(out_f.data() + lo * N)
+                               : static_cast<void*>(out_q.data() + lo * N);
+    gemm_u8s8(hi - lo, in + lo * K, K, p.packed, e, out, N, kernel);
+  });
+  a.shape = {N};
+  a.chw.clear();
+  if (p.float_output) {
+    a.f = out_f;
+    a.codes = false;
+    a.q.clear();
+  } else {
+    a.q = std::move(out_q);
+    a.qp = p.out;
+  }
+}
+
+inline void QuantizedModel::pool_codes(const QLayer& l, Act& a) {
+  const std::int64_t C = a.shape[0], H = a.shape[1], W = a.shape[2];
+  const std::int64_t OH = (H + 2 * l.padding - l.kernel) / l.stride + 1;
+  const std::int64_t OW = (W + 2 * l.padding - l.kernel) / l.stride + 1;
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(a.n * OH * OW * C + 4), 0);
+  const std::uint8_t* in = a.q.data();
+  parallel_for(0, a.n, 16, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t s = lo; s < hi; ++s)
+      for (std::int64_t oh = 0; oh < OH; ++oh)
+        for (std::int64_t ow = 0; ow < OW; ++ow) {
+          // codes are >= 0 and every window holds at least one input, so 0 starts the max
+          std::uint8_t* __restrict dst = out.data() + ((s * OH + oh) * OW + ow) * C;
+          for (std::int64_t r = 0; r < l.kernel; ++r) {
+            const std::int64_t ih = oh * l.stride - l.padding + r;
+            if (ih < 0 || ih >= H) continue;
+            for (std::int64_t t = 0; t < l.kernel; ++t) {
+              const std::int64_t iw = ow * l.stride - l.padding + t;
+              if (iw < 0 || iw >= W) continue;
+              const std::uint8_t* __restrict src = in + ((s * H + ih) * W + iw) * C;
+              for (std::int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
+            }
+          }
+        }
+  });
+  a.q = std::move(out);
+  a.shape = {C, OH, OW};
+}
+
+inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
+  using Op = nn::Step::Op;
+  EMBER_CHECK(x.device().is_cpu(), "quantized forward: the input is on ", x.device().str(),
+              "; int8 inference runs on the CPU");
+  EMBER_CHECK(x.dim() == static_cast<std::int64_t>(input_shape_.size()) + 1 &&
+                  std::equal(input_shape_.begin(), input_shape_.end(), x.shape().begin() + 1),
+              "quantized forward: input ", shape_str(x.shape()), " does not match the model's [N, ",
+              shape_str(input_shape_).substr(1));
+  Act a;
+  a.n = x.size(0);
+  a.f = x;
+  a.shape = input_shape_;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (skip_[i]) continue;
+    const QLayer& l = layers_[i];
+    switch (l.op) {
+      case Op::conv2d:
+      case Op::linear:
+        if (!a.codes) to_codes(a, l.input);
+        if (l.op == Op::conv2d)
+          run_conv(l, *plans_[i], a);
+        else
+          run_linear(l, *plans_[i], a);
+        break;
+      case Op::relu:
+        if (a.codes) {
+          const auto zp = static_cast<std::uint8_t>(a.qp.zero_point);
+          for (std::uint8_t& v : a.q) v = std::max(v, zp);
+        } else {
+          a.f = relu(a.f);
+        }
+        break;
+      case Op::max_pool2d:
+        if (a.codes)
+          pool_codes(l, a);
+        else
+          a.f = max_pool2d(a.f, l.kernel, l.stride, l.padding);
+        if (!a.codes) a.shape = {a.f.size(1), a.f.size(2), a.f.size(3)};
+        break;
+      case Op::flatten:
+        if (a.codes) {
+          if (a.shape.size() == 3) a.chw = a.shape;
+        } else {
+          a.f = a.f.flatten(1);
+        }
+        a.shape = {a.shape.size() == 3 ? a.shape[0] * a.shape[1] * a.shape[2] : a.shape[0]};
+        break;
+      case Op::log_softmax:
+        if (a.codes) to_float(a);
+        a.f = log_softmax(a.f, 1);
+        break;
+      case Op::dropout: break;
+    }
+  }
+  if (a.codes) to_float(a);
+  return a.f;
+}
+
+// ---- calibration and quantization ------------------------------------------------------------
+
+struct QuantizeOptions {
+  std::int64_t batches = 20;  // calibration batches drawn from the loader
+};
+
+// Per layer with weights: the range of its input over the calibration batches.
+struct Calibration {
+  std::vector<float> lo, hi;  // per step; only the layers with weights are meaningful
+  std::int64_t samples = 0;
+};
+
+// Runs the model's steps (eval mode) on each batch and records every conv2d / linear input's
+// range.
+[[nodiscard]] inline Calibration calibrate(const std::vector<nn::Step>& steps,
+                                           const std::vector<Tensor<float>>& batches) {
+  Calibration c;
+  c.lo.assign(steps.size(), 0.0f);
+  c.hi.assign(steps.size(), 0.0f);
+  std::vector<bool> seen(steps.size(), false);
+  NoGradGuard no_grad;
+  for (const Tensor<float>& b : batches) {
+    (void)nn::run_steps(steps, b, [&](std::size_t i, const Tensor<float>& h) {
+      if (steps[i].op != nn::Step::Op::conv2d && steps[i].op != nn::Step::Op::linear) return;
+      const Tensor<float> hc = h.contiguous();
+      const float* p = hc.data();
+      for (std::int64_t k = 0; k < hc.numel(); ++k) {
+        EMBER_CHECK(std::isfinite(p[k]), "calibrate: the input of '", steps[i].name, "' has a non-finite value (",
+                    p[k], ")");
+        c.lo[i] = seen[i] ? std::min(c.lo[i], p[k]) : p[k];
+        c.hi[i] = seen[i] ? std::max(c.hi[i], p[k]) : p[k];
+        seen[i] = true;
+      }
+    });
+    c.samples += b.size(0);
+  }
+  return c;
+}
+
+// Quantizes a float model (on the CPU, listing its steps) with calibration batches of its input.
+[[nodiscard]] inline QuantizedModel quantize(const nn::Module& model, const std::vector<Tensor<float>>& batches) {
+  EMBER_CHECK(!batches.empty(), "quantize: needs at least one calibration batch");
+  EMBER_CHECK(model.device().is_cpu(), "quantize: the model is on ", model.device().str(),
+              "; move it to the CPU first");
+  const std::vector<nn::Step> steps = model.steps();
+  const Calibration cal = calibrate(steps, batches);
+  std::vector<QLayer> layers;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const nn::Step& s = steps[i];
+    QLayer l;
+    l.op = s.op;
+    l.name = s.name;
+    l.kernel = s.kernel;
+    l.stride = s.stride;
+    l.padding = s.padding;
+    l.dim = s.dim;
+    Tensor<float> w, b;
+    if (s.op == nn::Step::Op::conv2d) {
+      const auto* conv = dynamic_cast<const nn::Conv2d*>(s.layer);
+      EMBER_CHECK(conv != nullptr, "quantize: step '", s.name, "' has no Conv2d layer");
+      l.in = conv->in_channels();
+      l.out = conv->out_channels();
+      l.kernel = conv->kernel_size();
+      l.stride = conv->options().stride;
+      l.padding = conv->options().padding;
+      l.dilation = conv->options().dilation;
+      w = conv->weight;
+      b = conv->bias;
+    } else if (s.op == nn::Step::Op::linear) {
+      const auto* lin = dynamic_cast<const nn::Linear*>(s.layer);
+      EMBER_CHECK(lin != nullptr, "quantize: step '", s.name, "' has no Linear layer");
+      l.in = lin->in_features();
+      l.out = lin->out_features();
+      w = lin->weight;
+      b = lin->bias;
+    }
+    if (w.defined()) {
+      quantize_weights(w, l);
+      l.bias = b.defined() ? b.contiguous().to_vector() : std::vector<float>(static_cast<std::size_t>(l.out), 0.0f);
+      l.input = choose_qparams(cal.lo[i], cal.hi[i]);
+    }
+    layers.push_back(std::move(l));
+  }
+  std::vector<std::int64_t> input(batches.front().shape().begin() + 1, batches.front().shape().end());
+  return QuantizedModel(std::move(layers), std::move(input),
+                        {{"calibration_samples", std::to_string(cal.samples)},
+                         {"source_model", model.type_name()}});
+}
+
+// Calibrates on the first `options.batches` batches of a loader (its order: use an unshuffled
+// loader over training images for a reproducible model).
+[[nodiscard]] inline QuantizedModel quantize(const nn::Module& model, data::DataLoader& loader,
+                                             QuantizeOptions options = {}) {
+  EMBER_CHECK(options.batches > 0, "quantize: calibration batches must be positive");
+  std::vector<Tensor<float>> batches;
+  for (const data::Batch& b : loader.epoch()) {
+    if (static_cast<std::int64_t>(batches.size()) == options.batches) break;
+    batches.push_back(b.images);
+  }
+  return quantize(model, batches);
+}
+
+}  // namespace ember::quant

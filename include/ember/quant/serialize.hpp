@@ -1,0 +1,220 @@
+#pragma once
+// int8 models on disk: one safetensors file, written atomically.
+//
+// Per layer with weights, under its name ("conv1", "fc1", ...):
+//   <name>.weight             I8  PyTorch's shape, (out, in, k, k) or (out, in)
+//   <name>.weight_scale       F32 (out)          w = weight * weight_scale[out channel]
+//   <name>.bias               F32 (out)
+//   <name>.input_scale        F32 ()             x = (code - zero_point) * input_scale
+//   <name>.input_zero_point   I32 ()
+// Metadata: "format" = "ember-int8", "version" = "1", "input_shape" = "1,28,28", and "steps",
+// the layer list: "conv2d:conv1:in,out,kernel,stride,padding,dilation;relu:relu;
+// max_pool2d:max_pool2d:kernel,stride,padding;flatten:flatten:dim;linear:fc1:in,out;
+// log_softmax:log_softmax:dim;dropout:dropout1". Other metadata (the model's info()) is kept.
+
+#include <charconv>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ember/io/safetensors.hpp"
+#include "ember/quant/quantize.hpp"
+
+namespace ember::quant {
+
+inline constexpr const char* kInt8Format = "ember-int8";
+
+namespace detail {
+
+inline std::string join_ints(const std::vector<std::int64_t>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) s += ',';
+    s += std::to_string(v[i]);
+  }
+  return s;
+}
+
+inline std::vector<std::int64_t> parse_ints(const std::string& s, const std::string& what) {
+  std::vector<std::int64_t> out;
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    const std::size_t end = std::min(s.find(',', pos), s.size());
+    std::int64_t v = 0;
+    const auto [p, ec] = std::from_chars(s.data() + pos, s.data() + end, v);
+    EMBER_CHECK(ec == std::errc() && p == s.data() + end && end > pos, what, ": '", s,
+                "' is not a list of integers");
+    out.push_back(v);
+    pos = end + 1;
+  }
+  return out;
+}
+
+inline nn::Step::Op parse_op(const std::string& s, const std::string& what) {
+  using Op = nn::Step::Op;
+  for (Op op : {Op::conv2d, Op::linear, Op::relu, Op::max_pool2d, Op::flatten, Op::log_softmax, Op::dropout})
+    if (s == nn::op_name(op)) return op;
+  throw Error(what + ": unknown step '" + s + "'");
+}
+
+template <class T>
+io::TensorRecord record(const char* dtype, std::vector<std::int64_t> shape, const std::vector<T>& v) {
+  io::TensorRecord r{dtype, std::move(shape), std::vector<std::byte>(v.size() * sizeof(T))};
+  if (!v.empty()) std::memcpy(r.data.data(), v.data(), r.data.size());
+  return r;
+}
+
+// The tensor `name` of the file, checked for dtype and shape, as values of type T.
+template <class T>
+std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name, const char* dtype,
+                           const std::vector<std::int64_t>& shape, const std::string& source) {
+  const auto it = f.tensors.find(name);
+  EMBER_CHECK(it != f.tensors.end(), "int8 model '", source, "': missing tensor '", name, "'");
+  const io::TensorRecord& r = it->second;
+  EMBER_CHECK(r.dtype == dtype, "int8 model '", source, "': tensor '", name, "' has dtype ", r.dtype,
+              ", expected ", dtype);
+  EMBER_CHECK(r.shape == shape, "int8 model '", source, "': tensor '", name, "' has shape ", shape_str(r.shape),
+              ", expected ", shape_str(shape));
+  std::vector<T> v(r.data.size() / sizeof(T));
+  if (!v.empty()) std::memcpy(v.data(), r.data.data(), v.size() * sizeof(T));
+  return v;
+}
+
+}  // namespace detail
+
+// The file's bytes-to-be: tensors and metadata.
+[[nodiscard]] inline io::SafetensorsFile to_safetensors(const QuantizedModel& m) {
+  io::SafetensorsFile f;
+  f.metadata = m.info();
+  f.metadata["format"] = kInt8Format;
+  f.metadata["version"] = "1";
+  f.metadata["input_shape"] = detail::join_ints(m.input_shape());
+  f.metadata["activation_bits"] = "7";
+  f.metadata["weights"] = "int8, symmetric, per output channel";
+  std::string steps;
+  for (const QLayer& l : m.layers()) {
+    EMBER_CHECK(l.name.find_first_of(":;") == std::string::npos && !l.name.empty(),
+                "save_quantized: layer name '", l.name, "' must be non-empty without ':' or ';'");
+    if (!steps.empty()) steps += ';';
+    steps += std::string(nn::op_name(l.op)) + ":" + l.name;
+    switch (l.op) {
+      case nn::Step::Op::conv2d:
+        steps += ":" + detail::join_ints({l.in, l.out, l.kernel, l.stride, l.padding, l.dilation});
+        break;
+      case nn::Step::Op::linear: steps += ":" + detail::join_ints({l.in, l.out}); break;
+      case nn::Step::Op::max_pool2d: steps += ":" + detail::join_ints({l.kernel, l.stride, l.padding}); break;
+      case nn::Step::Op::flatten:
+      case nn::Step::Op::log_softmax: steps += ":" + std::to_string(l.dim); break;
+      case nn::Step::Op::relu:
+      case nn::Step::Op::dropout: break;
+    }
+    if (!l.has_weights()) continue;
+    std::vector<std::int64_t> wshape{l.out, l.in};
+    if (l.op == nn::Step::Op::conv2d) wshape = {l.out, l.in, l.kernel, l.kernel};
+    f.tensors[l.name + ".weight"] = detail::record("I8", wshape, l.weight);
+    f.tensors[l.name + ".weight_scale"] = detail::record("F32", {l.out}, l.weight_scale);
+    f.tensors[l.name + ".bias"] = detail::record("F32", {l.out}, l.bias);
+    f.tensors[l.name + ".input_scale"] = detail::record("F32", {}, std::vector<float>{l.input.scale});
+    f.tensors[l.name + ".input_zero_point"] = detail::record("I32", {}, std::vector<std::int32_t>{l.input.zero_point});
+  }
+  f.metadata["steps"] = steps;
+  return f;
+}
+
+// A model from a file's contents; `source` names it in errors.
+[[nodiscard]] inline QuantizedModel from_safetensors(const io::SafetensorsFile& f, const std::string& source) {
+  const auto meta = [&](const std::string& key) -> const std::string& {
+    const auto it = f.metadata.find(key);
+    EMBER_CHECK(it != f.metadata.end(), "int8 model '", source, "': no \"", key, "\" in the metadata",
+                key == "format" ? " (not an int8 model: a float model loads with io::load)" : "");
+    return it->second;
+  };
+  EMBER_CHECK(meta("format") == kInt8Format, "int8 model '", source, "': format is \"", meta("format"),
+              "\", expected \"", kInt8Format, "\"");
+  EMBER_CHECK(meta("version") == "1", "int8 model '", source, "': version ", meta("version"),
+              " is newer than this ember reads (1)");
+  const std::vector<std::int64_t> input = detail::parse_ints(meta("input_shape"), "int8 model '" + source + "': input_shape");
+  std::vector<QLayer> layers;
+  std::size_t used = 0;
+  std::stringstream ss(meta("steps"));
+  for (std::string item; std::getline(ss, item, ';');) {
+    const std::string what = "int8 model '" + source + "': step '" + item + "'";
+    const std::size_t c1 = item.find(':'), c2 = item.find(':', c1 == std::string::npos ? c1 : c1 + 1);
+    EMBER_CHECK(c1 != std::string::npos, what, ": expected op:name[:arguments]");
+    QLayer l;
+    l.op = detail::parse_op(item.substr(0, c1), what);
+    l.name = item.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1);
+    EMBER_CHECK(!l.name.empty(), what, ": empty name");
+    const std::vector<std::int64_t> args =
+        c2 == std::string::npos ? std::vector<std::int64_t>{} : detail::parse_ints(item.substr(c2 + 1), what);
+    const auto want = [&](std::size_t n) {
+      EMBER_CHECK(args.size() == n, what, ": expected ", n, " arguments, got ", args.size());
+    };
+    switch (l.op) {
+      case nn::Step::Op::conv2d:
+        want(6);
+        l.in = args[0], l.out = args[1], l.kernel = args[2], l.stride = args[3], l.padding = args[4],
+        l.dilation = args[5];
+        break;
+      case nn::Step::Op::linear:
+        want(2);
+        l.in = args[0], l.out = args[1];
+        break;
+      case nn::Step::Op::max_pool2d:
+        want(3);
+        l.kernel = args[0], l.stride = args[1], l.padding = args[2];
+        break;
+      case nn::Step::Op::flatten:
+      case nn::Step::Op::log_softmax:
+        want(1);
+        l.dim = args[0];
+        break;
+      case nn::Step::Op::relu:
+      case nn::Step::Op::dropout: want(0); break;
+    }
+    if (l.has_weights()) {
+      EMBER_CHECK(l.in > 0 && l.out > 0 && (l.op == nn::Step::Op::linear || l.kernel > 0), what,
+                  ": sizes must be positive");
+      std::vector<std::int64_t> wshape{l.out, l.in};
+      if (l.op == nn::Step::Op::conv2d) wshape = {l.out, l.in, l.kernel, l.kernel};
+      l.weight = detail::read_record<std::int8_t>(f, l.name + ".weight", "I8", wshape, source);
+      for (std::int8_t v : l.weight)
+        EMBER_CHECK(v >= -kWeightMax, "int8 model '", source, "': tensor '", l.name, ".weight' holds ", int{v},
+                    ", outside [-127, 127]");
+      l.weight_scale = detail::read_record<float>(f, l.name + ".weight_scale", "F32", {l.out}, source);
+      l.bias = detail::read_record<float>(f, l.name + ".bias", "F32", {l.out}, source);
+      l.input.scale = detail::read_record<float>(f, l.name + ".input_scale", "F32", {}, source).at(0);
+      l.input.zero_point = detail::read_record<std::int32_t>(f, l.name + ".input_zero_point", "I32", {}, source).at(0);
+      used += 5;
+    }
+    layers.push_back(std::move(l));
+  }
+  EMBER_CHECK(!layers.empty(), "int8 model '", source, "': no steps");
+  EMBER_CHECK(used == f.tensors.size(), "int8 model '", source, "': ", f.tensors.size() - used,
+              " tensor(s) belong to no step");
+  std::map<std::string, std::string> info = f.metadata;
+  for (const char* k : {"format", "version", "input_shape", "steps", "activation_bits", "weights"}) info.erase(k);
+  try {
+    return QuantizedModel(std::move(layers), input, std::move(info));
+  } catch (const Error& e) {
+    throw Error("int8 model '" + source + "': " + std::string(e.what()).substr(7));
+  }
+}
+
+inline void save_quantized(const QuantizedModel& m, const std::string& path) {
+  io::save_safetensors(path, to_safetensors(m));
+}
+
+[[nodiscard]] inline QuantizedModel load_quantized(const std::string& path) {
+  return from_safetensors(io::load_safetensors(path), path);
+}
+
+// Whether a safetensors file's contents are an int8 model (else a float state_dict).
+[[nodiscard]] inline bool is_quantized(const io::SafetensorsFile& f) {
+  const auto it = f.metadata.find("format");
+  return it != f.metadata.end() && it->second == kInt8Format;
+}
+
+}  // namespace ember::quant

@@ -1,0 +1,361 @@
+// Tests for ember/quant/: the int8 GEMM kernels (portable, AVX2, AVX512-VNNI where the CPU has
+// them) against an exact reference and against each other, weight and activation quantization,
+// quantized layers against a float model fed the same quantized values, the int8 file format
+// and its errors.
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <tuple>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ember/io/safetensors.hpp"
+#include "ember/io/state_dict.hpp"
+#include "ember/models/mnist_net.hpp"
+#include "ember/nn/layers.hpp"
+#include "ember/quant/int8_gemm.hpp"
+#include "ember/quant/quantize.hpp"
+#include "ember/quant/serialize.hpp"
+#include "support/tmp.hpp"
+
+namespace {
+
+using namespace ember;
+using quant::Int8Kernel;
+
+std::vector<Int8Kernel> kernels_here() {
+  std::vector<Int8Kernel> ks;
+  for (Int8Kernel k : {Int8Kernel::portable, Int8Kernel::avx2, Int8Kernel::avx512_vnni})
+    if (quant::kernel_supported(k)) ks.push_back(k);
+  return ks;
+}
+
+// The epilogue of int8_gemm.hpp evaluated from exact int64 sums.
+struct Case {
+  std::int64_t m, n, k;
+  std::vector<std::uint8_t> a;  // m x k, stride k (+ slack)
+  std::vector<std::int8_t> w;   // n x k
+  std::vector<float> scale, bias;
+};
+
+Case make_case(std::int64_t m, std::int64_t n, std::int64_t k, std::mt19937& rng) {
+  Case c{m, n, k, {}, {}, {}, {}};
+  c.a.resize(static_cast<std::size_t>(m * k + 4));
+  for (auto& v : c.a) v = static_cast<std::uint8_t>(rng() % 128);
+  c.w.resize(static_cast<std::size_t>(n * k));
+  for (auto& v : c.w) v = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
+  const std::int64_t np = quant::round_up(n, quant::kPanel);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (std::int64_t j = 0; j < np; ++j) {
+    c.scale.push_back(0.002f + 0.001f * std::fabs(u(rng)));
+    c.bias.push_back(40.0f * u(rng));
+  }
+  return c;
+}
+
+std::int64_t exact_sum(const Case& c, std::int64_t i, std::int64_t j, std::int32_t zp) {
+  std::int64_t s = 0;
+  for (std::int64_t kk = 0; kk < c.k; ++kk)
+    s += (std::int64_t{c.a[static_cast<std::size_t>(i * c.k + kk)]} - zp) * c.w[static_cast<std::size_t>(j * c.k + kk)];
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("int8 GEMM: every kernel gives the exact sums and the same epilogue bits", "[quant][gemm]") {
+  std::mt19937 rng(7);
+  const auto kernels = kernels_here();
+  REQUIRE(kernels.front() == Int8Kernel::portable);
+  INFO("kernels on this CPU: " << kernels.size());
+  for (auto [m, n, k] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{1, 1, 1}, {3, 10, 9}, {8, 16, 12},
+                         {13, 33, 37}, {17, 64, 288}, {5, 128, 1001}, {64, 20, 3}}) {
+    const Case c = make_case(m, n, k, rng);
+    const quant::PackedWeights pw = quant::pack_weights(c.w.data(), n, k, k);
+    CHECK(pw.kp % 4 == 0);
+    CHECK(pw.np % quant::kPanel == 0);
+    for (std::int32_t zp : {0, 37}) {
+      for (bool relu : {false, true}) {
+        // float output: y = fma(sum, scale, bias)
+        quant::Epilogue ef{c.scale.data(), c.bias.data(), zp, relu, true, 0};
+        // code output with a zero point of 5
+        quant::Epilogue eq{c.scale.data(), c.bias.data(), zp, relu, false, 5};
+        std::vector<std::vector<float>> f_out;
+        std::vector<std::vector<std::uint8_t>> q_out;
+        for (Int8Kernel kern : kernels) {
+          std::vector<float> fo(static_cast<std::size_t>(m * n), -1.0f);
+          std::vector<std::uint8_t> qo(static_cast<std::size_t>(m * n), 255);
+          quant::gemm_u8s8(m, c.a.data(), k, pw, ef, fo.data(), n, kern);
+          quant::gemm_u8s8(m, c.a.data(), k, pw, eq, qo.data(), n, kern);
+          f_out.push_back(fo);
+          q_out.push_back(qo);
+        }
+        // the portable kernel against the exact sums
+        for (std::int64_t i = 0; i < m; ++i)
+          for (std::int64_t j = 0; j < n; ++j) {
+            const std::int64_t s = exact_sum(c, i, j, zp);
+            const auto ju = static_cast<std::size_t>(j);
+            float y = std::fma(static_cast<float>(s), c.scale[ju], c.bias[ju]);
+            const float yf = relu && !(y > 0) ? 0.0f : y;
+            REQUIRE(f_out[0][static_cast<std::size_t>(i * n + j)] == yf);
+            const float q = std::clamp(std::nearbyint(y) + 5.0f, relu ? 5.0f : 0.0f, 127.0f);
+            REQUIRE(q_out[0][static_cast<std::size_t>(i * n + j)] == static_cast<std::uint8_t>(q));
+          }
+        // every other kernel: the same bits
+        for (std::size_t t = 1; t < kernels.size(); ++t) {
+          INFO("kernel " << quant::kernel_name(kernels[t]) << ", m n k " << m << " " << n << " " << k);
+          REQUIRE(f_out[t] == f_out[0]);
+          REQUIRE(q_out[t] == q_out[0]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("int8 GEMM: packing checks its input, kernels are chosen by what the CPU has", "[quant][gemm]") {
+  const std::vector<std::int8_t> bad{1, -128, 3, 4};
+  REQUIRE_THROWS_WITH(quant::pack_weights(bad.data(), 1, 4, 4), Catch::Contains("below -127"));
+  REQUIRE_THROWS_WITH(quant::pack_weights(bad.data(), 0, 4, 4), Catch::Contains("bad shape"));
+  REQUIRE(quant::kernel_supported(Int8Kernel::portable));
+  REQUIRE(quant::kernel_supported(quant::int8_kernel()));
+  const Int8Kernel before = quant::int8_kernel();
+  quant::set_int8_kernel(Int8Kernel::portable);
+  CHECK(quant::int8_kernel() == Int8Kernel::portable);
+  quant::set_int8_kernel(before);
+  if (!quant::kernel_supported(Int8Kernel::avx512_vnni))
+    REQUIRE_THROWS_WITH(quant::set_int8_kernel(Int8Kernel::avx512_vnni), Catch::Contains("cannot run"));
+}
+
+TEST_CASE("quantization parameters: activations and per-channel weights", "[quant]") {
+  const quant::QParams relu_range = quant::choose_qparams(0.0f, 2.54f);
+  CHECK(relu_range.zero_point == 0);
+  CHECK(relu_range.scale == Approx(0.02f));
+  const quant::QParams signed_range = quant::choose_qparams(-1.0f, 1.0f);
+  CHECK(signed_range.zero_point == 64);  // round(1 / (2/127)) = round(63.5) = 64 (half to even)
+  CHECK(quant::quantize_value(-1.0f, signed_range) == 0);
+  CHECK(quant::quantize_value(1.0f, signed_range) == 127);
+  CHECK(quant::quantize_value(0.0f, signed_range) == 64);
+  CHECK(quant::quantize_value(5.0f, signed_range) == 127);  // clamped
+  CHECK(quant::choose_qparams(0.0f, 0.0f).scale == 1.0f);
+  REQUIRE_THROWS_WITH(quant::choose_qparams(1.0f, NAN), Catch::Contains("bad range"));
+
+  Generator gen(3);
+  Tensor<float> w = Tensor<float>::randn({4, 3, 3, 3}, gen);
+  w.data()[5] = 0;  // channel 0 stays finite; make channel 3 all zero
+  for (int i = 81; i < 108; ++i) w.data()[i] = 0;
+  quant::QLayer l;
+  l.name = "conv";
+  quant::quantize_weights(w, l);
+  REQUIRE(l.weight_scale.size() == 4);
+  CHECK(l.weight_scale[3] == 1.0f);
+  for (int o = 0; o < 3; ++o) {
+    float m = 0;
+    for (int k = 0; k < 27; ++k) m = std::max(m, std::fabs(w.data()[o * 27 + k]));
+    CHECK(l.weight_scale[static_cast<std::size_t>(o)] == Approx(m / 127));
+    bool has_extreme = false;
+    for (int k = 0; k < 27; ++k) {
+      const auto i = static_cast<std::size_t>(o * 27 + k);
+      CHECK(std::fabs(l.weight[i] * l.weight_scale[static_cast<std::size_t>(o)] - w.data()[i]) <=
+            0.5f * l.weight_scale[static_cast<std::size_t>(o)] * 1.0001f);
+      has_extreme = has_extreme || std::abs(l.weight[i]) == 127;
+    }
+    CHECK(has_extreme);
+  }
+  w.data()[0] = NAN;
+  REQUIRE_THROWS_WITH(quant::quantize_weights(w, l), Catch::Contains("non-finite weight"));
+}
+
+namespace {
+
+// The float computation the int8 model approximates: each layer sees its input rounded to its
+// codes and dequantized, and its dequantized weights.
+Tensor<float> fake_quant(const Tensor<float>& x, quant::QParams q) {
+  Tensor<float> y = x.contiguous().clone();
+  for (std::int64_t i = 0; i < y.numel(); ++i)
+    y.data()[i] = static_cast<float>(quant::quantize_value(y.data()[i], q) - q.zero_point) * q.scale;
+  return y;
+}
+
+Tensor<float> dequantized_weight(const quant::QLayer& l, const Shape& shape) {
+  Tensor<float> w = Tensor<float>::empty(shape);
+  const std::int64_t per = w.numel() / l.out;
+  for (std::int64_t i = 0; i < w.numel(); ++i)
+    w.data()[i] = l.weight[static_cast<std::size_t>(i)] * l.weight_scale[static_cast<std::size_t>(i / per)];
+  return w;
+}
+
+float max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
+  REQUIRE(a.shape() == b.shape());
+  const auto va = a.contiguous().to_vector(), vb = b.contiguous().to_vector();
+  float m = 0;
+  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::fabs(va[i] - vb[i]));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("a quantized conv2d or linear layer computes the float layer on quantized values", "[quant]") {
+  Generator gen(5);
+  for (const Conv2dOptions o : {Conv2dOptions{}, Conv2dOptions{.stride = 2, .padding = 1},
+                                Conv2dOptions{.stride = 1, .padding = 2, .dilation = 2}}) {
+    nn::Sequential net{std::make_shared<nn::Conv2d>(3, 20, 3, o, true, gen)};
+    const Tensor<float> x = Tensor<float>::randn({2, 3, 9, 11}, gen);
+    const quant::QuantizedModel q = quant::quantize(net, {x});
+    const quant::QLayer& l = q.layers()[0];
+    CHECK(l.input.zero_point > 0);  // a signed input
+    const auto* conv = dynamic_cast<const nn::Conv2d*>(net[0].get());
+    const Tensor<float> want = conv2d(fake_quant(x, l.input), dequantized_weight(l, conv->weight.shape()), conv->bias, o);
+    const Tensor<float> got = q(x);
+    INFO("stride " << o.stride << " padding " << o.padding << " dilation " << o.dilation);
+    CHECK(max_abs_diff(got, want) < 1e-4f);
+    CHECK(max_abs_diff(got, net.forward(x)) < 0.1f);  // and near the float layer
+  }
+  nn::Sequential fc{std::make_shared<nn::Linear>(37, 19, true, gen), std::make_shared<nn::ReLU>()};
+  const Tensor<float> x = Tensor<float>::randn({5, 37}, gen);
+  const quant::QuantizedModel q = quant::quantize(fc, {x});
+  const quant::QLayer& l = q.layers()[0];
+  const auto* lin = dynamic_cast<const nn::Linear*>(fc[0].get());
+  const Tensor<float> want = relu(linear(fake_quant(x, l.input), dequantized_weight(l, lin->weight.shape()), lin->bias));
+  CHECK(max_abs_diff(q(x), want) < 1e-4f);
+}
+
+TEST_CASE("a quantized MnistNet follows the float model, channels-last codes and all", "[quant]") {
+  Generator gen(9);
+  models::MnistNet net({.conv1 = 6, .conv2 = 10, .hidden = 24}, gen);
+  net.eval();
+  std::vector<Tensor<float>> calib;
+  for (int b = 0; b < 3; ++b) calib.push_back(Tensor<float>::rand({16, 1, 28, 28}, gen) * 2.0f - 1.0f);
+  const quant::QuantizedModel q = quant::quantize(net, calib);
+  REQUIRE(q.layers().size() == net.steps().size());
+  CHECK(q.layers()[2].input.zero_point == 0);  // conv2's input follows a ReLU
+  CHECK(q.info().at("calibration_samples") == "48");
+
+  // The float model run on the same quantized values, layer by layer.
+  const Tensor<float> x = Tensor<float>::rand({8, 1, 28, 28}, gen) * 2.0f - 1.0f;
+  const auto& L = q.layers();
+  Tensor<float> h = relu(conv2d(fake_quant(x, L[0].input), dequantized_weight(L[0], net.conv1->weight.shape()),
+                                net.conv1->bias));
+  h = relu(conv2d(fake_quant(h, L[2].input), dequantized_weight(L[2], net.conv2->weight.shape()), net.conv2->bias));
+  h = max_pool2d(h, 2).flatten(1);
+  h = relu(linear(fake_quant(h, L[7].input), dequantized_weight(L[7], net.fc1->weight.shape()), net.fc1->bias));
+  h = log_softmax(linear(fake_quant(h, L[10].input), dequantized_weight(L[10], net.fc2->weight.shape()), net.fc2->bias), 1);
+  const Tensor<float> got = q(x);
+  // Equal up to an occasional code that rounds the other way (float sums in another order).
+  CHECK(max_abs_diff(got, h) < 0.02f);
+  CHECK(max_abs_diff(got, net.forward(x)) < 0.1f);
+  CHECK(argmax(got, 1).to_vector() == argmax(h, 1).to_vector());
+
+  // Every kernel gives the same model output, bit for bit.
+  const Int8Kernel before = quant::int8_kernel();
+  for (Int8Kernel k : kernels_here()) {
+    quant::set_int8_kernel(k);
+    CHECK(q(x).to_vector() == got.to_vector());
+  }
+  quant::set_int8_kernel(before);
+
+  REQUIRE_THROWS_WITH(q(Tensor<float>::zeros({2, 1, 27, 28})), Catch::Contains("does not match the model"));
+  Tensor<float> bad = x.clone();
+  bad.data()[100] = NAN;
+  REQUIRE_THROWS_WITH(q(bad), Catch::Contains("input element 100 is nan"));
+  struct Custom : nn::Module {
+    Custom() : nn::Module("Custom") {}
+  } custom;
+  REQUIRE_THROWS_WITH(quant::quantize(custom, calib), Catch::Contains("cannot be exported or quantized"));
+  REQUIRE_THROWS_WITH(quant::quantize(net, std::vector<Tensor<float>>{}), Catch::Contains("calibration batch"));
+}
+
+TEST_CASE("int8 models save and load bit for bit, about 4x smaller than float", "[quant][io]") {
+  Generator gen(13);
+  models::MnistNet net({.conv1 = 8, .conv2 = 16, .hidden = 32}, gen);
+  net.eval();
+  const std::vector<Tensor<float>> calib{Tensor<float>::rand({32, 1, 28, 28}, gen) * 2.0f - 1.0f};
+  const quant::QuantizedModel q = quant::quantize(net, calib);
+  const auto dir = test::tmp_dir("quant", true);
+  const std::string qpath = (dir / "int8.safetensors").string(), fpath = (dir / "float.safetensors").string();
+  quant::save_quantized(q, qpath);
+  io::save(net, fpath);
+  const quant::QuantizedModel back = quant::load_quantized(qpath);
+  const Tensor<float> x = Tensor<float>::rand({4, 1, 28, 28}, gen);
+  CHECK(back(x).to_vector() == q(x).to_vector());
+  REQUIRE(back.layers().size() == q.layers().size());
+  for (std::size_t i = 0; i < q.layers().size(); ++i) {
+    CHECK(back.layers()[i].name == q.layers()[i].name);
+    CHECK(back.layers()[i].weight == q.layers()[i].weight);
+    CHECK(back.layers()[i].input.scale == q.layers()[i].input.scale);
+  }
+  CHECK(back.info().at("source_model") == "Net");
+  const double ratio = static_cast<double>(std::filesystem::file_size(fpath)) /
+                       static_cast<double>(std::filesystem::file_size(qpath));
+  CHECK(ratio > 3.5);
+  CHECK(ratio < 4.0);
+
+  const io::SafetensorsFile good = io::load_safetensors(qpath);
+  CHECK(quant::is_quantized(good));
+  CHECK_FALSE(quant::is_quantized(io::load_safetensors(fpath)));
+  const auto fails = [&](const io::SafetensorsFile& f, const std::string& message) {
+    const std::string path = (dir / "bad.safetensors").string();
+    io::save_safetensors(path, f);
+    REQUIRE_THROWS_WITH(quant::load_quantized(path), Catch::Contains(message) && Catch::Contains("bad.safetensors"));
+  };
+  SECTION("a float model") { fails(io::load_safetensors(fpath), "not an int8 model"); }
+  SECTION("a missing tensor") {
+    io::SafetensorsFile f = good;
+    f.tensors.erase("fc1.weight_scale");
+    fails(f, "missing tensor 'fc1.weight_scale'");
+  }
+  SECTION("a wrong dtype") {
+    io::SafetensorsFile f = good;
+    f.tensors["conv2.weight"] = io::to_record(net.conv2->weight);
+    fails(f, "tensor 'conv2.weight' has dtype F32, expected I8");
+  }
+  SECTION("a wrong shape") {
+    io::SafetensorsFile f = good;
+    f.tensors["fc2.bias"].shape = {5, 2};
+    fails(f, "tensor 'fc2.bias' has shape [5, 2], expected [10]");
+  }
+  SECTION("a weight of -128") {
+    io::SafetensorsFile f = good;
+    f.tensors["fc2.weight"].data[3] = std::byte{0x80};
+    fails(f, "holds -128, outside [-127, 127]");
+  }
+  SECTION("a broken step list") {
+    io::SafetensorsFile f = good;
+    f.metadata["steps"] = "conv2d:conv1:1,8,3,1,0;relu:relu";
+    fails(f, "expected 6 arguments, got 5");
+    f.metadata["steps"] = "softmax:s";
+    fails(f, "unknown step 'softmax'");
+  }
+  SECTION("layers that do not fit together") {
+    io::SafetensorsFile f = good;
+    f.metadata["input_shape"] = "1,20,20";
+    fails(f, "takes 2304 features, gets [1024]");
+  }
+  SECTION("a bad scale") {
+    io::SafetensorsFile f = good;
+    const float neg = -1.0f;
+    std::memcpy(f.tensors["conv1.input_scale"].data.data(), &neg, 4);
+    fails(f, "bad input scale -1");
+  }
+  SECTION("an unused tensor") {
+    io::SafetensorsFile f = good;
+    f.tensors["extra"] = io::to_record(Tensor<float>::zeros({1}));
+    fails(f, "1 tensor(s) belong to no step");
+  }
+  SECTION("a newer version") {
+    io::SafetensorsFile f = good;
+    f.metadata["version"] = "2";
+    fails(f, "version 2 is newer");
+  }
+  SECTION("a truncated file") {
+    const std::string path = (dir / "cut.safetensors").string();
+    const auto bytes = io::serialize_safetensors(good);
+    io::write_file_atomic(path, std::span<const std::byte>(bytes.data(), bytes.size() / 2));
+    REQUIRE_THROWS_WITH(quant::load_quantized(path), Catch::Contains("cut.safetensors"));
+  }
+}
