@@ -1,12 +1,15 @@
 // End to end on real MNIST: the example's net trained on 2,000 training images for 250
 // SGD steps must classify held-out test images well above chance. Needs the data: set
 // EMBER_DATA to the folder with the four IDX files (.ci/run does); skipped otherwise.
+// The trained model is then quantized to int8 and must keep its accuracy.
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
 #include "ember/ember.hpp"
+#include "ember/quant/quantize.hpp"
 
 using namespace ember;
 
@@ -57,4 +60,13 @@ TEST_CASE("MnistNet learns real MNIST from 2000 images", "[e2e]") {
   // Measured 93.25% with these seeds on 2 threads; 90% leaves a margin for other thread
   // counts and is far above chance (10%) and what a broken backward pass reaches.
   CHECK(accuracy > 90.0);
+
+  // The trained model quantized to int8 (calibrated on 10 training batches) keeps its accuracy.
+  data::DataLoader calib(parts[0], {.batch_size = 64});
+  const quant::QuantizedModel q = quant::quantize(model, calib, {.batches = 10});
+  std::int64_t q_correct = 0;
+  for (const data::Batch& b : test_loader.epoch()) q_correct += count_correct(q(b.images), b.labels);
+  const double q_accuracy = 100.0 * static_cast<double>(q_correct) / 2000.0;
+  INFO("int8 test accuracy " << q_accuracy);
+  CHECK(std::abs(q_accuracy - accuracy) <= 1.0);
 }

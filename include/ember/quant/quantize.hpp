@@ -156,9 +156,8 @@ class QuantizedModel {
   void prepare();
   void to_codes(Act& a, QParams qp) const;
   static void to_float(Act& a);
-  void run_conv(const QLayer& l, const Plan& p, Act& a) const;
+  std::size_t run_spatial(std::size_t first, Act& a) const;
   void run_linear(const QLayer& l, const Plan& p, Act& a) const;
-  static void pool_codes(const QLayer& l, Act& a);
 
   std::vector<QLayer> layers_;
   std::vector<std::int64_t> input_shape_;
@@ -346,66 +345,191 @@ inline void QuantizedModel::to_float(Act& a) {
   a.chw.clear();
 }
 
-inline void QuantizedModel::run_conv(const QLayer& l, const Plan& p, Act& a) const {
-  const std::int64_t H = a.shape[1], W = a.shape[2], C = l.in, OH = p.out_h, OW = p.out_w;
-  const std::int64_t kp = p.packed.kp, M = OH * OW, N = l.out;
-  const std::uint8_t pad = static_cast<std::uint8_t>(a.qp.zero_point);
+namespace detail {
+
+// One image's convolution: channels-last codes (H, W, C) in, the layer's output rows out.
+inline void conv_image(const QLayer& l, const PackedWeights& w, const Epilogue& e, const std::uint8_t* img,
+                       std::int64_t H, std::int64_t W, std::int64_t OH, std::int64_t OW, std::uint8_t pad,
+                       std::vector<std::uint8_t>& cols, void* out, Int8Kernel kernel) {
+  const std::int64_t C = l.in, kp = w.kp, M = OH * OW;
+  cols.resize(static_cast<std::size_t>(M * kp));
+  for (std::int64_t oh = 0; oh < OH; ++oh)
+    for (std::int64_t ow = 0; ow < OW; ++ow) {
+      std::uint8_t* row = cols.data() + (oh * OW + ow) * kp;
+      for (std::int64_t r = 0; r < l.kernel; ++r) {
+        const std::int64_t ih = oh * l.stride - l.padding + r * l.dilation;
+        const std::int64_t iw0 = ow * l.stride - l.padding;
+        std::uint8_t* dst = row + r * l.kernel * C;
+        if (ih < 0 || ih >= H) {
+          std::memset(dst, pad, static_cast<std::size_t>(l.kernel * C));
+        } else if (l.dilation == 1 && iw0 >= 0 && iw0 + l.kernel <= W) {
+          const std::uint8_t* src = img + (ih * W + iw0) * C;
+          if (l.kernel * C <= 16) {  // a few bytes (a first layer): no memcpy call
+            for (std::int64_t b = 0; b < l.kernel * C; ++b) dst[b] = src[b];
+          } else {
+            std::memcpy(dst, src, static_cast<std::size_t>(l.kernel * C));
+          }
+        } else {
+          for (std::int64_t t = 0; t < l.kernel; ++t) {
+            const std::int64_t iw = iw0 + t * l.dilation;
+            if (iw < 0 || iw >= W)
+              std::memset(dst + t * C, pad, static_cast<std::size_t>(C));
+            else
+              std::memcpy(dst + t * C, img + (ih * W + iw) * C, static_cast<std::size_t>(C));
+          }
+        }
+      }
+      for (std::int64_t b = w.k; b < kp; ++b) row[b] = 0;
+    }
+  gemm_u8s8(M, cols.data(), kp, w, e, out, l.out, kernel);
+}
+
+// One image's max-pooling of channels-last codes. Codes are >= 0 and every window holds at
+// least one input, so 0 starts the max.
+inline void pool_image(const QLayer& l, const std::uint8_t* in, std::int64_t C, std::int64_t H, std::int64_t W,
+                       std::int64_t OH, std::int64_t OW, std::uint8_t* out) {
+  std::memset(out, 0, static_cast<std::size_t>(OH * OW * C));
+  for (std::int64_t oh = 0; oh < OH; ++oh)
+    for (std::int64_t ow = 0; ow < OW; ++ow) {
+      std::uint8_t* __restrict dst = out + (oh * OW + ow) * C;
+      for (std::int64_t r = 0; r < l.kernel; ++r) {
+        const std::int64_t ih = oh * l.stride - l.padding + r;
+        if (ih < 0 || ih >= H) continue;
+        for (std::int64_t t = 0; t < l.kernel; ++t) {
+          const std::int64_t iw = ow * l.stride - l.padding + t;
+          if (iw < 0 || iw >= W) continue;
+          const std::uint8_t* __restrict src = in + (ih * W + iw) * C;
+          for (std::int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
+        }
+      }
+    }
+}
+
+}  // namespace detail
+
+// Runs layers first, first + 1, ... that work on images (conv2d, max_pool2d, relu, dropout)
+// image by image, each image's activations staying in a thread's own buffers (in cache) from
+// the first layer to the last; stops before anything else. Returns the index after the last
+// layer run.
+inline std::size_t QuantizedModel::run_spatial(std::size_t first, Act& a) const {
+  using Op = nn::Step::Op;
+  struct Stage {
+    const QLayer* layer;
+    const Plan* plan;
+    std::vector<std::int64_t> in_shape, out_shape;  // (C, H, W)
+    Epilogue e;
+  };
+  std::vector<Stage> stages;
+  std::vector<std::int64_t> shape = a.shape;
+  QParams qp = a.codes ? a.qp : layers_[first].input;
+  std::size_t i = first;
+  bool float_out = false;
+  for (; i < layers_.size() && !float_out; ++i) {
+    if (skip_[i]) continue;
+    const QLayer& l = layers_[i];
+    Stage st{&l, plans_[i].get(), shape, {}, {}};
+    if (l.op == Op::conv2d) {
+      const Plan& p = *plans_[i];
+      st.out_shape = {l.out, p.out_h, p.out_w};
+      st.e = Epilogue{p.scale.data(), p.bias.data(), qp.zero_point, p.relu, p.float_output,
+                      p.float_output ? 0 : p.out.zero_point};
+      float_out = p.float_output;
+      if (!float_out) qp = p.out;
+    } else if (l.op == Op::max_pool2d) {
+      st.out_shape = {shape[0], (shape[1] + 2 * l.padding - l.kernel) / l.stride + 1,
+                      (shape[2] + 2 * l.padding - l.kernel) / l.stride + 1};
+    } else if (l.op == Op::relu || l.op == Op::dropout) {
+      st.out_shape = shape;
+    } else {
+      break;
+    }
+    shape = st.out_shape;
+    stages.push_back(std::move(st));
+  }
+  const std::int64_t in_per = a.shape[0] * a.shape[1] * a.shape[2];
+  const std::int64_t out_per = shape[0] * shape[1] * shape[2];
   std::vector<std::uint8_t> out_q;
   Tensor<float> out_f;
-  if (p.float_output)
-    out_f = Tensor<float>::empty({a.n, OH, OW, N});
+  if (float_out)
+    out_f = Tensor<float>::empty({a.n, shape[1], shape[2], shape[0]});
   else
-    out_q.assign(static_cast<std::size_t>(a.n * M * N + 4), 0);
-  Epilogue e{p.scale.data(), p.bias.data(), a.qp.zero_point, p.relu, p.float_output,
-             p.float_output ? 0 : p.out.zero_point};
-  const std::uint8_t* in = a.q.data();
+    out_q.assign(static_cast<std::size_t>(a.n * out_per + 4), 0);
+  const bool from_float = !a.codes;
+  const Tensor<float> xf = from_float ? a.f.contiguous() : Tensor<float>();
+  if (from_float) {
+    const float* p = xf.data();
+    for (std::int64_t k = 0; k < xf.numel(); ++k)
+      EMBER_CHECK(std::isfinite(p[k]), "quantized forward: input element ", k, " is ", p[k]);
+  }
+  const QParams in_qp = a.codes ? a.qp : layers_[first].input;
   const Int8Kernel kernel = int8_kernel();
   parallel_for(0, a.n, 1, [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<std::uint8_t> cols(static_cast<std::size_t>(M * kp));
+    std::vector<std::uint8_t> buf[2], cols;
     for (std::int64_t s = lo; s < hi; ++s) {
-      const std::uint8_t* img = in + s * H * W * C;
-      for (std::int64_t oh = 0; oh < OH; ++oh)
-        for (std::int64_t ow = 0; ow < OW; ++ow) {
-          std::uint8_t* row = cols.data() + (oh * OW + ow) * kp;
-          for (std::int64_t r = 0; r < l.kernel; ++r) {
-            const std::int64_t ih = oh * l.stride - l.padding + r * l.dilation;
-            const std::int64_t iw0 = ow * l.stride - l.padding;
-            std::uint8_t* dst = row + r * l.kernel * C;
-            if (ih < 0 || ih >= H) {
-              std::memset(dst, pad, static_cast<std::size_t>(l.kernel * C));
-            } else if (l.dilation == 1 && iw0 >= 0 && iw0 + l.kernel <= W) {
-              const std::uint8_t* src = img + (ih * W + iw0) * C;
-              if (l.kernel * C <= 16) {  // a few bytes (the first layer): no memcpy call
-                for (std::int64_t b = 0; b < l.kernel * C; ++b) dst[b] = src[b];
-              } else {
-                std::memcpy(dst, src, static_cast<std::size_t>(l.kernel * C));
-              }
-            } else {
-              for (std::int64_t t = 0; t < l.kernel; ++t) {
-                const std::int64_t iw = iw0 + t * l.dilation;
-                if (iw < 0 || iw >= W)
-                  std::memset(dst + t * C, pad, static_cast<std::size_t>(C));
-                else
-                  std::memcpy(dst + t * C, img + (ih * W + iw) * C, static_cast<std::size_t>(C));
-              }
-            }
-          }
-          for (std::int64_t b = p.packed.k; b < kp; ++b) row[b] = 0;
+      const std::uint8_t* cur = nullptr;
+      int next = 0;
+      if (from_float) {  // (C, H, W) floats -> (H, W, C) codes
+        const std::int64_t C = a.shape[0], HW = a.shape[1] * a.shape[2];
+        buf[0].resize(static_cast<std::size_t>(in_per + 4));
+        const float* src = xf.data() + s * in_per;
+        for (std::int64_t c = 0; c < C; ++c)
+          for (std::int64_t j = 0; j < HW; ++j) buf[0][static_cast<std::size_t>(j * C + c)] = quantize_value(src[c * HW + j], in_qp);
+        cur = buf[0].data();
+        next = 1;
+      } else {
+        cur = a.q.data() + s * in_per;
+      }
+      QParams cur_qp = in_qp;
+      for (std::size_t t = 0; t < stages.size(); ++t) {
+        const Stage& st = stages[t];
+        const bool last = t + 1 == stages.size();
+        const std::int64_t n_out = st.out_shape[0] * st.out_shape[1] * st.out_shape[2];
+        std::uint8_t* dst = nullptr;
+        if (!last) {
+          buf[next].resize(static_cast<std::size_t>(n_out + 4));
+          dst = buf[next].data();
+        } else if (!float_out) {
+          dst = out_q.data() + s * out_per;
         }
-      void* out = p.float_output ? static_cast<void*>(out_f.data() + s * M * N)
-                                 : static_cast<void*>(out_q.data() + s * M * N);
-      gemm_u8s8(M, cols.data(), kp, p.packed, e, out, N, kernel);
+        const QLayer& l = *st.layer;
+        switch (l.op) {
+          case Op::conv2d: {
+            void* o = float_out && last ? static_cast<void*>(out_f.data() + s * out_per) : static_cast<void*>(dst);
+            detail::conv_image(l, st.plan->packed, st.e, cur, st.in_shape[1], st.in_shape[2], st.out_shape[1],
+                               st.out_shape[2], static_cast<std::uint8_t>(cur_qp.zero_point), cols, o, kernel);
+            if (!st.plan->float_output) cur_qp = st.plan->out;
+            break;
+          }
+          case Op::max_pool2d:
+            detail::pool_image(l, cur, st.in_shape[0], st.in_shape[1], st.in_shape[2], st.out_shape[1],
+                               st.out_shape[2], dst);
+            break;
+          default: {  // relu on codes: max with the zero point; dropout: a copy
+            const auto zp = static_cast<std::uint8_t>(l.op == Op::relu ? cur_qp.zero_point : 0);
+            for (std::int64_t k = 0; k < n_out; ++k) dst[k] = std::max(cur[k], zp);
+            break;
+          }
+        }
+        if (!last) {
+          cur = dst;
+          next = 1 - next;
+        }
+      }
     }
   });
-  a.shape = {N, OH, OW};
-  if (p.float_output) {
+  a.shape = shape;
+  a.chw.clear();
+  if (float_out) {
     a.f = out_f.permute({0, 3, 1, 2}).contiguous();
     a.codes = false;
     a.q.clear();
   } else {
     a.q = std::move(out_q);
-    a.qp = p.out;
+    a.qp = qp;
+    a.codes = true;
+    a.f = Tensor<float>();
   }
+  return i;
 }
 
 inline void QuantizedModel::run_linear(const QLayer& l, const Plan& p, Act& a) const {
@@ -437,34 +561,6 @@ inline void QuantizedModel::run_linear(const QLayer& l, const Plan& p, Act& a) c
   }
 }
 
-inline void QuantizedModel::pool_codes(const QLayer& l, Act& a) {
-  const std::int64_t C = a.shape[0], H = a.shape[1], W = a.shape[2];
-  const std::int64_t OH = (H + 2 * l.padding - l.kernel) / l.stride + 1;
-  const std::int64_t OW = (W + 2 * l.padding - l.kernel) / l.stride + 1;
-  std::vector<std::uint8_t> out(static_cast<std::size_t>(a.n * OH * OW * C + 4), 0);
-  const std::uint8_t* in = a.q.data();
-  parallel_for(0, a.n, 16, [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t s = lo; s < hi; ++s)
-      for (std::int64_t oh = 0; oh < OH; ++oh)
-        for (std::int64_t ow = 0; ow < OW; ++ow) {
-          // codes are >= 0 and every window holds at least one input, so 0 starts the max
-          std::uint8_t* __restrict dst = out.data() + ((s * OH + oh) * OW + ow) * C;
-          for (std::int64_t r = 0; r < l.kernel; ++r) {
-            const std::int64_t ih = oh * l.stride - l.padding + r;
-            if (ih < 0 || ih >= H) continue;
-            for (std::int64_t t = 0; t < l.kernel; ++t) {
-              const std::int64_t iw = ow * l.stride - l.padding + t;
-              if (iw < 0 || iw >= W) continue;
-              const std::uint8_t* __restrict src = in + ((s * H + ih) * W + iw) * C;
-              for (std::int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
-            }
-          }
-        }
-  });
-  a.q = std::move(out);
-  a.shape = {C, OH, OW};
-}
-
 inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
   using Op = nn::Step::Op;
   EMBER_CHECK(x.device().is_cpu(), "quantized forward: the input is on ", x.device().str(),
@@ -477,17 +573,20 @@ inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
   a.n = x.size(0);
   a.f = x;
   a.shape = input_shape_;
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
-    if (skip_[i]) continue;
+  for (std::size_t i = 0; i < layers_.size();) {
+    if (skip_[i]) {
+      ++i;
+      continue;
+    }
     const QLayer& l = layers_[i];
+    if (l.op == Op::conv2d || (a.codes && a.shape.size() == 3 && l.op == Op::max_pool2d)) {
+      i = run_spatial(i, a);
+      continue;
+    }
     switch (l.op) {
-      case Op::conv2d:
       case Op::linear:
         if (!a.codes) to_codes(a, l.input);
-        if (l.op == Op::conv2d)
-          run_conv(l, *plans_[i], a);
-        else
-          run_linear(l, *plans_[i], a);
+        run_linear(l, *plans_[i], a);
         break;
       case Op::relu:
         if (a.codes) {
@@ -497,12 +596,9 @@ inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
           a.f = relu(a.f);
         }
         break;
-      case Op::max_pool2d:
-        if (a.codes)
-          pool_codes(l, a);
-        else
-          a.f = max_pool2d(a.f, l.kernel, l.stride, l.padding);
-        if (!a.codes) a.shape = {a.f.size(1), a.f.size(2), a.f.size(3)};
+      case Op::max_pool2d:  // on float activations
+        a.f = max_pool2d(a.f, l.kernel, l.stride, l.padding);
+        a.shape = {a.f.size(1), a.f.size(2), a.f.size(3)};
         break;
       case Op::flatten:
         if (a.codes) {
@@ -516,8 +612,10 @@ inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
         if (a.codes) to_float(a);
         a.f = log_softmax(a.f, 1);
         break;
+      case Op::conv2d:
       case Op::dropout: break;
     }
+    ++i;
   }
   if (a.codes) to_float(a);
   return a.f;
