@@ -1,28 +1,136 @@
-// mnist_infer: loads a model saved by mnist_train (safetensors, PyTorch names), reports its
-// accuracy on the MNIST test set and classifies chosen images: test-set indices and PGM
-// files (28 x 28, white digit on black, as MNIST).
+// mnist_infer: loads a model saved by mnist_train (safetensors, PyTorch names) or an int8 model
+// written by mnist_quantize (the file says which; "format" reports it) and classifies
+// 28 x 28 digits in batches: the MNIST test set, chosen test-set images, any IDX image file,
+// and PGM and PNG files. It reports loss and accuracy where the labels are known, the
+// throughput and per-batch latency of the model's forward pass, and each chosen image's
+// prediction; --json prints all of it as one JSON object.
 //
-//   mnist_infer --model mnist_cnn.safetensors --index 0,1,2 --pgm digit.pgm
+//   mnist_infer --model mnist_cnn.safetensors --threads 2          # the whole test set
+//   mnist_infer --model mnist_cnn.safetensors --index 0,1,2 --png digit.png
+//   mnist_infer --model mnist_int8.safetensors --threads 2           # the int8 model
+//   mnist_infer --model mnist_cnn.safetensors --images x.idx3-ubyte.gz --idx-range 0:100 --json
 //
-// prints, for example:
-//   Test set: Average loss: 0.0302, Accuracy: 9899/10000 (98.99%), 6120 images/s
-//   test[0]: predicted 7 (p=0.9999), label 7
-//   digit.pgm: predicted 3 (p=0.9873)
+// Inputs, in this order: --index and --idx-range pick images of the IDX source, which is the
+// MNIST test set or --images FILE (labels from --labels FILE, optional; --images alone takes
+// the whole file); then --pgm and --png files, 28 x 28, a light digit on black as in MNIST or,
+// with --invert, a dark digit on a light background (a PNG's transparent pixels count as
+// background). With no input chosen, the whole test set is classified.
+//
+// Batch mode: the inputs are normalised once, then run through the model in batches of
+// --batch-size: one warm-up batch, untimed, then --repeat passes over all batches. Only the
+// model's forward is timed, batch by batch (normalisation is not); latency percentiles are
+// nearest-rank over every timed batch, and the last batch of a pass may be smaller.
+//
+// --json prints exactly one JSON object on stdout and nothing else (errors go to stderr, exit
+// status 1). Its keys are fixed:
+//   {"model": "mnist_cnn.safetensors", "format": "float32", "threads": 2, "batch_size": 1000,
+//    "eval": {"images": 10000, "correct": 9831, "accuracy": 98.31, "loss": 0.0494},
+//    "throughput": {"images": 10000, "seconds": 3.1, "images_per_second": 3200.0,
+//                   "latency_ms": {"p50": 300.1, "p99": 320.5, "min": 290.0, "max": 330.0}},
+//    "predictions": [{"source": "test[3]", "label": 0, "predicted": 0, "probability": 0.9999,
+//                     "log_probs": [-0.000123, ...]}, ...]}
+// "eval" is null unless every input has a label (and with --no-eval); throughput.images counts
+// every timed image (inputs x --repeat); "label" is null for an image without one;
+// "predictions" lists every input when inputs were chosen, and for the whole test set only
+// with --predictions; "log_probs" holds the 10 log-probabilities (%.9g, a float's precision).
+//
+// Without --json, a run on the whole test set prints, for example:
+//   Test set: Average loss: 0.0494, Accuracy: 9831/10000 (98.31%), 3200 images/s
+//   Batch mode: 10 batches of 1000, 3200 images/s, latency p50 300.1 ms, p99 320.5 ms
+// and with --index 0 --png digit.png, one line per input after those:
+//   test[0]: predicted 7 (p=1.0000), label 7
+//   digit.png: predicted 1 (p=0.9873)
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli.hpp"
 #include "ember/data/pgm.hpp"
+#include "ember/data/png.hpp"
 #include "ember/ember.hpp"
+#include "ember/quant/serialize.hpp"
 
 namespace {
 
 using namespace ember;
+
+constexpr std::int64_t image_side = 28;
+constexpr std::int64_t image_pixels = image_side * image_side;
+constexpr std::int64_t num_classes = 10;
+
+// ---- the model ---------------------------------------------------------------------------
+
+// A model ready to classify: `forward` takes a normalised batch (N, 1, 28, 28) and returns
+// log-probabilities (N, 10).
+struct Classifier {
+  std::string format;                      // how the weights are stored, reported as "format"
+  data::PixelNormalization normalization;  // what training applied to the pixels
+  std::function<Tensor<float>(const Tensor<float>&)> forward;
+};
+
+// The one place that turns a model file into a Classifier: MnistNet's float32 state_dict
+// (written by mnist_train), or an int8 model (written by mnist_quantize), told apart by the
+// file's "format" metadata.
+Classifier load_classifier(const std::string& path) {
+  const io::SafetensorsFile file = io::load_safetensors(path);
+  if (quant::is_quantized(file)) {
+    auto q = std::make_shared<const quant::QuantizedModel>(quant::from_safetensors(file, path));
+    EMBER_CHECK(q->input_shape() == std::vector<std::int64_t>({1, 28, 28}), "'", path, "': the int8 model takes ",
+                shape_str(q->input_shape()), " samples, not MNIST's [1, 28, 28]");
+    auto forward = [q](const Tensor<float>& x) { return q->forward(x); };
+    return {"int8", data::PixelNormalization::from(0.5f, 0.5f), forward};
+  }
+  auto model = std::make_shared<models::MnistNet>();
+  io::load(*model, path);
+  model->eval();
+  auto forward = [model](const Tensor<float>& x) {
+    NoGradGuard no_grad;
+    return (*model)(x);
+  };
+  return {"float32", data::PixelNormalization::from(0.5f, 0.5f), forward};
+}
+
+// ---- the inputs --------------------------------------------------------------------------
+
+// The images to classify, in order, with where each came from and its label (-1: none).
+struct Inputs {
+  std::vector<std::uint8_t> pixels;  // (N, 28, 28)
+  std::vector<std::string> sources;
+  std::vector<std::int64_t> labels;
+
+  [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(labels.size()); }
+  void add(const std::uint8_t* image, std::string source, std::int64_t label) {
+    pixels.insert(pixels.end(), image, image + image_pixels);
+    sources.push_back(std::move(source));
+    labels.push_back(label);
+  }
+};
+
+// Where --index and --idx-range pick from: the MNIST test set or an --images file.
+struct IdxSource {
+  std::string name;             // "test", or the file's path
+  std::string description;      // for messages: "the test set", or the quoted path
+  Tensor<std::uint8_t> images;  // (N, 28, 28), contiguous
+  Tensor<std::int64_t> labels;  // (N); undefined when there are none
+  [[nodiscard]] std::int64_t size() const { return images.size(0); }
+  [[nodiscard]] std::int64_t label(std::int64_t i) const {
+    return labels.defined() ? labels(i) : -1;
+  }
+  void add_to(Inputs& in, std::int64_t i) const {
+    in.add(images.data() + i * image_pixels, name + "[" + std::to_string(i) + "]", label(i));
+  }
+};
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -32,68 +140,320 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-// (1, 1, H, W) normalised as in training.
-Tensor<float> normalise(const Tensor<std::uint8_t>& img, float mean, float std) {
-  Tensor<float> x = img.contiguous().cast<float>().reshape({1, 1, img.size(0), img.size(1)});
+// A whole-string decimal integer, or nullopt.
+std::optional<std::int64_t> parse_int(const std::string& s) {
+  if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 18)
+    return std::nullopt;
+  return std::strtoll(s.c_str(), nullptr, 10);
+}
+
+IdxSource load_idx_source(const std::string& images, const std::string& labels,
+                          const std::string& data_dir) {
+  IdxSource src;
+  if (images.empty()) {
+    EMBER_CHECK(labels.empty(), "--labels needs --images (the test set has its own labels)");
+    const auto test = data::load_mnist(data_dir, data::Split::test);
+    src = {"test", "the test set", test->images.contiguous(), test->labels.contiguous()};
+  } else if (!labels.empty()) {
+    const data::ImageDataset d = data::load_idx_dataset(images, labels, num_classes);
+    src = {images, "'" + images + "'", d.images.contiguous(), d.labels.contiguous()};
+  } else {
+    std::vector<std::int64_t> dims;
+    const std::vector<std::uint8_t> pixels = data::read_idx_u8(images, dims);
+    EMBER_CHECK(dims.size() == 3, "IDX file '", images, "': expected 3 dimensions (N, H, W), got ",
+                dims.size());
+    src = {
+        images, "'" + images + "'", Tensor<std::uint8_t>::empty({dims[0], dims[1], dims[2]}), {}};
+    std::copy(pixels.begin(), pixels.end(), src.images.data());
+  }
+  EMBER_CHECK(src.images.size(1) == image_side && src.images.size(2) == image_side, "IDX file '",
+              src.name, "' holds ", src.images.size(2), " x ", src.images.size(1),
+              " images; the model takes 28 x 28 images");
+  return src;
+}
+
+// Adds --index and --idx-range picks (or, for an --images file and neither, all of it).
+void add_idx_inputs(Inputs& in, const IdxSource& src, const std::string& index,
+                    const std::string& range, bool whole_if_none) {
+  const std::string& what = src.description;
+  for (const std::string& s : split_list(index)) {
+    const auto i = parse_int(s);
+    EMBER_CHECK(i && *i < src.size(), "--index: '", s, "' is not an index of ", what, " [0, ",
+                src.size(), ")");
+    src.add_to(in, *i);
+  }
+  if (!range.empty()) {
+    const auto colon = range.find(':');
+    const auto a = parse_int(range.substr(0, colon));
+    const auto b = colon == std::string::npos ? std::nullopt : parse_int(range.substr(colon + 1));
+    EMBER_CHECK(a && b && *a < *b && *b <= src.size(), "--idx-range: '", range,
+                "' is not a range A:B with 0 <= A < B <= ", src.size(), " (the size of ", what,
+                ")");
+    for (std::int64_t i = *a; i < *b; ++i) src.add_to(in, i);
+  }
+  if (index.empty() && range.empty() && whole_if_none)
+    for (std::int64_t i = 0; i < src.size(); ++i) src.add_to(in, i);
+}
+
+// Adds 28 x 28 greyscale images read by `read` (PGM or PNG files), inverted if asked.
+template <class Read>
+void add_files(Inputs& in, const std::string& list, const char* kind, bool invert, Read read) {
+  for (const std::string& path : split_list(list)) {
+    const Tensor<std::uint8_t> img = read(path).contiguous();
+    EMBER_CHECK(img.size(0) == image_side && img.size(1) == image_side, kind, " file '", path,
+                "' is ", img.size(1), " x ", img.size(0), "; the model takes 28 x 28 images");
+    std::uint8_t* p = img.data();
+    if (invert)
+      for (std::int64_t i = 0; i < image_pixels; ++i) p[i] = static_cast<std::uint8_t>(255 - p[i]);
+    in.add(p, path, -1);
+  }
+}
+
+// (N, 1, 28, 28), normalised as in training.
+Tensor<float> normalise(const Inputs& in, const data::PixelNormalization& norm) {
+  auto x = Tensor<float>::empty({in.size(), 1, image_side, image_side});
   float* p = x.data();
-  const data::PixelNormalization norm = data::PixelNormalization::from(mean, std);
-  for (std::int64_t i = 0; i < x.numel(); ++i) p[i] = norm(static_cast<std::uint8_t>(p[i]));
+  for (std::size_t i = 0; i < in.pixels.size(); ++i) p[i] = norm(in.pixels[i]);
   return x;
 }
 
-void print_prediction(const std::string& what, const Tensor<float>& log_probs, int label) {
-  const std::int64_t pred = argmax(log_probs, 1).item();
-  const double p = std::exp(static_cast<double>(log_probs(0, pred)));
-  std::printf("%s: predicted %lld (p=%.4f)", what.c_str(), static_cast<long long>(pred), p);
-  if (label >= 0) std::printf(", label %d%s", label, pred == label ? "" : "  <- wrong");
-  std::printf("\n");
+// ---- batch mode --------------------------------------------------------------------------
+
+struct Timing {
+  std::int64_t batches_per_pass = 0;
+  std::int64_t images = 0;       // timed images: inputs x passes
+  double seconds = 0;            // sum of the timed forwards
+  std::vector<double> batch_ms;  // every timed batch, sorted
+  // Nearest-rank percentile: the smallest latency that p% of the batches do not exceed.
+  [[nodiscard]] double percentile(double p) const {
+    const auto n = static_cast<double>(batch_ms.size());
+    const auto rank = static_cast<std::size_t>(std::max(1.0, std::ceil(p / 100.0 * n)));
+    return batch_ms[std::min(rank, batch_ms.size()) - 1];
+  }
+  [[nodiscard]] double images_per_second() const {
+    return seconds > 0 ? static_cast<double>(images) / seconds : 0.0;
+  }
+};
+
+// Runs x (N, 1, 28, 28) through the classifier in batches: one untimed warm-up batch, then
+// `repeat` timed passes. Returns the log-probabilities (N, 10) of the first pass.
+Tensor<float> run_batches(const Classifier& model, const Tensor<float>& x, std::int64_t batch,
+                          std::int64_t repeat, Timing& t) {
+  using Clock = std::chrono::steady_clock;
+  const std::int64_t n = x.size(0);
+  auto forward = [&](std::int64_t lo, std::int64_t hi) {
+    Tensor<float> out = model.forward(x.slice(0, lo, hi));
+    EMBER_CHECK(out.dim() == 2 && out.size(0) == hi - lo && out.size(1) == num_classes,
+                "the model returned ", shape_str(out.shape()), " for a batch of ", hi - lo,
+                " images; expected [", hi - lo, ", ", num_classes, "]");
+    return out;
+  };
+  (void)forward(0, std::min(batch, n));  // warm-up
+
+  auto log_probs = Tensor<float>::empty({n, num_classes});
+  t.batches_per_pass = (n + batch - 1) / batch;
+  for (std::int64_t pass = 0; pass < repeat; ++pass) {
+    for (std::int64_t lo = 0; lo < n; lo += batch) {
+      const std::int64_t hi = std::min(lo + batch, n);
+      const auto t0 = Clock::now();
+      const Tensor<float> out = forward(lo, hi);
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      t.seconds += s;
+      t.images += hi - lo;
+      t.batch_ms.push_back(1000.0 * s);
+      if (pass == 0) {
+        const Tensor<float> c = out.contiguous();
+        std::memcpy(log_probs.data() + lo * num_classes, c.data(),
+                    static_cast<std::size_t>(c.numel()) * sizeof(float));
+      }
+    }
+  }
+  std::sort(t.batch_ms.begin(), t.batch_ms.end());
+  return log_probs;
+}
+
+// ---- results -----------------------------------------------------------------------------
+
+struct Prediction {
+  std::int64_t predicted = 0;
+  double probability = 0;
+};
+
+Prediction predict(const float* log_probs) {
+  const float* best = std::max_element(log_probs, log_probs + num_classes);  // first on ties
+  return {best - log_probs, std::exp(static_cast<double>(*best))};
+}
+
+struct Eval {
+  std::int64_t images = 0, correct = 0;
+  double loss = 0;  // mean negative log-likelihood
+  [[nodiscard]] double accuracy() const {
+    return 100.0 * static_cast<double>(correct) / static_cast<double>(images);
+  }
+};
+
+// Loss and accuracy over the inputs, or nullopt when some input has no label.
+std::optional<Eval> evaluate(const Inputs& in, const Tensor<float>& log_probs) {
+  Eval e;
+  double loss_sum = 0;
+  for (std::int64_t i = 0; i < in.size(); ++i) {
+    const std::int64_t label = in.labels[static_cast<std::size_t>(i)];
+    if (label < 0) return std::nullopt;
+    const float* lp = log_probs.data() + i * num_classes;
+    loss_sum -= static_cast<double>(lp[label]);
+    e.correct += predict(lp).predicted == label ? 1 : 0;
+  }
+  e.images = in.size();
+  e.loss = loss_sum / static_cast<double>(e.images);
+  return e;
+}
+
+struct Report {
+  std::string model, format;
+  int threads = 0;
+  std::int64_t batch_size = 0, repeat = 1;
+  bool whole_test_set = false, list_predictions = false;
+  std::optional<Eval> eval;
+  Timing timing;
+};
+
+std::string to_json(const Report& r, const Inputs& in, const Tensor<float>& log_probs) {
+  examples::JsonWriter j;
+  j.begin_object();
+  j.key("model").string(r.model).key("format").string(r.format);
+  j.key("threads").integer(r.threads).key("batch_size").integer(r.batch_size);
+  j.key("eval");
+  if (r.eval) {
+    j.begin_object().key("images").integer(r.eval->images).key("correct").integer(r.eval->correct);
+    j.key("accuracy").number(r.eval->accuracy(), 10).key("loss").number(r.eval->loss, 9);
+    j.end_object();
+  } else {
+    j.null();
+  }
+  const Timing& t = r.timing;
+  j.key("throughput").begin_object().key("images").integer(t.images);
+  j.key("seconds").number(t.seconds, 6).key("images_per_second").number(t.images_per_second(), 6);
+  j.key("latency_ms").begin_object();
+  j.key("p50").number(t.percentile(50), 6).key("p99").number(t.percentile(99), 6);
+  j.key("min").number(t.batch_ms.front(), 6).key("max").number(t.batch_ms.back(), 6);
+  j.end_object().end_object();
+  j.key("predictions").begin_array();
+  for (std::int64_t i = 0; r.list_predictions && i < in.size(); ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    const float* lp = log_probs.data() + i * num_classes;
+    const Prediction p = predict(lp);
+    j.begin_object().key("source").string(in.sources[k]).key("label");
+    if (in.labels[k] >= 0) {
+      j.integer(in.labels[k]);
+    } else {
+      j.null();
+    }
+    j.key("predicted").integer(p.predicted).key("probability").number(p.probability, 9);
+    j.key("log_probs").begin_array();
+    for (std::int64_t c = 0; c < num_classes; ++c) j.number(static_cast<double>(lp[c]), 9);
+    j.end_array().end_object();
+  }
+  j.end_array().end_object();
+  return j.str();
+}
+
+void print_human(const Report& r, const Inputs& in, const Tensor<float>& log_probs) {
+  const Timing& t = r.timing;
+  if (r.eval) {
+    std::printf("%s: Average loss: %.4f, Accuracy: %lld/%lld (%.2f%%), %.0f images/s\n",
+                r.whole_test_set ? "Test set" : "Chosen images", r.eval->loss,
+                static_cast<long long>(r.eval->correct), static_cast<long long>(r.eval->images),
+                r.eval->accuracy(), t.images_per_second());
+  }
+  // A batch is at most --batch-size images, and at most all of them.
+  const std::int64_t batch = std::min(r.batch_size, in.size());
+  std::printf("Batch mode: %lld %s of %lld", static_cast<long long>(t.batches_per_pass),
+              t.batches_per_pass == 1 ? "batch" : "batches", static_cast<long long>(batch));
+  if (r.repeat > 1) std::printf(" (%lld passes)", static_cast<long long>(r.repeat));
+  std::printf(", %.0f images/s, latency p50 %.1f ms, p99 %.1f ms\n", t.images_per_second(),
+              t.percentile(50), t.percentile(99));
+  for (std::int64_t i = 0; r.list_predictions && i < in.size(); ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    const Prediction p = predict(log_probs.data() + i * num_classes);
+    std::printf("%s: predicted %lld (p=%.4f)", in.sources[k].c_str(),
+                static_cast<long long>(p.predicted), p.probability);
+    const std::int64_t label = in.labels[k];
+    if (label >= 0)
+      std::printf(", label %lld%s", static_cast<long long>(label),
+                  p.predicted == label ? "" : "  <- wrong");
+    std::printf("\n");
+  }
 }
 
 int run(int argc, char** argv) {
   examples::Flags f;
   f.add("model", "mnist_cnn.safetensors", "model file written by mnist_train")
       .add("data", "", "MNIST folder (default: $EMBER_DATA, else data/mnist)")
-      .add("index", "", "comma-separated test-set indices to classify")
+      .add("index", "", "comma-separated indices of test-set (or --images) images to classify")
+      .add("idx-range", "", "A:B: classify images A .. B-1 of the test set (or --images)")
+      .add("images", "", "IDX image file (N x 28 x 28, .gz or not) to use instead of the test set")
+      .add("labels", "", "IDX label file for --images (optional)")
       .add("pgm", "", "comma-separated PGM files (28 x 28) to classify")
-      .add_bool("no-eval", "skip the test-set evaluation")
-      .add("batch-size", "1000", "evaluation batch size")
-      .add("threads", "0", "CPU threads (0: all cores)");
-  if (!f.parse(argc, argv, "Classify MNIST digits with a model saved by mnist_train.")) return 0;
-  set_num_threads(static_cast<int>(f.integer("threads")));
-  const float mean = 0.5f, std = 0.5f;
-
-  models::MnistNet model;
-  io::load(model, f.str("model"));
-  model.eval();
-  NoGradGuard no_grad;
-
-  const auto indices = split_list(f.str("index"));
-  std::shared_ptr<const data::ImageDataset> test;
-  if (!f.flag("no-eval") || !indices.empty())
-    test = data::load_mnist(examples::resolve_data_dir(f.str("data")), data::Split::test);
-
-  if (!f.flag("no-eval")) {
-    data::DataLoader loader(data::Subset::all(test), {.batch_size = f.integer("batch-size")});
-    const auto t0 = std::chrono::steady_clock::now();
-    const nn::EvalResult r = nn::evaluate(model, loader);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("Test set: Average loss: %.4f, Accuracy: %lld/%lld (%.2f%%), %.0f images/s\n",
-                r.loss, static_cast<long long>(r.correct), static_cast<long long>(r.total),
-                r.accuracy(), static_cast<double>(r.total) / s);
+      .add("png", "", "comma-separated PNG files (28 x 28, any colour type) to classify")
+      .add_bool("invert", "PGM/PNG files hold a dark digit on a light background")
+      .add("batch-size", "1000", "images per forward pass")
+      .add("repeat", "1", "timed passes over the inputs, after one warm-up batch")
+      .add("threads", "0", "CPU threads (0: all cores)")
+      .add_bool("no-eval", "do not report loss and accuracy")
+      .add_bool("predictions", "list every prediction for the whole test set too")
+      .add_bool("json", "print one JSON object on stdout (format: see mnist_infer.cpp)");
+  if (!f.parse(argc, argv,
+               "Classify MNIST digits with a model saved by mnist_train, in batches. With no\n"
+               "input chosen, the whole test set. Timing covers the model's forward only: the\n"
+               "inputs are normalised before, untimed.")) {
+    return 0;
   }
-  for (const std::string& s : indices) {
-    char* end = nullptr;
-    const long long i = std::strtoll(s.c_str(), &end, 10);
-    EMBER_CHECK(*end == '\0' && i >= 0 && i < test->size(), "--index: '", s,
-                "' is not a test-set index in [0, ", test->size(), ")");
-    const Tensor<float> out = model(normalise(test->images.select(0, i), mean, std));
-    print_prediction("test[" + s + "]", out, static_cast<int>(test->labels(i)));
+  const std::int64_t batch_size = f.integer("batch-size"), repeat = f.integer("repeat");
+  const std::int64_t threads = f.integer("threads");
+  EMBER_CHECK(batch_size >= 1, "--batch-size must be at least 1, got ", batch_size);
+  EMBER_CHECK(repeat >= 1, "--repeat must be at least 1, got ", repeat);
+  EMBER_CHECK(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024], got ", threads);
+  set_num_threads(static_cast<int>(threads));
+
+  const Classifier model = load_classifier(f.str("model"));
+
+  // The inputs: IDX picks first, then the image files; the whole test set when none.
+  const std::string index = f.str("index"), range = f.str("idx-range");
+  const std::string images = f.str("images"), pgm = f.str("pgm"), png = f.str("png");
+  const bool chosen =
+      !index.empty() || !range.empty() || !images.empty() || !pgm.empty() || !png.empty();
+  Inputs in;
+  if (!chosen || !index.empty() || !range.empty() || !images.empty()) {
+    const IdxSource src =
+        load_idx_source(images, f.str("labels"), examples::resolve_data_dir(f.str("data")));
+    add_idx_inputs(in, src, index, range, /*whole_if_none=*/!chosen || !images.empty());
+  } else {
+    EMBER_CHECK(f.str("labels").empty(), "--labels needs --images");
   }
-  for (const std::string& path : split_list(f.str("pgm"))) {
-    const Tensor<std::uint8_t> img = data::read_pgm(path);
-    EMBER_CHECK(img.size(0) == 28 && img.size(1) == 28, "PGM file '", path, "' is ",
-                img.size(1), " x ", img.size(0), "; the model takes 28 x 28 images");
-    print_prediction(path, model(normalise(img, mean, std)), -1);
+  const bool invert = f.flag("invert");
+  add_files(in, pgm, "PGM", invert, [](const std::string& p) { return data::read_pgm(p); });
+  add_files(in, png, "PNG", invert, [&](const std::string& p) {
+    return data::read_png(p, {.background = static_cast<std::uint8_t>(invert ? 255 : 0)});
+  });
+
+  EMBER_CHECK(in.size() > 0, "no images to classify (empty --index, --pgm or --png list?)");
+
+  Report r;
+  r.model = f.str("model");
+  r.format = model.format;
+  r.threads = get_num_threads();
+  r.batch_size = batch_size;
+  r.repeat = repeat;
+  r.whole_test_set = !chosen;
+  r.list_predictions = chosen || f.flag("predictions");
+  const Tensor<float> log_probs =
+      run_batches(model, normalise(in, model.normalization), batch_size, repeat, r.timing);
+  if (!f.flag("no-eval")) r.eval = evaluate(in, log_probs);
+
+  if (f.flag("json")) {
+    std::printf("%s\n", to_json(r, in, log_probs).c_str());
+  } else {
+    print_human(r, in, log_probs);
   }
   return 0;
 }

@@ -3,7 +3,7 @@
 # Does nothing when they are all present; otherwise needs root (or sudo).
 set -euo pipefail
 
-packages=(cmake g++ make pkg-config libeigen3-dev zlib1g-dev catch2 libbenchmark-dev)
+packages=(cmake g++ make pkg-config libeigen3-dev zlib1g-dev libpng-dev catch2 libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
