@@ -84,7 +84,12 @@ inline void save(const nn::Module& m, const std::string& path,
   save_state_dict(path, m.state_dict(), metadata);
 }
 inline void load(nn::Module& m, const std::string& path, bool strict = true) {
-  m.load_state_dict(load_state_dict(path), strict);
+  const nn::NamedTensors state = load_state_dict(path);
+  try {
+    m.load_state_dict(state, strict);
+  } catch (const Error& e) {
+    throw Error("'" + path + "': " + std::string(e.what()).substr(7));
+  }
 }
 
 }  // namespace ember::io
