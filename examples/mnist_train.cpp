@@ -5,6 +5,14 @@
 //   mnist_train --data ../shared/data/mnist                # the seed's settings: 5 epochs
 //   mnist_train --lr 0.02 --momentum 0.9 --step-size 3 --gamma 0.1   # the stronger recipe
 //   mnist_train --device cuda                               # on a GPU (needs the CUDA build)
+//   mnist_train --epochs 2 --checkpoint run.ckpt            # a checkpoint after every epoch
+//   mnist_train --epochs 5 --resume run.ckpt                # continue it with epochs 3 to 5
+//
+// A checkpoint (io/checkpoint.hpp) holds the model, SGD's momentum buffers and step count, the
+// lr schedule, the generators of initialisation/dropout and of the shuffle, and the settings
+// that shape the run. --resume refuses a checkpoint written with other such settings; on the
+// CPU with the same --threads, a resumed run ends with the very same bits as an uninterrupted
+// one (tests/e2e/resume_check.sh checks it). A checkpoint moves between the CPU and a GPU.
 //
 // On a CUDA device the datasets are uploaded once, batches are shuffled (same order as the CPU
 // loader) and normalised on the GPU, and the whole training step (forward, backward, SGD) is
@@ -21,10 +29,12 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "cli.hpp"
 #include "ember/ember.hpp"
+#include "ember/io/checkpoint.hpp"
 
 namespace {
 
@@ -87,9 +97,69 @@ void print_epoch(std::int64_t epoch, double train_loss, const nn::EvalResult& va
   std::fflush(stdout);
 }
 
+// The settings a resumed run must share with the run that wrote its checkpoint: everything
+// that shapes the data, the initialisation or the updates. (--epochs, the evaluation flags,
+// --threads and --device may change.)
+std::map<std::string, std::string> run_settings(const examples::Flags& f,
+                                                std::int64_t train_images) {
+  std::map<std::string, std::string> s;
+  for (const char* name : {"batch-size", "seed", "step-size", "val-size", "limit-train"})
+    s[name] = std::to_string(f.integer(name));
+  for (const char* name : {"lr", "momentum", "weight-decay", "gamma"})
+    s[name] = io::double_to_string(f.real(name));
+  s["nesterov"] = f.flag("nesterov") ? "true" : "false";
+  s["train-images"] = std::to_string(train_images);
+  s["model"] = "mnist_net";
+  return s;
+}
+
+// The settings a checkpoint records but a resume does not require: where and how it ran.
+std::map<std::string, std::string> run_notes(Device device) {
+  return {{"device", device.str()}, {"threads", std::to_string(get_num_threads())}};
+}
+
+// --resume: checks the checkpoint against this run's settings, restores it into the run's
+// objects (all of them, or none when anything does not fit) and returns its completed epochs;
+// 0 without --resume.
+std::int64_t resume_if_asked(const examples::Flags& f, const io::TrainingState& state,
+                             const std::map<std::string, std::string>& settings, Device device) {
+  const std::string path = f.str("resume");
+  if (path.empty()) return 0;
+  const io::Checkpoint c = io::load_checkpoint(path);
+  io::check_settings(c, settings);
+  EMBER_CHECK(c.epoch < f.integer("epochs"), "--resume: checkpoint '", path, "' has completed ",
+              c.epoch, " epochs; --epochs ", f.integer("epochs"), " leaves none to train");
+  io::restore_checkpoint(c, state);
+  std::printf("Resumed from %s at epoch %lld\n", path.c_str(), static_cast<long long>(c.epoch));
+  // Different threads or another device continue the run, but not with the same bits.
+  for (const auto& [key, value] : run_notes(device)) {
+    const auto it = c.settings.find(key);
+    if (it != c.settings.end() && it->second != value)
+      std::printf("Note: the checkpoint was written with %s %s, this run has %s %s: the result "
+                  "will differ from an uninterrupted run's in its last bits\n",
+                  key.c_str(), it->second.c_str(), key.c_str(), value.c_str());
+  }
+  std::fflush(stdout);
+  return c.epoch;
+}
+
+// --checkpoint: saves the run's state after `epoch` completed epochs (atomically).
+void checkpoint_if_asked(const examples::Flags& f, const io::TrainingState& state,
+                         std::int64_t epoch, const std::map<std::string, std::string>& settings,
+                         Device device) {
+  const std::string path = f.str("checkpoint");
+  if (path.empty()) return;
+  std::map<std::string, std::string> all = run_notes(device);
+  all.insert(settings.begin(), settings.end());
+  io::save_checkpoint(path, state, epoch, all);
+  std::printf("Saved checkpoint %s (epoch %lld)\n", path.c_str(), static_cast<long long>(epoch));
+  std::fflush(stdout);
+}
+
 // Training on a CUDA device: data on the device, the step replayed as a CUDA graph.
 int train_on_device(const examples::Flags& f, Device device, std::vector<data::Subset>& parts,
-                    const data::Subset& test_set, const std::string& dir) {
+                    const data::Subset& test_set, const std::string& dir,
+                    const std::map<std::string, std::string>& settings) {
   const std::uint64_t seed = static_cast<std::uint64_t>(f.integer("seed"));
   const std::int64_t batch_size = f.integer("batch-size");
   data::DeviceDataLoader train_loader(parts[0], {.batch_size = batch_size, .shuffle = true, .seed = seed + 2},
@@ -111,6 +181,12 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
                                       .nesterov = f.flag("nesterov")});
   std::optional<optim::StepLR> sched;
   if (f.integer("step-size") > 0) sched.emplace(opt, f.integer("step-size"), f.real("gamma"));
+  // A checkpoint is read on the CPU and copied onto the device: parameters into the model's
+  // tensors, momentum buffers next to their parameters.
+  const io::TrainingState state{.model = &model, .optimizer = &opt,
+                                .scheduler = sched ? &*sched : nullptr,
+                                .loader_generator = &train_loader.generator()};
+  const std::int64_t start_epoch = resume_if_asked(f, state, settings, device);
 
   // Fixed buffers the graph reads: the batch, the Philox offset of the step's dropout draws, and
   // the running loss sum it adds to.
@@ -139,7 +215,7 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
   const auto t_start = Clock::now();
   nn::EvalResult test;
   std::int64_t steps = 0;
-  for (std::int64_t epoch = 1; epoch <= f.integer("epochs"); ++epoch) {
+  for (std::int64_t epoch = start_epoch + 1; epoch <= f.integer("epochs"); ++epoch) {
     const auto t0 = Clock::now();
     model.train();
     train_loader.start_epoch();
@@ -186,9 +262,11 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
     test = nn::evaluate(model, test_loader);
     print_epoch(epoch, train_loss, val, test, opt.lr(), train_time);
     if (sched) sched->step();
+    checkpoint_if_asked(f, state, epoch, settings, device);
   }
   std::printf("Trained %lld epochs in %.2f s; final test accuracy %.2f%%\n",
-              static_cast<long long>(f.integer("epochs")), seconds_since(t_start), test.accuracy());
+              static_cast<long long>(f.integer("epochs") - start_epoch), seconds_since(t_start),
+              test.accuracy());
   opt.zero_grad();  // the graph's tensors go before the graph
   loss = Tensor<float>();
   graph.reset();
@@ -217,6 +295,8 @@ int run(int argc, char** argv) {
       .add("limit-test", "0", "use only this many test images (0: all)")
       .add("data", "", "MNIST folder (default: $EMBER_DATA, else data/mnist)")
       .add("save-model", "mnist_cnn.safetensors", "where to save the model ('' to skip)")
+      .add("checkpoint", "", "save a training checkpoint here after every epoch ('': none)")
+      .add("resume", "", "continue training from this checkpoint, with the next epoch")
       .add("log-interval", "100", "batches between log lines when not on a terminal")
       .add("threads", "0", "CPU threads (0: all cores)")
       .add("device", "cpu", "cpu, cuda or cuda:N")
@@ -246,12 +326,14 @@ int run(int argc, char** argv) {
   if (f.integer("limit-test") > 0 && f.integer("limit-test") < test_set.size())
     test_set.indices.resize(static_cast<std::size_t>(f.integer("limit-test")));
 
+  const std::map<std::string, std::string> settings = run_settings(f, parts[0].size());
+
   const Device device = parse_device(f.str("device"));
   if (device.is_cuda()) {
     check_device_available(device);
     if (!f.str("gemm").empty()) backend::cuda_runtime().set_gemm_backend(f.str("gemm"));
     if (!f.str("conv").empty()) backend::cuda_runtime().set_conv_backend(f.str("conv"));
-    return train_on_device(f, device, parts, test_set, dir);
+    return train_on_device(f, device, parts, test_set, dir, settings);
   }
 
   data::DataLoader train_loader(parts[0], {.batch_size = f.integer("batch-size"), .shuffle = true,
@@ -270,11 +352,17 @@ int run(int argc, char** argv) {
                                       .nesterov = f.flag("nesterov")});
   std::optional<optim::StepLR> sched;
   if (f.integer("step-size") > 0) sched.emplace(opt, f.integer("step-size"), f.real("gamma"));
+  // Everything that carries over from one epoch to the next. Evaluation draws no random
+  // numbers, so the two generators' offsets after an epoch are all the randomness to keep.
+  const io::TrainingState state{.model = &model, .optimizer = &opt,
+                                .scheduler = sched ? &*sched : nullptr,
+                                .loader_generator = &train_loader.generator()};
+  const std::int64_t start_epoch = resume_if_asked(f, state, settings, Device::cpu());
 
   // 3. train and evaluate
   const auto t_start = Clock::now();
   nn::EvalResult test;
-  for (std::int64_t epoch = 1; epoch <= f.integer("epochs"); ++epoch) {
+  for (std::int64_t epoch = start_epoch + 1; epoch <= f.integer("epochs"); ++epoch) {
     const auto t0 = Clock::now();
     model.train();
     Progress progress(epoch, train_loader.num_batches(), train_loader.size(), f.integer("log-interval"));
@@ -299,9 +387,11 @@ int run(int argc, char** argv) {
     print_epoch(epoch, loss_sum / static_cast<double>(std::max<std::int64_t>(batch, 1)), val, test,
                 opt.lr(), train_time);
     if (sched) sched->step();
+    checkpoint_if_asked(f, state, epoch, settings, Device::cpu());
   }
   std::printf("Trained %lld epochs in %.1f s; final test accuracy %.2f%%\n",
-              static_cast<long long>(f.integer("epochs")), seconds_since(t_start), test.accuracy());
+              static_cast<long long>(f.integer("epochs") - start_epoch), seconds_since(t_start),
+              test.accuracy());
 
   // 4. save
   if (const std::string path = f.str("save-model"); !path.empty()) {

@@ -34,6 +34,7 @@
 #include "ember/data/mnist.hpp"
 #include "ember/io/safetensors.hpp"
 #include "ember/io/state_dict.hpp"
+#include "ember/io/checkpoint.hpp"
 #include "ember/io/onnx.hpp"
 #include "ember/quant/quantize.hpp"
 #include "ember/quant/serialize.hpp"

@@ -122,6 +122,11 @@ class SGD {
   // One momentum buffer per parameter (undefined until that parameter's first step).
   [[nodiscard]] std::vector<Tensor<float>>& momentum_buffers() { return momentum_; }
   [[nodiscard]] std::int64_t steps() const { return steps_; }
+  // Restores the step count of a resumed run (io/checkpoint.hpp); the update does not use it.
+  void set_steps(std::int64_t steps) {
+    EMBER_CHECK(steps >= 0, "SGD: invalid step count ", steps);
+    steps_ = steps;
+  }
 
  private:
   std::vector<Tensor<float>> params_;
@@ -143,6 +148,15 @@ class StepLR {
   }
   [[nodiscard]] double get_last_lr() const { return opt_->lr(); }
   [[nodiscard]] std::int64_t last_epoch() const { return epoch_; }
+  [[nodiscard]] std::int64_t step_size() const { return step_size_; }
+  [[nodiscard]] double gamma() const { return gamma_; }
+  [[nodiscard]] double base_lr() const { return base_lr_; }
+  // Restores the epoch count of a resumed run. The optimiser's lr is left alone: a checkpoint
+  // restores the lr itself, exactly as it was saved.
+  void set_last_epoch(std::int64_t epoch) {
+    EMBER_CHECK(epoch >= 0, "StepLR: invalid last_epoch ", epoch);
+    epoch_ = epoch;
+  }
 
  private:
   SGD* opt_;
