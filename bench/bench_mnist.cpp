@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "ember/ember.hpp"
 
 namespace {
@@ -40,17 +41,6 @@ constexpr double kForwardFlops = kConv1Flops + kConv2Flops + kFc1Flops + kFc2Flo
 // (the images) needs no gradient.
 constexpr double kTrainFlops =
     kForwardFlops + kConv1Flops + 2 * (kConv2Flops + kFc1Flops + kFc2Flops);
-
-// The settings every benchmark here uses: wall-clock milliseconds, a warm-up, and the
-// median (with mean, stddev, cv) of 5 repetitions of at least 0.5 s each.
-void configure(benchmark::internal::Benchmark* b) {
-  b->Unit(benchmark::kMillisecond)
-      ->UseRealTime()
-      ->MinWarmUpTime(0.2)
-      ->MinTime(0.5)
-      ->Repetitions(5)
-      ->ReportAggregatesOnly(true);
-}
 
 void set_flop_rate(benchmark::State& state, double flops_per_iteration) {
   state.counters["FLOP/s"] =
@@ -89,7 +79,7 @@ void BM_TrainStep(benchmark::State& state) {
   set_flop_rate(state, kTrainBatch * kTrainFlops);
   state.SetItemsProcessed(state.iterations() * kTrainBatch);
 }
-BENCHMARK(BM_TrainStep)->Apply(configure);
+BENCHMARK(BM_TrainStep)->Apply(ember::bench::configure);
 
 struct EvalSetup {
   ember::Generator gen{2};
@@ -108,7 +98,7 @@ void BM_Eval(benchmark::State& state) {
   set_flop_rate(state, kEvalBatch * kForwardFlops);
   state.SetItemsProcessed(state.iterations() * kEvalBatch);
 }
-BENCHMARK(BM_Eval)->Apply(configure);
+BENCHMARK(BM_Eval)->Apply(ember::bench::configure);
 
 // ---- layers on the net's shapes, batch 64 -------------------------------------------------
 
@@ -131,8 +121,8 @@ void BM_ConvForward(benchmark::State& state, ConvCase cc) {
   }
   set_flop_rate(state, kTrainBatch * cc.flops);
 }
-BENCHMARK_CAPTURE(BM_ConvForward, conv1, kConv1)->Apply(configure);
-BENCHMARK_CAPTURE(BM_ConvForward, conv2, kConv2)->Apply(configure);
+BENCHMARK_CAPTURE(BM_ConvForward, conv1, kConv1)->Apply(ember::bench::configure);
+BENCHMARK_CAPTURE(BM_ConvForward, conv2, kConv2)->Apply(ember::bench::configure);
 
 void BM_ConvForwardBackward(benchmark::State& state, ConvCase cc) {
   ember::Generator gen(4);
@@ -153,8 +143,8 @@ void BM_ConvForwardBackward(benchmark::State& state, ConvCase cc) {
   }
   set_flop_rate(state, kTrainBatch * cc.flops * (cc.input_grad ? 3 : 2));
 }
-BENCHMARK_CAPTURE(BM_ConvForwardBackward, conv1, kConv1)->Apply(configure);
-BENCHMARK_CAPTURE(BM_ConvForwardBackward, conv2, kConv2)->Apply(configure);
+BENCHMARK_CAPTURE(BM_ConvForwardBackward, conv1, kConv1)->Apply(ember::bench::configure);
+BENCHMARK_CAPTURE(BM_ConvForwardBackward, conv2, kConv2)->Apply(ember::bench::configure);
 
 void BM_Fc1Forward(benchmark::State& state) {
   ember::Generator gen(5);
@@ -167,7 +157,7 @@ void BM_Fc1Forward(benchmark::State& state) {
   }
   set_flop_rate(state, kTrainBatch * kFc1Flops);
 }
-BENCHMARK(BM_Fc1Forward)->Apply(configure);
+BENCHMARK(BM_Fc1Forward)->Apply(ember::bench::configure);
 
 void BM_Fc1ForwardBackward(benchmark::State& state) {
   ember::Generator gen(6);
@@ -188,7 +178,7 @@ void BM_Fc1ForwardBackward(benchmark::State& state) {
   }
   set_flop_rate(state, kTrainBatch * kFc1Flops * 3);
 }
-BENCHMARK(BM_Fc1ForwardBackward)->Apply(configure);
+BENCHMARK(BM_Fc1ForwardBackward)->Apply(ember::bench::configure);
 
 // max_pool2d(2) on conv2's output (64, 64, 24, 24); items are input elements.
 void BM_MaxPool2d(benchmark::State& state) {
@@ -205,7 +195,7 @@ void BM_MaxPool2d(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * x.numel());
 }
-BENCHMARK(BM_MaxPool2d)->ArgName("backward")->Arg(0)->Arg(1)->Apply(configure);
+BENCHMARK(BM_MaxPool2d)->ArgName("backward")->Arg(0)->Arg(1)->Apply(ember::bench::configure);
 
 // ---- the raw GEMM: C[M,N] = A[M,K] * B[K,N], row-major ------------------------------------
 // Args: M, N, K, threads (0: the program's setting). conv2's forward multiplies
@@ -233,26 +223,12 @@ BENCHMARK(BM_Gemm)
     ->Args({64, 576, 288, 1})
     ->Args({64, 576, 288, 0})
     ->Args({512, 512, 512, 0})
-    ->Apply(configure);
-
-// The thread count from --threads=N (removed from argv) or EMBER_THREADS; default 2.
-int take_threads_flag(int& argc, char** argv) {
-  int threads = 2;
-  if (const char* env = std::getenv("EMBER_THREADS"); env != nullptr && *env != '\0')
-    threads = std::atoi(env);
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--threads=", 10) == 0) threads = std::atoi(argv[i] + 10);
-    else argv[out++] = argv[i];
-  }
-  argc = out;
-  return threads;
-}
+    ->Apply(ember::bench::configure);
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  ember::set_num_threads(take_threads_flag(argc, argv));
+  ember::set_num_threads(ember::bench::take_threads_flag(argc, argv));
   benchmark::AddCustomContext("ember_threads", std::to_string(ember::get_num_threads()));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

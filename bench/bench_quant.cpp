@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "ember/ember.hpp"
 #include "ember/quant/quantize.hpp"
 
@@ -28,15 +29,6 @@ using ember::nn::Tensor;
 using ember::quant::Int8Kernel;
 
 constexpr std::int64_t kBatch = 1000;
-
-void configure(benchmark::internal::Benchmark* b) {
-  b->Unit(benchmark::kMillisecond)
-      ->UseRealTime()
-      ->MinWarmUpTime(0.2)
-      ->MinTime(0.5)
-      ->Repetitions(5)
-      ->ReportAggregatesOnly(true);
-}
 
 struct Models {
   ember::models::MnistNet net;
@@ -65,7 +57,7 @@ void BM_ForwardFloat(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(m.net.forward(m.x).data());
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(kBatch), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_ForwardFloat)->Name("Forward/float")->Apply(configure);
+BENCHMARK(BM_ForwardFloat)->Name("Forward/float")->Apply(ember::bench::configure);
 
 void BM_ForwardInt8(benchmark::State& state, Int8Kernel kernel) {
   if (!ember::quant::kernel_supported(kernel)) {
@@ -79,9 +71,9 @@ void BM_ForwardInt8(benchmark::State& state, Int8Kernel kernel) {
   ember::quant::set_int8_kernel(before);
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(kBatch), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK_CAPTURE(BM_ForwardInt8, int8_avx512_vnni, Int8Kernel::avx512_vnni)->Name("Forward/int8_avx512_vnni")->Apply(configure);
-BENCHMARK_CAPTURE(BM_ForwardInt8, int8_avx2, Int8Kernel::avx2)->Name("Forward/int8_avx2")->Apply(configure);
-BENCHMARK_CAPTURE(BM_ForwardInt8, int8_portable, Int8Kernel::portable)->Name("Forward/int8_portable")->Apply(configure);
+BENCHMARK_CAPTURE(BM_ForwardInt8, int8_avx512_vnni, Int8Kernel::avx512_vnni)->Name("Forward/int8_avx512_vnni")->Apply(ember::bench::configure);
+BENCHMARK_CAPTURE(BM_ForwardInt8, int8_avx2, Int8Kernel::avx2)->Name("Forward/int8_avx2")->Apply(ember::bench::configure);
+BENCHMARK_CAPTURE(BM_ForwardInt8, int8_portable, Int8Kernel::portable)->Name("Forward/int8_portable")->Apply(ember::bench::configure);
 
 // conv2's GEMM for one image: M = 576 output pixels, N = 64 channels, K = 288.
 constexpr std::int64_t kM = 576, kN = 64, kK = 288;
@@ -99,7 +91,7 @@ void BM_GemmFloat(benchmark::State& state) {
   ember::set_num_threads(before);
   state.counters["MAC/s"] = benchmark::Counter(static_cast<double>(kM * kN * kK), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_GemmFloat)->Name("Gemm/float")->Apply(configure);
+BENCHMARK(BM_GemmFloat)->Name("Gemm/float")->Apply(ember::bench::configure);
 
 void BM_GemmInt8(benchmark::State& state, Int8Kernel kernel) {
   if (!ember::quant::kernel_supported(kernel)) {
@@ -122,28 +114,14 @@ void BM_GemmInt8(benchmark::State& state, Int8Kernel kernel) {
   }
   state.counters["MAC/s"] = benchmark::Counter(static_cast<double>(kM * kN * kK), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK_CAPTURE(BM_GemmInt8, avx512_vnni, Int8Kernel::avx512_vnni)->Name("Gemm/int8_avx512_vnni")->Apply(configure);
-BENCHMARK_CAPTURE(BM_GemmInt8, avx2, Int8Kernel::avx2)->Name("Gemm/int8_avx2")->Apply(configure);
-BENCHMARK_CAPTURE(BM_GemmInt8, portable, Int8Kernel::portable)->Name("Gemm/int8_portable")->Apply(configure);
-
-int take_threads_flag(int& argc, char** argv) {
-  int threads = 2;
-  if (const char* env = std::getenv("EMBER_THREADS"); env != nullptr && *env != '\0') threads = std::atoi(env);
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--threads=", 10) == 0)
-      threads = std::atoi(argv[i] + 10);
-    else
-      argv[out++] = argv[i];
-  }
-  argc = out;
-  return threads;
-}
+BENCHMARK_CAPTURE(BM_GemmInt8, avx512_vnni, Int8Kernel::avx512_vnni)->Name("Gemm/int8_avx512_vnni")->Apply(ember::bench::configure);
+BENCHMARK_CAPTURE(BM_GemmInt8, avx2, Int8Kernel::avx2)->Name("Gemm/int8_avx2")->Apply(ember::bench::configure);
+BENCHMARK_CAPTURE(BM_GemmInt8, portable, Int8Kernel::portable)->Name("Gemm/int8_portable")->Apply(ember::bench::configure);
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  ember::set_num_threads(take_threads_flag(argc, argv));
+  ember::set_num_threads(ember::bench::take_threads_flag(argc, argv));
   benchmark::AddCustomContext("ember_threads", std::to_string(ember::get_num_threads()));
   benchmark::AddCustomContext("int8_kernel", ember::quant::kernel_name(ember::quant::int8_kernel()));
   benchmark::Initialize(&argc, argv);
