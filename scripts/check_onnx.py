@@ -6,11 +6,12 @@
 
 1. onnx.checker.check_model (full check) and ONNX shape inference, whose shapes must equal the
    value_info ember wrote; it also says whether the bytes are protobuf's canonical serialization.
-2. Runs onnxruntime on MNIST test images (the IDX .gz files in --data, else $EMBER_DATA,
-   normalised as in training: (x / 255 - 0.5) / 0.5) and PyTorch's MNIST Net loaded from the
-   float safetensors model (without --model, from the ONNX file's own initializers), and
-   reports the largest |difference| of the log-probabilities and the number of differing
-   predictions. Exit status 1 when the difference exceeds --tol or a prediction differs.
+2. Runs onnxruntime on MNIST test images (the IDX files, .gz or not, in --data, else
+   $EMBER_DATA, normalised as in training: (x / 255 - 0.5) / 0.5) and PyTorch's MNIST Net
+   (scripts/torch_mnist.py) loaded from the float safetensors model (without --model, from
+   the ONNX file's own initializers), and reports the largest |difference| of the
+   log-probabilities and the number of differing predictions. Exit status 1 when the
+   difference exceeds --tol or a prediction differs.
 
     .venv-bench/bin/python scripts/check_onnx.py --make-fixture \
         --onnx tests/fixtures/onnx/small_mnist_net.onnx
@@ -24,9 +25,7 @@ of the default test run.
 """
 
 import argparse
-import gzip
 import os
-import struct
 import sys
 from pathlib import Path
 
@@ -34,55 +33,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from onnx import numpy_helper, shape_inference
 from safetensors.numpy import save_file
 from safetensors.torch import load_file
 
+from torch_mnist import DataError, net_for, read_images, read_labels
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Net(torch.nn.Module):
-    """PyTorch's MNIST example network, with ember's MnistNetConfig widths."""
-
-    def __init__(self, conv1=32, conv2=64, hidden=128):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(1, conv1, 3, 1)
-        self.conv2 = torch.nn.Conv2d(conv1, conv2, 3, 1)
-        self.dropout1 = torch.nn.Dropout(0.25)
-        self.dropout2 = torch.nn.Dropout(0.5)
-        self.fc1 = torch.nn.Linear(conv2 * 12 * 12, hidden)
-        self.fc2 = torch.nn.Linear(hidden, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
-
-
-def torch_net(state):
-    net = Net(state["conv1.weight"].shape[0], state["conv2.weight"].shape[0],
-              state["fc1.weight"].shape[0])
-    net.load_state_dict(state, strict=True)
-    return net.eval()
-
-
-def read_idx_images(path):
-    with gzip.open(path, "rb") as f:
-        magic, n, rows, cols = struct.unpack(">IIII", f.read(16))
-        if magic != 2051:
-            sys.exit(f"{path}: not an IDX image file (magic {magic})")
-        return np.frombuffer(f.read(n * rows * cols), dtype=np.uint8).reshape(n, 1, rows, cols)
-
-
 def mnist_test_inputs(data_dir, limit):
-    images = read_idx_images(Path(data_dir) / "t10k-images-idx3-ubyte.gz")[:limit]
+    images = read_images(data_dir, "test")[:limit, None, :, :]
     return ((images.astype(np.float32) / 255.0 - 0.5) / 0.5).astype(np.float32)
 
 
@@ -154,14 +115,6 @@ def compare(onnx_out, torch_out, tol, labels=None):
     return diff <= tol and differing == 0
 
 
-def read_labels(data_dir, limit):
-    with gzip.open(Path(data_dir) / "t10k-labels-idx1-ubyte.gz", "rb") as f:
-        magic, n = struct.unpack(">II", f.read(8))
-        if magic != 2049:
-            sys.exit(f"{data_dir}: not an IDX label file (magic {magic})")
-        return np.frombuffer(f.read(n), dtype=np.uint8)[:limit]
-
-
 def make_fixture(args):
     onnx_path = Path(args.onnx)
     model, shapes_ok = check_model_file(onnx_path)
@@ -169,7 +122,7 @@ def make_fixture(args):
     noise = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
     x = np.ascontiguousarray(np.concatenate([images, noise]))
     y = run_onnxruntime(onnx_path, x, len(x))
-    ok = compare(y, run_torch(torch_net(state_from_initializers(model)), x, len(x)), args.tol)
+    ok = compare(y, run_torch(net_for(state_from_initializers(model)), x, len(x)), args.tol)
     out = onnx_path.with_name(onnx_path.stem + ".expected.safetensors")
     save_file({"input": x, "log_probs": np.ascontiguousarray(y, dtype=np.float32)}, str(out),
               metadata={"onnx_file": onnx_path.name, "onnxruntime": ort.__version__,
@@ -208,11 +161,14 @@ def main():
     data_dir = data_dir_of(args.data)
     x = mnist_test_inputs(data_dir, args.limit)
     ok = compare(run_onnxruntime(args.onnx, x, args.batch),
-                 run_torch(torch_net(state), x, args.batch), args.tol,
-                 read_labels(data_dir, args.limit))
+                 run_torch(net_for(state), x, args.batch), args.tol,
+                 read_labels(data_dir, "test")[:args.limit])
     print("check_onnx: " + ("OK" if ok and shapes_ok else "MISMATCH"))
     return 0 if ok and shapes_ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DataError as e:
+        sys.exit(f"check_onnx: {e}")

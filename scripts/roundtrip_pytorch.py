@@ -8,10 +8,11 @@
                   Adadelta lr 1.0, StepLR gamma 0.7), saved with safetensors.torch.save_file,
                   and classified by mnist_infer; the outputs are compared the same way.
 
-Both sides see the same inputs: the test images are normalised here exactly as ember does it,
+Both sides see the same inputs: the test images are normalised exactly as ember does it,
 (pixel - 127.5f) * (1.0f / 127.5f) in float32 (include/ember/data/normalize.hpp), not as
-torchvision's (x / 255 - 0.5) / 0.5, which differs in the last bit. Predictions must be
-identical and log-probabilities within --atol + --rtol * |log p|; any mismatch exits 1.
+torchvision's (x / 255 - 0.5) / 0.5, which differs in the last bit. Net, that normalisation
+and the IDX readers are scripts/torch_mnist.py's. Predictions must be identical and
+log-probabilities within --atol + --rtol * |log p|; any mismatch exits 1.
 
 Needs PyTorch, safetensors and numpy (not part of the C++ build or its tests):
 
@@ -43,7 +44,6 @@ Prints a table at the end; a run with --steps 300 on 2 busy threads took 6 minut
 """
 
 import argparse
-import gzip
 import json
 import os
 import re
@@ -55,8 +55,9 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_mnist import DataError, Net, load_mnist, normalise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,80 +71,8 @@ class Mismatch(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# data
+# PyTorch's side (Net, normalise and the MNIST readers are scripts/torch_mnist.py's)
 # --------------------------------------------------------------------------------------------
-
-def find_idx(folder, name):
-    # As ember's loader: name.gz first, then name.
-    for candidate in (name + ".gz", name):
-        path = os.path.join(folder, candidate)
-        if os.path.exists(path):
-            return path
-    raise Setup(f"no {name}[.gz] in '{folder}' (set --data or $EMBER_DATA)")
-
-
-def read_idx(path):
-    """An IDX file (gzip or plain) as a numpy array of its big-endian element type."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise Setup(f"'{path}': not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    count = int(np.prod(dims))
-    if len(raw) != offset + count:
-        raise Setup(f"'{path}': {len(raw) - offset} data bytes for dims {dims}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
-
-
-def load_mnist(folder, split):
-    prefix = "train" if split == "train" else "t10k"
-    images = read_idx(find_idx(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(find_idx(folder, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
-    if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-        raise Setup(f"{split} set: images {images.shape}, labels {labels.shape}")
-    return images, labels
-
-
-def normalise(pixels):
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), bit for bit as ember's
-    PixelNormalization with mean 0.5, std 0.5: (pixel - 127.5f) * (1.0f / 127.5f)."""
-    center = np.float32(127.5)
-    scale = np.float32(1.0) / np.float32(127.5)
-    x = (pixels.astype(np.float32) - center) * scale
-    return torch.from_numpy(np.ascontiguousarray(x[:, None, :, :]))
-
-
-# --------------------------------------------------------------------------------------------
-# PyTorch's side
-# --------------------------------------------------------------------------------------------
-
-class Net(nn.Module):
-    """PyTorch's classic MNIST example Net (ember's models::MnistNet), widths as parameters.
-    Dropout2d after the pooling, as ember has it; eval mode makes both dropouts identity."""
-
-    def __init__(self, conv1=32, conv2=64, hidden=128):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, conv1, 3, 1)
-        self.conv2 = nn.Conv2d(conv1, conv2, 3, 1)
-        self.dropout1 = nn.Dropout2d(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(conv2 * 12 * 12, hidden)
-        self.fc2 = nn.Linear(hidden, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
-
 
 def load_torch_model(path):
     """What a PyTorch user does with ember's file: load_file + load_state_dict(strict)."""
@@ -381,7 +310,7 @@ def main():
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except Setup as e:
+    except (Setup, DataError) as e:
         print(f"roundtrip_pytorch: {e}", file=sys.stderr)
         sys.exit(2)
     except Mismatch as e:

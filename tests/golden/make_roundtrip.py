@@ -23,8 +23,9 @@ CI does NOT run this script; the two files it writes are committed:
     state_dict order) of the full-size Net ("schema.full") and of the small one
     ("schema.small"), as JSON: [["conv1.weight", "F32", [32, 1, 3, 3]], ...].
 
-The safetensors writer and reader are make_golden.py's. Deterministic: fixed seeds, one
-thread; a rerun on the same PyTorch version and CPU reproduces the files.
+The safetensors writer and reader are make_golden.py's; Net and normalise are
+scripts/torch_mnist.py's. Deterministic: fixed seeds, one thread; a rerun on the same
+PyTorch version and CPU reproduces the files.
 """
 
 import json
@@ -33,12 +34,13 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts"))
 from make_golden import read_safetensors, save  # noqa: E402  (pure-python safetensors)
+from torch_mnist import Net, normalise  # noqa: E402  (scripts/torch_mnist.py)
 
 SIZE_LIMIT = 600_000  # bytes, both files together
 SMALL = (4, 8, 16)    # conv1, conv2, hidden
@@ -46,39 +48,6 @@ FULL = (32, 64, 128)
 STEPS, BATCH, LR, MOMENTUM = 50, 32, 0.02, 0.9
 N_IO = 32
 MIN_MARGIN = 1e-3     # top-1 minus top-2 log-prob of every io image, so argmax is stable
-
-
-class Net(nn.Module):
-    """PyTorch's classic MNIST example Net with its widths as parameters (the defaults
-    are the example's). Dropout after the pooling is Dropout2d, as in ember's MnistNet."""
-
-    def __init__(self, conv1=32, conv2=64, hidden=128):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, conv1, 3, 1)
-        self.conv2 = nn.Conv2d(conv1, conv2, 3, 1)
-        self.dropout1 = nn.Dropout2d(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(conv2 * 12 * 12, hidden)
-        self.fc2 = nn.Linear(hidden, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
-
-
-def normalise(pixels):
-    """uint8 pixels -> float32, bit for bit as ember::data::PixelNormalization with mean
-    0.5 and std 0.5: (pixel - 127.5f) * (1.0f / 127.5f), each step rounded to float32."""
-    center = np.float32(127.5)
-    scale = np.float32(1.0) / np.float32(127.5)
-    return (pixels.astype(np.float32) - center) * scale
 
 
 def templates(rng):
@@ -120,7 +89,7 @@ def main():
     net.train()
     for step in range(STEPS):
         pixels, labels = synthetic_digits(rng, tmpl, BATCH)
-        x = torch.from_numpy(normalise(pixels)).unsqueeze(1)
+        x = normalise(pixels)
         opt.zero_grad()
         loss = F.nll_loss(net(x), torch.from_numpy(labels))
         loss.backward()
@@ -129,7 +98,7 @@ def main():
             print(f"step {step + 1:2d}: loss {loss.item():.4f}")
 
     pixels, labels = synthetic_digits(rng, tmpl, N_IO)
-    x = torch.from_numpy(normalise(pixels)).unsqueeze(1)
+    x = normalise(pixels)
     net.eval()
     with torch.no_grad():
         out = net(x)
