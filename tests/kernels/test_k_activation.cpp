@@ -24,20 +24,10 @@ namespace kt = ember::ktest;
 using ember::Shape;
 using ember::Tensor;
 using kt::Buffer;
+using kt::random_tensor;
+using kt::same_value;
 
 namespace {
-
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed, double lo = -1, double hi = 1) {
-  return Tensor<T>::from_vector(
-      kt::random_vector<T>(static_cast<std::size_t>(ember::numel_of(shape)), seed, lo, hi), shape);
-}
-
-template <class T>
-bool same_value(T a, T b) {
-  if (a != a && b != b) return true;
-  return std::memcmp(&a, &b, sizeof(T)) == 0;
-}
 
 template <class T>
 void require_identical(const std::vector<T>& got, const std::vector<T>& want) {

@@ -84,27 +84,13 @@ void value_range(double& lo, double& hi) {
 }
 
 template <class T>
-Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed) {
+Tensor<T> random_typed(const Shape& shape, std::uint64_t seed) {  // over the type's test range
   double lo = 0, hi = 0;
   value_range<T>(lo, hi);
-  return Tensor<T>::from_vector(
-      kt::random_vector<T>(static_cast<std::size_t>(ember::numel_of(shape)), seed, lo, hi), shape);
+  return kt::random_tensor<T>(shape, seed, lo, hi);
 }
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed, double lo, double hi) {
-  return Tensor<T>::from_vector(
-      kt::random_vector<T>(static_cast<std::size_t>(ember::numel_of(shape)), seed, lo, hi), shape);
-}
-
-template <class T>
-bool same_value(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (a != a && b != b) return true;
-    return std::memcmp(&a, &b, sizeof(T)) == 0;  // also tells -0 from +0
-  } else {
-    return a == b;
-  }
-}
+using kt::random_tensor;
+using kt::same_value;
 
 template <class T>
 void require_identical(const std::vector<T>& got, const std::vector<T>& want) {
@@ -279,7 +265,7 @@ TEMPLATE_TEST_CASE("binary kernels broadcast and read strided operands like the 
 }
 
 TEST_CASE("binary kernels may write over a contiguous operand", "[kernels][elementwise]") {
-  const Tensor<float> a = random_tensor<float>({1001}, 7), b = random_tensor<float>({1001}, 8);
+  const Tensor<float> a = random_typed<float>({1001}, 7), b = random_typed<float>({1001}, 8);
   const std::vector<float> want = ember::mul(a, b).to_vector();
   for (const int threads : kt::block_sizes()) {
     Buffer<float> da(a.to_vector()), db(b.to_vector());
@@ -412,7 +398,7 @@ TEMPLATE_TEST_CASE("strided_copy makes views contiguous like Tensor::contiguous"
                    "[kernels][elementwise]", float, double, std::int64_t, std::int32_t, std::uint8_t) {
   using T = TestType;
   std::uint64_t seed = 400;
-  auto r = [&](const Shape& s) { return random_tensor<T>(s, seed++); };
+  auto r = [&](const Shape& s) { return random_typed<T>(s, seed++); };
   const std::vector<Tensor<T>> views{
       r({4097}),                                // contiguous, 16-byte aligned: the int4 copy
       r({1001}).slice(0, 1, 1001),              // contiguous but misaligned
@@ -434,8 +420,8 @@ TEMPLATE_TEST_CASE("strided_copy makes views contiguous like Tensor::contiguous"
 TEMPLATE_TEST_CASE("strided_copy into a strided view matches Tensor::copy_", "[kernels][elementwise]",
                    float, double, std::int64_t, std::int32_t, std::uint8_t) {
   using T = TestType;
-  const Tensor<T> base = random_tensor<T>({9, 10}, 500);
-  const Tensor<T> src = random_tensor<T>({4, 10}, 501).t();  // (10, 4), strided
+  const Tensor<T> base = random_typed<T>({9, 10}, 500);
+  const Tensor<T> src = random_typed<T>({4, 10}, 501).t();  // (10, 4), strided
   Tensor<T> expect = base.clone();
   expect.slice(0, 1, 8, 2).t().copy_(src);
   const Tensor<T> dst_view = base.slice(0, 1, 8, 2).t();  // (10, 4), strides (1, 20), offset 10
@@ -455,9 +441,9 @@ TEMPLATE_TEST_CASE("strided_copy materialises broadcast_to", "[kernels][elementw
     Shape shape;
   };
   const std::vector<Case> cases{
-      {random_tensor<T>({3, 1, 5}, 600), {3, 4, 5}},
-      {random_tensor<T>({7}, 601), {33, 7}},
-      {random_tensor<T>({6, 1}, 602).t(), {5, 6}},
+      {random_typed<T>({3, 1, 5}, 600), {3, 4, 5}},
+      {random_typed<T>({7}, 601), {33, 7}},
+      {random_typed<T>({6, 1}, 602).t(), {5, 6}},
       {Tensor<T>::scalar(T(2.5)), {4, 3}},
   };
   for (const Case& c : cases) {
@@ -562,7 +548,7 @@ TEMPLATE_TEST_CASE("sum_to reduces broadcast dimensions like ember::sum_to", "[k
                    float, double) {
   using T = TestType;
   std::uint64_t seed = 800;
-  auto r = [&](const Shape& s) { return random_tensor<T>(s, seed++); };
+  auto r = [&](const Shape& s) { return random_typed<T>(s, seed++); };
   // bias-like: (N, K) -> (1, K) / (K), (N, C, H, W) -> (1, C, 1, 1)
   check_sum_to(r({64, 10}), {1, 10}, false);
   check_sum_to(r({64, 10}), {10}, false);

@@ -23,6 +23,7 @@ namespace {
 namespace ek = ember::kernels;
 using ember::MaxPool2dParams;
 using ember::ktest::Buffer;
+using ember::ktest::same_value;
 using I64 = std::int64_t;
 
 MaxPool2dParams pool(I64 planes, I64 h, I64 w, I64 kernel, I64 stride, I64 padding) {
@@ -63,14 +64,6 @@ std::vector<float> pool_input(std::size_t n, std::uint64_t seed, bool specials) 
   return v;
 }
 
-bool same_bits(float a, float b) {
-  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
-  std::uint32_t x = 0, y = 0;
-  std::memcpy(&x, &a, 4);
-  std::memcpy(&y, &b, 4);
-  return x == y;
-}
-
 template <class T>
 void check_pool(const MaxPool2dParams& p, const std::vector<T>& x, std::uint64_t seed, int threads) {
   const I64 P = p.p(), Q = p.q();
@@ -94,10 +87,10 @@ void check_pool(const MaxPool2dParams& p, const std::vector<T>& x, std::uint64_t
                  << " padding=" << p.padding << " threads=" << threads);
   std::size_t bad_y = 0, bad_arg = 0, bad_gx = 0;
   for (std::size_t i = 0; i < ny; ++i) {
-    bad_y += same_bits(static_cast<float>(y[i]), static_cast<float>(want_y[i])) ? 0 : 1;
+    bad_y += same_value(static_cast<float>(y[i]), static_cast<float>(want_y[i])) ? 0 : 1;
     bad_arg += arg[i] == want_arg[i] ? 0 : 1;
   }
-  for (std::size_t i = 0; i < gx.size(); ++i) bad_gx += same_bits(static_cast<float>(gx[i]), static_cast<float>(want_gx[i])) ? 0 : 1;
+  for (std::size_t i = 0; i < gx.size(); ++i) bad_gx += same_value(static_cast<float>(gx[i]), static_cast<float>(want_gx[i])) ? 0 : 1;
   CHECK(bad_y == 0);
   CHECK(bad_arg == 0);
   CHECK(bad_gx == 0);

@@ -22,14 +22,9 @@ namespace kt = ember::ktest;
 using ember::Shape;
 using ember::Tensor;
 using kt::Buffer;
+using kt::random_tensor;
 
 namespace {
-
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed, double lo = -1, double hi = 1) {
-  return Tensor<T>::from_vector(
-      kt::random_vector<T>(static_cast<std::size_t>(ember::numel_of(shape)), seed, lo, hi), shape);
-}
 
 template <class T>
 bool same_bits(T a, T b) {

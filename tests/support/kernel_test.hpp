@@ -21,6 +21,7 @@
 #endif
 
 #include "ember/core/error.hpp"
+#include "ember/core/tensor.hpp"
 
 namespace ember::ktest {
 
@@ -116,6 +117,23 @@ std::vector<T> random_vector(std::size_t n, std::uint64_t seed, double lo = -1, 
     for (auto& x : v) x = static_cast<T>(d(rng));
   }
   return v;
+}
+
+// A CPU tensor of the given shape filled by random_vector.
+template <class T>
+Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed, double lo = -1, double hi = 1) {
+  return Tensor<T>::from_vector(random_vector<T>(static_cast<std::size_t>(numel_of(shape)), seed, lo, hi), shape);
+}
+
+// Equal as results: the same bits (so -0 differs from +0), or both NaN; integers by value.
+template <class T>
+bool same_value(T a, T b) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (a != a && b != b) return true;
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+  } else {
+    return a == b;
+  }
 }
 
 // Block sizes every 1-D kernel is tested with.
