@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/backend/params.hpp"
 #include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/data/dataloader.hpp"
@@ -60,6 +61,23 @@ struct QParams {
   const float v = std::nearbyint(x / q.scale) + static_cast<float>(q.zero_point);
   return static_cast<std::uint8_t>(std::clamp(v, 0.0f, static_cast<float>(kActMax)));
 }
+
+namespace detail {
+
+// Checks that every input value is finite (a NaN would have no code).
+inline void check_finite_input(const Tensor<float>& x) {
+  const float* p = x.data();
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    EMBER_CHECK(std::isfinite(p[i]), "quantized forward: input element ", i, " is ", p[i]);
+}
+
+// One sample's floats in PyTorch's layout (C, HW) -> its codes channels-last (HW, C).
+inline void quantize_sample(const float* src, std::int64_t C, std::int64_t HW, QParams qp, std::uint8_t* dst) {
+  for (std::int64_t c = 0; c < C; ++c)
+    for (std::int64_t j = 0; j < HW; ++j) dst[j * C + c] = quantize_value(src[c * HW + j], qp);
+}
+
+}  // namespace detail
 
 // One step of a quantized model. conv2d and linear layers carry their quantized weights.
 struct QLayer {
@@ -140,7 +158,6 @@ class QuantizedModel {
     bool relu = false;               // a ReLU right after the layer is fused (and skipped)
     bool float_output = true;        // else codes with out
     QParams out;
-    std::int64_t out_h = 0, out_w = 0;  // conv2d
   };
   // Activations between steps: float (PyTorch layout) or codes (channels-last).
   struct Act {
@@ -164,6 +181,7 @@ class QuantizedModel {
   std::map<std::string, std::string> info_;
   std::vector<std::shared_ptr<const Plan>> plans_;  // per layer (null for layers without weights)
   std::vector<bool> skip_;                          // ReLUs fused into the layer before
+  std::vector<std::vector<std::int64_t>> out_shapes_;  // per layer: one sample's output shape
 };
 
 // ---- implementation ----------------------------------------------------------------------
@@ -176,6 +194,7 @@ inline void QuantizedModel::prepare() {
     EMBER_CHECK(d > 0, "QuantizedModel: input shape ", shape_str(input_shape_), " has a non-positive size");
   plans_.assign(layers_.size(), nullptr);
   skip_.assign(layers_.size(), false);
+  out_shapes_.assign(layers_.size(), {});
   std::vector<std::int64_t> shape = input_shape_;  // per sample, PyTorch layout
   bool flat_codes_from_chw = false;                // whether codes would be (h, w, c) ordered here
   std::vector<std::int64_t> chw;
@@ -190,10 +209,11 @@ inline void QuantizedModel::prepare() {
                     shape_str(shape));
         EMBER_CHECK(l.kernel > 0 && l.stride > 0 && l.padding >= 0 && l.dilation > 0, where,
                     ": bad geometry");
-        const std::int64_t oh = (shape[1] + 2 * l.padding - l.dilation * (l.kernel - 1) - 1) / l.stride + 1;
-        const std::int64_t ow = (shape[2] + 2 * l.padding - l.dilation * (l.kernel - 1) - 1) / l.stride + 1;
-        EMBER_CHECK(oh > 0 && ow > 0, where, ": input ", shape_str(shape), " is smaller than the kernel");
-        shape = {l.out, oh, ow};
+        const Conv2dParams g{.c = l.in, .h = shape[1], .w = shape[2], .k = l.out, .r = l.kernel, .s = l.kernel,
+                             .stride_h = l.stride, .stride_w = l.stride, .pad_h = l.padding, .pad_w = l.padding,
+                             .dil_h = l.dilation, .dil_w = l.dilation};
+        EMBER_CHECK(g.p() > 0 && g.q() > 0, where, ": input ", shape_str(shape), " is smaller than the kernel");
+        shape = {l.out, g.p(), g.q()};
         break;
       }
       case Op::linear:
@@ -205,9 +225,10 @@ inline void QuantizedModel::prepare() {
         EMBER_CHECK(shape.size() == 3, where, ": takes (C, H, W), gets ", shape_str(shape));
         EMBER_CHECK(l.kernel > 0 && l.stride > 0 && l.padding >= 0 && 2 * l.padding <= l.kernel, where,
                     ": bad geometry");
-        shape = {shape[0], (shape[1] + 2 * l.padding - l.kernel) / l.stride + 1,
-                 (shape[2] + 2 * l.padding - l.kernel) / l.stride + 1};
-        EMBER_CHECK(shape[1] > 0 && shape[2] > 0, where, ": input smaller than the window");
+        const MaxPool2dParams g{.h = shape[1], .w = shape[2], .kernel = l.kernel, .stride = l.stride,
+                                .padding = l.padding};
+        EMBER_CHECK(g.p() > 0 && g.q() > 0, where, ": input smaller than the window");
+        shape = {shape[0], g.p(), g.q()};
         break;
       }
       case Op::flatten: {
@@ -228,6 +249,7 @@ inline void QuantizedModel::prepare() {
       case Op::relu:
       case Op::dropout: break;
     }
+    out_shapes_[i] = shape;
     if (!l.has_weights()) continue;
 
     // weights: checked, reordered to the order the layer's input codes come in, packed
@@ -266,10 +288,6 @@ inline void QuantizedModel::prepare() {
       EMBER_CHECK(v >= -kWeightMax, where, ": weight ", int{v}, " outside [-127, 127]");
     auto plan = std::make_shared<Plan>();
     plan->packed = pack_weights(w.data(), l.out, k, k);
-    if (l.op == Op::conv2d) {
-      plan->out_h = shape[1];
-      plan->out_w = shape[2];
-    }
     // the next step (dropout aside) a ReLU: fused; a later layer with weights reached through
     // steps that work on codes: the output becomes its input codes
     std::size_t j = i + 1;
@@ -312,13 +330,9 @@ inline void QuantizedModel::to_codes(Act& a, QParams qp) const {
   std::uint8_t* q = a.q.data();
   const bool spatial = a.shape.size() == 3;
   const std::int64_t C = spatial ? a.shape[0] : 1, HW = spatial ? a.shape[1] * a.shape[2] : per;
-  for (std::int64_t i = 0; i < x.numel(); ++i)
-    EMBER_CHECK(std::isfinite(p[i]), "quantized forward: input element ", i, " is ", p[i]);
+  detail::check_finite_input(x);
   parallel_for(0, a.n, 16, [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t s = lo; s < hi; ++s)
-      for (std::int64_t c = 0; c < C; ++c)
-        for (std::int64_t j = 0; j < HW; ++j)
-          q[s * per + j * C + c] = quantize_value(p[s * per + c * HW + j], qp);
+    for (std::int64_t s = lo; s < hi; ++s) detail::quantize_sample(p + s * per, C, HW, qp, q + s * per);
   });
   a.codes = true;
   a.qp = qp;
@@ -427,21 +441,14 @@ inline std::size_t QuantizedModel::run_spatial(std::size_t first, Act& a) const 
   for (; i < layers_.size() && !float_out; ++i) {
     if (skip_[i]) continue;
     const QLayer& l = layers_[i];
-    Stage st{&l, plans_[i].get(), shape, {}, {}};
+    if (l.op != Op::conv2d && l.op != Op::max_pool2d && l.op != Op::relu && l.op != Op::dropout) break;
+    Stage st{&l, plans_[i].get(), shape, out_shapes_[i], {}};
     if (l.op == Op::conv2d) {
       const Plan& p = *plans_[i];
-      st.out_shape = {l.out, p.out_h, p.out_w};
       st.e = Epilogue{p.scale.data(), p.bias.data(), qp.zero_point, p.relu, p.float_output,
                       p.float_output ? 0 : p.out.zero_point};
       float_out = p.float_output;
       if (!float_out) qp = p.out;
-    } else if (l.op == Op::max_pool2d) {
-      st.out_shape = {shape[0], (shape[1] + 2 * l.padding - l.kernel) / l.stride + 1,
-                      (shape[2] + 2 * l.padding - l.kernel) / l.stride + 1};
-    } else if (l.op == Op::relu || l.op == Op::dropout) {
-      st.out_shape = shape;
-    } else {
-      break;
     }
     shape = st.out_shape;
     stages.push_back(std::move(st));
@@ -456,11 +463,7 @@ inline std::size_t QuantizedModel::run_spatial(std::size_t first, Act& a) const 
     out_q.assign(static_cast<std::size_t>(a.n * out_per + 4), 0);
   const bool from_float = !a.codes;
   const Tensor<float> xf = from_float ? a.f.contiguous() : Tensor<float>();
-  if (from_float) {
-    const float* p = xf.data();
-    for (std::int64_t k = 0; k < xf.numel(); ++k)
-      EMBER_CHECK(std::isfinite(p[k]), "quantized forward: input element ", k, " is ", p[k]);
-  }
+  if (from_float) detail::check_finite_input(xf);
   const QParams in_qp = a.codes ? a.qp : layers_[first].input;
   const Int8Kernel kernel = int8_kernel();
   parallel_for(0, a.n, 1, [&](std::int64_t lo, std::int64_t hi) {
@@ -469,11 +472,8 @@ inline std::size_t QuantizedModel::run_spatial(std::size_t first, Act& a) const 
       const std::uint8_t* cur = nullptr;
       int next = 0;
       if (from_float) {  // (C, H, W) floats -> (H, W, C) codes
-        const std::int64_t C = a.shape[0], HW = a.shape[1] * a.shape[2];
         buf[0].resize(static_cast<std::size_t>(in_per + 4));
-        const float* src = xf.data() + s * in_per;
-        for (std::int64_t c = 0; c < C; ++c)
-          for (std::int64_t j = 0; j < HW; ++j) buf[0][static_cast<std::size_t>(j * C + c)] = quantize_value(src[c * HW + j], in_qp);
+        detail::quantize_sample(xf.data() + s * in_per, a.shape[0], a.shape[1] * a.shape[2], in_qp, buf[0].data());
         cur = buf[0].data();
         next = 1;
       } else {
