@@ -44,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "ember/backend/params.hpp"
 #include "ember/core/error.hpp"
 #include "ember/core/shape.hpp"
 #include "ember/io/atomic_file.hpp"
@@ -382,12 +383,13 @@ class OnnxGraphBuilder {
                      "the layer has " + std::to_string(conv->in_channels()) + " input channels");
         const Conv2dOptions& co = conv->options();
         const std::int64_t k = conv->kernel_size(), reach = co.dilation * (k - 1) + 1;
-        OnnxShape y = {shape[0], conv->out_channels(), 0, 0};
-        for (int d = 2; d < 4; ++d) {
+        for (int d = 2; d < 4; ++d)
           if (shape[d] + 2 * co.padding < reach)
             fail_shape(s, shape, "the image is smaller than the kernel's reach");
-          y[d] = (shape[d] + 2 * co.padding - reach) / co.stride + 1;
-        }
+        const Conv2dParams g{.c = shape[1], .h = shape[2], .w = shape[3], .k = conv->out_channels(), .r = k,
+                             .s = k, .stride_h = co.stride, .stride_w = co.stride, .pad_h = co.padding,
+                             .pad_w = co.padding, .dil_h = co.dilation, .dil_w = co.dilation};
+        const OnnxShape y = {shape[0], conv->out_channels(), g.p(), g.q()};
         OnnxNode n("Conv", name);
         n.input(in).input(initializer(s, conv->weight, "weight"));
         if (conv->bias.defined()) n.input(initializer(s, conv->bias, "bias"));
@@ -427,12 +429,12 @@ class OnnxGraphBuilder {
           fail_shape(s, shape,
                      "kernel " + std::to_string(s.kernel) + ", stride " + std::to_string(s.stride) +
                          ", padding " + std::to_string(s.padding) + " are not a valid pooling");
-        OnnxShape y = shape;
-        for (int d = 2; d < 4; ++d) {
+        for (int d = 2; d < 4; ++d)
           if (shape[d] + 2 * s.padding < s.kernel)
             fail_shape(s, shape, "the image is smaller than the pooling window");
-          y[d] = (shape[d] + 2 * s.padding - s.kernel) / s.stride + 1;  // floor mode
-        }
+        const MaxPool2dParams g{.h = shape[2], .w = shape[3], .kernel = s.kernel, .stride = s.stride,
+                                .padding = s.padding};
+        const OnnxShape y = {shape[0], shape[1], g.p(), g.q()};  // floor mode
         OnnxNode n("MaxPool", name);
         n.input(in)
             .output(out)
