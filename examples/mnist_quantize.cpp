@@ -45,8 +45,7 @@ Measured measure(F&& forward, const std::vector<data::Batch>& batches, int repea
       images += b.labels.size(0);
       if (r == 0) {
         loss += nll_loss(out, b.labels, Reduction::sum).item();
-        const Tensor<std::int64_t> pred = argmax(out, 1);
-        for (std::int64_t i = 0; i < b.labels.size(0); ++i) correct += pred(i) == b.labels(i) ? 1 : 0;
+        correct += count_correct(out, b.labels);
       }
     }
     if (r == 0) m.eval = {loss / static_cast<double>(images), correct, images};
