@@ -25,14 +25,10 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define EMBER_INT8_X86 1
-#else
-#define EMBER_INT8_X86 0
-#endif
-
 #include "ember/core/error.hpp"
+#include "ember/core/simd.hpp"  // <immintrin.h> on x86-64
+
+#define EMBER_INT8_X86 EMBER_X86
 
 namespace ember::quant {
 

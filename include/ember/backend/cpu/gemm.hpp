@@ -2,6 +2,8 @@
 // Row-major GEMM over raw pointers through Eigen maps, threaded over the larger output
 // dimension with ember's pool:  C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
 
+#include "ember/core/simd.hpp"  // first: <immintrin.h> before Eigen includes it (see there)
+
 #include <Eigen/Core>
 #include <cstdint>
 
