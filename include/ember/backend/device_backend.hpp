@@ -161,11 +161,16 @@ inline CudaBackend& cuda_registry() {
 inline void register_cuda_backend(const CudaBackend& b) { cuda_registry() = b; }
 [[nodiscard]] inline bool cuda_backend_present() { return cuda_registry().runtime != nullptr; }
 
+// Why a program has no CUDA backend, and what gives it one.
+inline constexpr const char* kNoCudaBackend =
+    "this program carries no CUDA backend. The backend is compiled into a program by one "
+    "nvcc-compiled source file that includes ember: with CMake, link the program to ember::cuda "
+    "(target_link_libraries(app PRIVATE ember::cuda), which adds that file; needs nvcc, cuBLAS "
+    "and cuDNN 9 when ember is configured); for ember's own programs, configure ember with "
+    "-DEMBER_ENABLE_CUDA=ON";
+
 [[nodiscard]] inline DeviceRuntime& cuda_runtime() {
-  EMBER_CHECK(cuda_backend_present(),
-              "a CUDA device was requested, but this program carries no CUDA backend: ember's "
-              "CUDA backend is compiled into a program when at least one of its source files "
-              "that includes ember is compiled by nvcc (configure with -DEMBER_ENABLE_CUDA=ON)");
+  EMBER_CHECK(cuda_backend_present(), "a CUDA device was requested, but ", kNoCudaBackend);
   return *cuda_registry().runtime;
 }
 
@@ -196,10 +201,8 @@ namespace ember {
 // Throws ember::Error unless tensors can live on `d` in this program.
 inline void check_device_available(const Device& d) {
   if (d.is_cpu()) return;
-  EMBER_CHECK(backend::cuda_backend_present(), "device ", d.str(),
-              " requested, but this program carries no CUDA backend: ember's CUDA backend is "
-              "compiled into a program when at least one of its source files that includes "
-              "ember is compiled by nvcc (configure with -DEMBER_ENABLE_CUDA=ON)");
+  EMBER_CHECK(backend::cuda_backend_present(), "device ", d.str(), " requested, but ",
+              backend::kNoCudaBackend);
   const int count = backend::cuda_runtime().device_count();
   EMBER_CHECK(d.index >= 0 && d.index < count, "device ", d.str(),
               " requested, but this machine has ", count, " CUDA device(s)");
