@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The one script run on the lent GPU machine (an H200): builds ember's CUDA targets, runs the CUDA
+# The one script run on a GPU machine (written for an H200): builds ember's CUDA targets, runs the CUDA
 # tests, trains MNIST on the GPU with both backend choices, times the kernels against cuBLAS /
 # cuDNN and the same work in PyTorch, and prints a short table LAST.
 #
-#   scripts/device-check.sh --prepare   HERE, before the device call: copies what the device
-#                                       machine may lack into ignored folders that the call
-#                                       carries (see below), and prints the carry list
-#   scripts/device-check.sh             ON THE DEVICE (from the repository root; $OUT: output)
+#   scripts/device-check.sh --prepare   on the build machine first: copies what the GPU
+#                                       machine may lack into ignored folders to be copied
+#                                       along (see below), and prints their list
+#   scripts/device-check.sh             on the GPU machine (from the repository root; $OUT: output)
 #
-# The device machine has nvcc, CMake, ninja, python3 with torch and cuDNN inside the torch
-# wheels (KINDS.md), but maybe not Eigen, Catch2, Google Benchmark or zlib's headers, and it
+# The GPU machine is expected to have nvcc, CMake, ninja, python3 with torch and cuDNN inside
+# the torch wheels, but maybe not Eigen, Catch2, Google Benchmark or zlib's headers, and it
 # cannot download anything. --prepare copies this machine's copies into build/devdeps (with
 # their CMake package files, relocatable) and the MNIST files into data/mnist; both paths are
-# ignored by git, so the device call must name them in `carry`:
-#   carry: ["build/devdeps", "data/mnist"]        (+ "build/device-prebuilt", see below)
+# ignored by git, so whatever copies the working tree to the GPU machine must copy them too:
+#   extra paths: ["build/devdeps", "data/mnist"]        (+ "build/device-prebuilt", see below)
 # Optional: EMBER_PREBUILT_FROM=<build dir> scripts/device-check.sh --prepare also copies (and
 # strips) the five executables of a CUDA build made here into build/device-prebuilt; the
 # device run uses those that start there (all libraries found) and builds only the others,
@@ -35,10 +35,10 @@
 #            --gamma 0.1) with the faster choice, if time allows
 #   bench    bench_cuda_kernels, 5 repetitions (fewer when time is short), JSON to $OUT
 #   table    parsed by a python3 snippet, printed last and saved as $OUT/summary.txt
-# The whole run stays within EMBER_CHECK_BUDGET seconds (default 480; give the device call a
-# timeout_s of at least that plus 30).
+# The whole run stays within EMBER_CHECK_BUDGET seconds (default 480; a runner's own time
+# limit should be at least that plus 30).
 #
-# Files under $OUT (the device tool returns at most 8): env_build.log tests.log mnist.log
+# Files under $OUT (eight, so that a runner which returns a few files gets them all): env_build.log tests.log mnist.log
 # bench_cuda_kernels.log bench_cuda_kernels.json pytorch_kernels.log pytorch_kernels.json
 # summary.txt
 #
@@ -102,7 +102,7 @@ prepare() {
     du -sh "$PREBUILT"
   fi
   du -sh "$DEVDEPS" data/mnist
-  echo "carry: [\"build/devdeps\", \"data/mnist\"$([[ -d "$PREBUILT" ]] && echo ', "build/device-prebuilt"')]"
+  echo "copy along: [\"build/devdeps\", \"data/mnist\"$([[ -d "$PREBUILT" ]] && echo ', "build/device-prebuilt"')]"
   echo "(both are ignored by git: /build*/ and /data/ in .gitignore)"
 }
 
