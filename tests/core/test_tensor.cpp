@@ -508,3 +508,43 @@ TEST_CASE("Shape helpers", "[tensor][shape]") {
   CHECK(ember::wrap_dim(-1, 3) == 2);
   CHECK_THROWS_AS(ember::wrap_dim(3, 3), ember::Error);
 }
+
+TEST_CASE("Shape sizes are overflow-checked", "[tensor][shape]") {
+  const I64 big = I64{1} << 40;
+  // No element, yet the strides of [0, 2^40, 2^40] overflow int64: refused, never wrapped.
+  CHECK_THROWS_MATCHES(ember::contiguous_strides({0, big, big}), ember::Error,
+                       ErrorContains({"[0, 1099511627776, 1099511627776]", "strides overflow"}));
+  CHECK_THROWS_MATCHES(ember::numel_of({0, big, big}), ember::Error,
+                       ErrorContains({"strides overflow"}));
+  CHECK_THROWS_MATCHES(Tensor<float>::empty({0, big, big}), ember::Error,
+                       ErrorContains({"strides overflow"}));
+  CHECK(ember::numel_of({0, 1 << 20, 1 << 20}) == 0);
+  CHECK(ember::contiguous_strides({0, 3}) == Shape{3, 1});
+  CHECK_THROWS_MATCHES(ember::numel_of({big, big}), ember::Error,
+                       ErrorContains({"too many elements"}));
+  CHECK(ember::byte_size_of({2, 3}, 8) == 48);
+  CHECK_THROWS_AS(ember::byte_size_of({2}, 0), ember::Error);
+  CHECK(ember::checked_mul(I64{1} << 62, 2) == std::nullopt);
+  CHECK(ember::checked_mul(-3, 4) == -12);
+  CHECK(ember::checked_add(INT64_MAX, 1) == std::nullopt);
+  CHECK(ember::checked_add(2, 3) == 5);
+}
+
+TEST_CASE("shape_str stays short whatever the rank", "[tensor][shape]") {
+  const Shape huge(5'000'000, 1);
+  const std::string s = ember::shape_str(huge);
+  CHECK(s.size() < 100);
+  CHECK(s == "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ... (5000000 dims)]");
+  CHECK(ember::shape_str({1, 2, 3}, 2) == "[1, 2, ... (3 dims)]");
+  CHECK(ember::shape_str({1, 2}, 0) == "[... (2 dims)]");
+  CHECK(ember::shape_str(Shape(16, 2)).find("...") == std::string::npos);
+  // An error about such a shape is one short line too.
+  Shape negative(5'000'000, 1);
+  negative.back() = -1;
+  try {
+    (void)ember::numel_of(negative);
+    FAIL("numel_of accepted a negative dimension");
+  } catch (const ember::Error& e) {
+    CHECK(std::string(e.what()).size() < 200);
+  }
+}
