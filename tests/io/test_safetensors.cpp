@@ -421,6 +421,67 @@ TEST_CASE("safetensors: corrupt files are rejected with a worded error", "[io][s
   }
 }
 
+TEST_CASE("safetensors: sizes from the file are checked, messages stay short",
+          "[io][safetensors]") {
+  const auto message = [](const std::vector<std::byte>& image) -> std::string {
+    try {
+      (void)parse(image);
+    } catch (const ember::Error& e) {
+      return e.what();
+    }
+    FAIL("the image was accepted");
+    return "";
+  };
+  SECTION("no element, yet strides overflow: [0, 2^40, 2^40]") {
+    const std::string m = message(make_image(
+        R"({"a":{"dtype":"F32","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}})",
+        {}));
+    CHECK_THAT(m, Contains("tensor \"a\": shape [0,1099511627776,1099511627776] is too large"));
+    // A zero dimension with a sane rest is an ordinary empty tensor.
+    CHECK(parse_header(R"({"a":{"dtype":"F32","shape":[0,1048576,1048576],)"
+                       R"("data_offsets":[0,0]}})")
+              .tensors.at("a")
+              .data.empty());
+  }
+  SECTION("rank is capped, and reading stops at the first dimension too many") {
+    std::string shape = "1";
+    for (int i = 0; i < 500'000; ++i) shape += ",1";
+    const std::string m = message(make_image(
+        R"({"a":{"dtype":"U8","shape":[)" + shape + R"(],"data_offsets":[0,1]}})", zeros(1)));
+    CHECK_THAT(m, Contains("\"shape\" has more than 8 values"));
+    CHECK(m.size() < 200);
+    CHECK(parse_header(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1],"data_offsets":[0,1]}})",
+                       1)
+              .tensors.at("a")
+              .shape.size() == 8);
+    CHECK_THAT(message(make_image(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}})",
+                                  zeros(2))),
+               Contains("\"data_offsets\" has more than 2 values"));
+  }
+  SECTION("names and dtypes from the file are clipped in messages") {
+    const std::string name(1'000'000, 'n');
+    const std::string m = message(make_image(
+        "{\"" + name + "\":{\"dtype\":\"" + std::string(1'000'000, 'D') +
+            "\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+        zeros(1)));
+    CHECK_THAT(m, Contains("unknown dtype") && Contains("... (1000000 bytes)"));
+    CHECK(m.size() < 400);
+    const std::string entry = R"({"dtype":"U8","shape":[1],"data_offsets":[0,1]})";
+    const std::string dup =
+        message(make_image("{\"" + name + "\":" + entry + ",\"" + name + "\":{}}", zeros(1)));
+    CHECK_THAT(dup, Contains("duplicate key"));
+    CHECK(dup.size() < 400);
+  }
+  SECTION("the writer refuses what the reader would refuse") {
+    SafetensorsFile file;
+    file.tensors["w"] = {"U8", std::vector<std::int64_t>(9, 1), zeros(1)};
+    REQUIRE_THROWS_WITH(ember::io::serialize_safetensors(file),
+                        Contains("rank 9 exceeds the readable maximum of 8"));
+    file.tensors["w"] = {"U8", {0, std::int64_t{1} << 40, std::int64_t{1} << 40}, {}};
+    REQUIRE_THROWS_WITH(ember::io::serialize_safetensors(file), Contains("needs too many"));
+  }
+}
+
 TEST_CASE("safetensors: opening and writing errors", "[io][safetensors]") {
   const fs::path dir = test_dir("errors");
   REQUIRE_THROWS_WITH(ember::io::load_safetensors((dir / "missing.safetensors").string()),

@@ -113,7 +113,8 @@ class JsonReader {
       if (at_end() || peek() != '"') fail(pos_, "expected a string key");
       std::string key = read_string();
       if (!seen.insert(key).second) {
-        fail(key_offset, ::ember::detail::concat("duplicate key \"", key, "\""));
+        fail(key_offset,
+             ::ember::detail::concat("duplicate key \"", ::ember::detail::clip_text(key), "\""));
       }
       skip_whitespace();
       expect(':');

@@ -17,7 +17,10 @@
 // Reading is strict: JsonReader (json_reader.hpp) accepts only objects, arrays, strings and
 // integers (all a header needs) and rejects duplicate keys, and every structural problem throws
 // ember::Error naming the file and what is wrong. Unknown fields inside a tensor entry are
-// ignored, as the reference does.
+// ignored, as the reference does. Sizes are checked before they are used: the header length
+// against a 100 MB cap and the file size, ranks against safetensors_max_rank, every shape's
+// element count and strides for overflow (core/shape.hpp), and an allocation that fails
+// anyway throws ember::Error naming the file and the size.
 
 #include <algorithm>
 #include <array>
@@ -39,6 +42,7 @@
 #include <sys/stat.h>
 
 #include "ember/core/error.hpp"
+#include "ember/core/shape.hpp"
 #include "ember/io/atomic_file.hpp"
 #include "ember/io/json_reader.hpp"
 
@@ -79,6 +83,16 @@ inline std::optional<std::size_t> dtype_index(std::string_view dtype) {
 }
 
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;  // the reference's limit
+// Dimensions shown in an error message before "...": a hostile header's shape may have
+// millions, the message stays one short line.
+inline constexpr std::size_t message_max_dims = 16;
+
+}  // namespace detail
+
+// The largest rank the reader accepts (the reference has no limit; no real tensor comes near).
+inline constexpr std::size_t safetensors_max_rank = 8;
+
+namespace detail {
 
 }  // namespace detail
 
@@ -106,34 +120,48 @@ struct Header {
   std::map<std::string, std::string> metadata;
 };
 
-// product(shape) * element_size, or nullopt on overflow (a shape no file could hold).
+// product(shape) * element_size, or nullopt for a shape no tensor could have: more than
+// ember::max_numel elements, or strides that overflow (a shape [0, 2^40, 2^40] holds no
+// byte, yet cannot be indexed). Dimensions must be non-negative.
 inline std::optional<std::uint64_t> byte_size_of(const std::vector<std::int64_t>& shape,
                                                  std::size_t element_size) {
-  std::uint64_t bytes = element_size;
+  std::int64_t count = 1;
+  std::int64_t extent = 1;  // product of the non-zero dimensions
   for (const std::int64_t dim : shape) {
-    const auto d = static_cast<std::uint64_t>(dim);
-    if (d != 0 && bytes > std::numeric_limits<std::uint64_t>::max() / d) return std::nullopt;
-    bytes *= d;
+    const auto e = checked_mul(extent, dim > 0 ? dim : 1);
+    if (!e || *e > max_numel) return std::nullopt;
+    extent = *e;
+    count *= dim;  // <= extent, cannot overflow
   }
-  return bytes;
+  return static_cast<std::uint64_t>(count) * element_size;  // <= 2^48 * 8
 }
 
-inline std::string shape_string(const std::vector<std::int64_t>& shape) {
-  // JSON form, no spaces: [2,3]
+// JSON form, no spaces: [2,3]. With max_dims (for messages), at most that many dimensions
+// and then "...".
+inline std::string shape_string(const std::vector<std::int64_t>& shape,
+                                std::size_t max_dims = std::numeric_limits<std::size_t>::max()) {
   std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
+  const std::size_t shown = std::min(shape.size(), max_dims);
+  for (std::size_t i = 0; i < shown; ++i) {
     if (i) out += ',';
     out += std::to_string(shape[i]);
   }
+  if (shown < shape.size()) {
+    out += (shown ? ",... (" : "... (") + std::to_string(shape.size()) + " values)";
+  }
   out += ']';
   return out;
+}
+// The same, short enough for an error message.
+inline std::string shape_message(const std::vector<std::int64_t>& shape) {
+  return shape_string(shape, message_max_dims);
 }
 
 // One tensor entry, the reader positioned at its value.
 inline HeaderEntry read_entry(JsonReader& reader, std::string name, const std::string& source) {
   const auto fail = [&](const auto&... parts) {
-    throw Error(::ember::detail::concat("safetensors '", source, "': tensor \"", name, "\": ",
-                                        parts...));
+    throw Error(::ember::detail::concat("safetensors '", source, "': tensor \"",
+                                        ::ember::detail::clip_text(name), "\": ", parts...));
   };
   const auto require = [&](JsonKind kind, std::string_view what) {
     const JsonKind found = reader.peek_kind();
@@ -142,10 +170,17 @@ inline HeaderEntry read_entry(JsonReader& reader, std::string name, const std::s
            " (header byte ", reader.position(), ")");
     }
   };
-  const auto read_integers = [&](std::string_view what, std::vector<std::int64_t>& out) {
+  // At most max_count integers: a hostile header's array of millions stops at the first
+  // one too many.
+  const auto read_integers = [&](std::string_view what, std::vector<std::int64_t>& out,
+                                 std::size_t max_count) {
     require(JsonKind::array, what);
     reader.read_array([&] {
       require(JsonKind::integer, ::ember::detail::concat("an element of ", what));
+      if (out.size() == max_count) {
+        fail(what, " has more than ", max_count, " values (header byte ", reader.position(),
+             ")");
+      }
       out.push_back(reader.read_integer());
     });
   };
@@ -159,10 +194,10 @@ inline HeaderEntry read_entry(JsonReader& reader, std::string name, const std::s
       entry.dtype = reader.read_string();
       has_dtype = true;
     } else if (key == "shape") {
-      read_integers("\"shape\"", entry.shape);
+      read_integers("\"shape\"", entry.shape, safetensors_max_rank);
       has_shape = true;
     } else if (key == "data_offsets") {
-      read_integers("\"data_offsets\"", offsets);
+      read_integers("\"data_offsets\"", offsets, 2);
       has_offsets = true;
     } else {
       reader.skip_value();  // unknown fields are ignored, as the reference does
@@ -172,21 +207,21 @@ inline HeaderEntry read_entry(JsonReader& reader, std::string name, const std::s
   if (!has_shape) fail("missing \"shape\"");
   if (!has_offsets) fail("missing \"data_offsets\"");
   const auto dtype = dtype_index(entry.dtype);
-  if (!dtype) fail("unknown dtype \"", entry.dtype, "\"");
+  if (!dtype) fail("unknown dtype \"", ::ember::detail::clip_text(entry.dtype, 20), "\"");
   for (const std::int64_t dim : entry.shape) {
-    if (dim < 0) fail("shape ", shape_string(entry.shape), " has a negative dimension");
+    if (dim < 0) fail("shape ", shape_message(entry.shape), " has a negative dimension");
   }
   if (offsets.size() != 2 || offsets[0] < 0 || offsets[1] < 0) {
-    fail("\"data_offsets\" ", shape_string(offsets), " is not [begin, end]");
+    fail("\"data_offsets\" ", shape_message(offsets), " is not [begin, end]");
   }
   entry.begin = static_cast<std::uint64_t>(offsets[0]);
   entry.end = static_cast<std::uint64_t>(offsets[1]);
   if (entry.end < entry.begin) fail("data_offsets ", shape_string(offsets), " end before begin");
   const auto bytes = byte_size_of(entry.shape, safetensors_dtypes[*dtype].size);
-  if (!bytes) fail("shape ", shape_string(entry.shape), " is too large to address");
+  if (!bytes) fail("shape ", shape_message(entry.shape), " is too large to address");
   if (*bytes != entry.end - entry.begin) {
     fail("data_offsets ", shape_string(offsets), " hold ", entry.end - entry.begin,
-         " bytes but shape ", shape_string(entry.shape), " of ", entry.dtype, " needs ", *bytes);
+         " bytes but shape ", shape_message(entry.shape), " of ", entry.dtype, " needs ", *bytes);
   }
   entry.name = std::move(name);  // last: fail() above names the tensor
   return entry;
@@ -203,7 +238,7 @@ inline void read_metadata(JsonReader& reader, std::map<std::string, std::string>
   };
   require(JsonKind::object, "\"__metadata__\"");
   reader.read_object([&](std::string key) {
-    require(JsonKind::string, "metadata value \"" + key + "\"");
+    require(JsonKind::string, "metadata value \"" + ::ember::detail::clip_text(key) + "\"");
     metadata[std::move(key)] = reader.read_string();
   });
 }
@@ -232,14 +267,16 @@ inline Header parse_header(std::string_view json, std::uint64_t buffer_size,
   std::uint64_t covered = 0;
   const HeaderEntry* previous = nullptr;
   for (const HeaderEntry& entry : header.entries) {
-    EMBER_CHECK(entry.end <= buffer_size, "safetensors '", source, "': tensor \"", entry.name,
-                "\": data_offsets [", entry.begin, ",", entry.end,
+    const auto clip = [](const std::string& name) { return ::ember::detail::clip_text(name); };
+    EMBER_CHECK(entry.end <= buffer_size, "safetensors '", source, "': tensor \"",
+                clip(entry.name), "\": data_offsets [", entry.begin, ",", entry.end,
                 "] run past the end of the data buffer (", buffer_size, " bytes)");
-    EMBER_CHECK(entry.begin >= covered, "safetensors '", source, "': tensor \"", entry.name,
-                "\" overlaps tensor \"", previous ? previous->name : "", "\"");
+    EMBER_CHECK(entry.begin >= covered, "safetensors '", source, "': tensor \"",
+                clip(entry.name), "\" overlaps tensor \"", previous ? clip(previous->name) : "",
+                "\"");
     EMBER_CHECK(entry.begin == covered, "safetensors '", source, "': gap of ",
                 entry.begin - covered, " bytes in the data buffer before tensor \"",
-                entry.name, "\"");
+                clip(entry.name), "\"");
     covered = entry.end;
     previous = &entry;
   }
@@ -261,6 +298,12 @@ inline std::uint64_t check_header_length(std::uint64_t header_length, std::uint6
   EMBER_CHECK(header_length <= file_size - 8, "safetensors '", source, "': header length ",
               header_length, " runs past the end of the file (", file_size, " bytes)");
   return header_length;
+}
+
+// "safetensors '<source>': tensor \"<name>\"", for messages.
+inline std::string tensor_where(const std::string& source, const std::string& name) {
+  return ::ember::detail::concat("safetensors '", source, "': tensor \"",
+                                 ::ember::detail::clip_text(name), "\"");
 }
 
 inline void check_file_size(std::uint64_t file_size, const std::string& source) {
@@ -312,18 +355,22 @@ inline Layout plan_layout(const SafetensorsFile& file, const std::string& target
     const TensorRecord& record = named.second;
     const auto fail = [&](const auto&... parts) {
       throw Error(::ember::detail::concat("safetensors '", target, "': cannot write tensor \"",
-                                          name, "\": ", parts...));
+                                          ::ember::detail::clip_text(name), "\": ", parts...));
     };
     if (name == "__metadata__") fail("the name is reserved for the metadata");
     if (!is_valid_utf8(name)) fail("the name is not valid UTF-8");
     const auto dtype = dtype_index(record.dtype);
-    if (!dtype) fail("unknown dtype \"", record.dtype, "\"");
+    if (!dtype) fail("unknown dtype \"", ::ember::detail::clip_text(record.dtype, 20), "\"");
+    if (record.shape.size() > safetensors_max_rank) {
+      fail("rank ", record.shape.size(), " exceeds the readable maximum of ",
+           safetensors_max_rank);
+    }
     for (const std::int64_t dim : record.shape) {
       if (dim < 0) fail("shape has a negative dimension ", dim);
     }
     const auto bytes = byte_size_of(record.shape, safetensors_dtypes[*dtype].size);
     if (!bytes || *bytes != record.data.size()) {
-      fail("shape ", shape_string(record.shape), " of ", record.dtype, " needs ",
+      fail("shape ", shape_message(record.shape), " of ", record.dtype, " needs ",
            bytes ? std::to_string(*bytes) : "too many", " bytes, data has ", record.data.size());
     }
     layout.order.push_back(&named);
@@ -341,7 +388,8 @@ inline Layout plan_layout(const SafetensorsFile& file, const std::string& target
 
   for (const auto& [key, value] : file.metadata) {
     EMBER_CHECK(is_valid_utf8(key) && is_valid_utf8(value), "safetensors '", target,
-                "': metadata entry \"", key, "\" is not valid UTF-8");
+                "': metadata entry \"", ::ember::detail::clip_text(key),
+                "\" is not valid UTF-8");
   }
   std::string& json = layout.header;
   json += '{';
@@ -422,9 +470,12 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> bytes,
   file.metadata = std::move(header.metadata);
   for (detail::HeaderEntry& entry : header.entries) {
     const auto data = buffer.subspan(entry.begin, entry.end - entry.begin);
-    file.tensors.emplace(std::move(entry.name),
-                         TensorRecord{std::move(entry.dtype), std::move(entry.shape),
-                                      std::vector<std::byte>(data.begin(), data.end())});
+    std::vector<std::byte> copy = allocate_or_throw(
+        detail::tensor_where(source_name, entry.name), data.size(),
+        [&] { return std::vector<std::byte>(data.begin(), data.end()); });
+    file.tensors.emplace(std::move(entry.name), TensorRecord{std::move(entry.dtype),
+                                                             std::move(entry.shape),
+                                                             std::move(copy)});
   }
   return file;
 }
@@ -467,13 +518,18 @@ inline SafetensorsFile load_safetensors(const std::string& path) {
   read_exactly(prefix.data(), prefix.size(), "the header length");
   const std::uint64_t header_length =
       detail::check_header_length(detail::read_u64_le(prefix.data()), file_size, path);
-  std::string json(header_length, '\0');
+  std::string json = allocate_or_throw(
+      ::ember::detail::concat("safetensors '", path, "': header"), header_length,
+      [&] { return std::string(header_length, '\0'); });
   read_exactly(json.data(), json.size(), "the header");
   detail::Header header = detail::parse_header(json, file_size - 8 - header_length, path);
   SafetensorsFile file;
   file.metadata = std::move(header.metadata);
   for (detail::HeaderEntry& entry : header.entries) {  // in offset order, back to back
-    std::vector<std::byte> data(entry.end - entry.begin);
+    const std::uint64_t size = entry.end - entry.begin;
+    std::vector<std::byte> data = allocate_or_throw(
+        detail::tensor_where(path, entry.name), size,
+        [&] { return std::vector<std::byte>(static_cast<std::size_t>(size)); });
     read_exactly(data.data(), data.size(), "tensor data");
     file.tensors.emplace(std::move(entry.name), TensorRecord{std::move(entry.dtype),
                                                              std::move(entry.shape),
