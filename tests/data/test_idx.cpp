@@ -1,7 +1,13 @@
 // Tests for ember/data/idx.hpp: round trips through write_idx/read_idx, raw and gzip, and
 // every way a file can be wrong (each must throw ember::Error naming the file and the fault).
-// With EMBER_DATA set to a folder holding the MNIST .gz files, also reads the real labels.
+// Reading costs one copy of the payload and a failed allocation is an ember::Error (checked in
+// child processes with a bounded address space). With EMBER_DATA set to a folder holding the MNIST .gz files, also reads the real labels.
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
@@ -339,3 +345,137 @@ TEST_CASE("MNIST train labels from EMBER_DATA", "[data][idx][mnist]") {
     CHECK(images.size() == 60000u * 28 * 28);
   }
 }
+
+TEST_CASE("IDX parse_idx reads bytes in memory as read_idx reads the file", "[data][idx]") {
+  const bool gzip = GENERATE(false, true);
+  const std::string path = tmp_path(gzip ? "memory.gz" : "memory");
+  const IdxArray a{0x0B, {3, 7}, random_bytes(42, 12)};
+  write_idx(path, a, gzip);
+  const Bytes file = read_bytes(path);
+  const IdxArray b = ember::data::parse_idx(file, "mem.idx");
+  CHECK(b.type_code == a.type_code);
+  CHECK(b.dims == a.dims);
+  CHECK(b.bytes == a.bytes);
+  const Bytes cut(file.begin(), file.end() - 1);
+  REQUIRE_THROWS_MATCHES(ember::data::parse_idx(cut, "mem.idx"), ember::Error,
+                         ErrorContains({"IDX file 'mem.idx'"}));
+}
+
+TEST_CASE("IDX read_idx_u8_tensor reads straight into a tensor", "[data][idx]") {
+  const bool gzip = GENERATE(false, true);
+  const std::string path = tmp_path(gzip ? "tensor.gz" : "tensor");
+  const IdxArray a{0x08, {4, 5, 6}, random_bytes(120, 13)};
+  write_idx(path, a, gzip);
+  const ember::Tensor<std::uint8_t> t = ember::data::read_idx_u8_tensor(path);
+  CHECK(t.shape() == ember::Shape{4, 5, 6});
+  CHECK(Bytes(t.data(), t.data() + t.numel()) == a.bytes);
+  write_idx(path, IdxArray{0x0C, {2}, random_bytes(8, 1)}, gzip);
+  REQUIRE_THROWS_MATCHES(ember::data::read_idx_u8_tensor(path), ember::Error,
+                         ErrorContains({path, "type code 0x0C", "expected 0x08"}));
+}
+
+TEST_CASE("IDX raw file whose size disagrees with its header is refused unread", "[data][idx]") {
+  // The size check comes first: a raw file claiming 4 GiB - 1 bytes costs nothing to refuse.
+  const std::string path = tmp_path("raw_lying");
+  write_bytes(path, concat(header(0x08, 2, {65535, 65537}), random_bytes(3, 1)));
+  REQUIRE_THROWS_MATCHES(read_idx(path), ember::Error,
+                         ErrorContains({path, "expected 4294967295 bytes", "got 3"}));
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define EMBER_TEST_NO_RLIMIT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define EMBER_TEST_NO_RLIMIT 1
+#endif
+#endif
+
+#ifndef EMBER_TEST_NO_RLIMIT
+namespace {
+
+// A gzip IDX file of `bytes` zero bytes (type 0x08, dims {bytes / 1024, 1024}), written in
+// pieces: it inflates about 1000:1.
+void write_zeros_gz(const std::string& path, std::uint32_t bytes) {
+  ember::data::detail::FileWriter w(path, true);
+  const Bytes h = header(0x08, 2, {bytes / 1024, 1024});
+  w.write(h.data(), h.size());
+  const Bytes zeros(std::size_t{1} << 20, 0);
+  for (std::uint32_t left = bytes; left > 0;) {
+    const std::uint32_t n = std::min<std::uint32_t>(left, static_cast<std::uint32_t>(zeros.size()));
+    w.write(zeros.data(), n);
+    left -= n;
+  }
+  w.close();
+}
+
+// Runs f in a child process whose address space may grow by at most `headroom` bytes, and
+// returns its exit code (f's return value, or 99 if it threw something it did not catch).
+template <class F>
+int with_address_space_headroom(std::size_t headroom, F f) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::ifstream statm("/proc/self/statm");
+    std::size_t pages = 0;
+    statm >> pages;
+    const auto now = pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const rlimit limit{now + headroom, now + headroom};
+    int code = 98;
+    if (::setrlimit(RLIMIT_AS, &limit) == 0) {
+      try {
+        code = f();
+      } catch (...) {
+        code = 99;
+      }
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+TEST_CASE("IDX gzip inflates straight into the tensor, without a second copy", "[data][idx]") {
+  // 128 MiB of payload from a 128 KiB file, with 176 MiB of headroom: one copy fits, two
+  // (inflate into a buffer, then copy into the tensor) would not.
+  const std::string path = tmp_path("zeros128.gz");
+  constexpr std::uint32_t payload = 128u << 20;
+  write_zeros_gz(path, payload);
+  CHECK(fs::file_size(path) < payload / 500);
+  const int code = with_address_space_headroom(std::size_t{176} << 20, [&] {
+    const ember::Tensor<std::uint8_t> t = ember::data::read_idx_u8_tensor(path);
+    return t.numel() == payload && t.data()[payload - 1] == 0 ? 0 : 1;
+  });
+  CHECK(code == 0);
+  fs::remove(path);
+}
+
+TEST_CASE("IDX allocation failure is an ember::Error naming the file and the size",
+          "[data][idx]") {
+  const std::string path = tmp_path("zeros256.gz");
+  constexpr std::uint32_t payload = 256u << 20;
+  write_zeros_gz(path, payload);
+  const auto expect_error = [&](auto read) {
+    try {
+      read();
+    } catch (const ember::Error& e) {
+      const std::string what = e.what();
+      const bool named = what.find(path) != std::string::npos &&
+                         what.find("cannot allocate 268435456 bytes") != std::string::npos;
+      return named ? 0 : 2;
+    } catch (const std::bad_alloc&) {
+      return 3;
+    }
+    return 1;
+  };
+  CHECK(with_address_space_headroom(std::size_t{64} << 20, [&] {
+          return expect_error([&] { (void)ember::data::read_idx_u8_tensor(path); });
+        }) == 0);
+  CHECK(with_address_space_headroom(std::size_t{64} << 20, [&] {
+          return expect_error([&] { (void)read_idx(path); });
+        }) == 0);
+  fs::remove(path);
+}
+#endif
