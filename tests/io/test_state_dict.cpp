@@ -3,10 +3,13 @@
 // files give clear errors and leave the module untouched.
 
 #include <catch2/catch.hpp>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "ember/io/state_dict.hpp"
 #include "ember/models/mnist_net.hpp"
@@ -116,6 +119,53 @@ TEST_CASE("bad model files give clear errors and change nothing", "[io]") {
   SECTION("missing file") {
     CHECK_THROWS_WITH(io::load(lin, temp_file("none.safetensors").string()),
                       Catch::Contains("none.safetensors"));
+  }
+  CHECK(lin.weight.to_vector() == before);
+}
+
+TEST_CASE("sizes in a model file are checked before they are used", "[io]") {
+  nn::Linear lin(3, 2);
+  const auto before = lin.weight.to_vector();
+  const std::int64_t big = std::int64_t{1} << 40;
+  SECTION("a record whose shape holds no element but whose strides overflow") {
+    const io::TensorRecord r{"F32", {0, big, big}, {}};
+    CHECK_THROWS_WITH(io::from_record<float>(r, "w"),
+                      Catch::Contains("tensor 'w'") && Catch::Contains("strides overflow"));
+    // The reader refuses such a file before any tensor is made.
+    std::string header =
+        R"({"weight":{"dtype":"F32","shape":[0,1099511627776,1099511627776],)"
+        R"("data_offsets":[0,0]}})";
+    const std::string path = temp_file("strides.safetensors").string();
+    {
+      std::ofstream out(path, std::ios::binary);
+      const std::uint64_t n = header.size();
+      for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xFF));
+      out << header;
+    }
+    CHECK_THROWS_WITH(io::load(lin, path),
+                      Catch::Contains("strides.safetensors") && Catch::Contains("too large"));
+  }
+  SECTION("data size checked against the shape before allocating") {
+    const io::TensorRecord r{"F64", {4}, std::vector<std::byte>(24)};
+    CHECK_THROWS_WITH(io::from_record<float>(r, "w"),
+                      Catch::Contains("tensor 'w': 24 bytes for shape [4] of F64"));
+  }
+  SECTION("a file with thousands of unexpected keys gives a short message") {
+    io::SafetensorsFile f;
+    f.tensors["weight"] = io::to_record(Tensor<float>::ones({2, 3}));
+    f.tensors["bias"] = io::to_record(Tensor<float>::ones({2}));
+    for (int i = 0; i < 20000; ++i)
+      f.tensors["extra." + std::string(100, 'x') + std::to_string(i)] = f.tensors["bias"];
+    const nn::NamedTensors state = io::state_dict_from_safetensors(f, "mem.safetensors");
+    try {
+      io::load_into(lin, state, "mem.safetensors");
+      FAIL("loaded a state_dict with unexpected keys");
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      CHECK_THAT(what, Catch::Contains("'mem.safetensors'") &&
+                           Catch::Contains("unexpected key(s)") && Catch::Contains("bytes)"));
+      CHECK(what.size() < 2100);
+    }
   }
   CHECK(lin.weight.to_vector() == before);
 }

@@ -27,28 +27,52 @@ template <Element T>
   return r;
 }
 
+namespace detail {
+// An ember::Error's message without its "ember: " prefix, at most max_bytes long (a module's
+// list of unexpected keys from a hostile file could otherwise run to megabytes).
+[[nodiscard]] inline std::string error_text(const Error& e, std::size_t max_bytes = 2000) {
+  return ::ember::detail::clip_text(std::string(e.what()).substr(7), max_bytes);
+}
+}  // namespace detail
+
 // A record as a Tensor<T>. F32 and F64 records convert to either floating type; every
-// other dtype must match T exactly.
+// other dtype must match T exactly. The dtype, shape and data size are checked before the
+// tensor is allocated; the data is converted straight into it.
 template <Element T>
 [[nodiscard]] Tensor<T> from_record(const TensorRecord& r, const std::string& name) {
-  Tensor<T> out = Tensor<T>::empty(r.shape);
-  const std::size_t n = static_cast<std::size_t>(out.numel());
-  auto convert = [&](auto tag) {
-    using S = decltype(tag);
-    EMBER_CHECK(r.data.size() == n * sizeof(S), "tensor '", name, "': ", r.data.size(),
-                " bytes for shape ", shape_str(r.shape), " of ", r.dtype);
-    std::vector<S> tmp(n);
-    if (n) std::memcpy(tmp.data(), r.data.data(), r.data.size());
-    for (std::size_t i = 0; i < n; ++i) out.data()[i] = static_cast<T>(tmp[i]);
-  };
+  const std::string where = "tensor '" + ::ember::detail::clip_text(name) + "'";
   const std::string want(safetensors_dtype(dtype_of<T>()));
-  if constexpr (Real<T>) {
-    if (r.dtype == "F32") return convert(float{}), out;
-    if (r.dtype == "F64") return convert(double{}), out;
-  } else if (r.dtype == want) {
-    return convert(T{}), out;
+  const bool real_source = r.dtype == "F32" || r.dtype == "F64";
+  if (Real<T> ? !real_source : r.dtype != want) {
+    throw Error(where + " has dtype " + ::ember::detail::clip_text(r.dtype, 20) +
+                ", which cannot be read as " + want);
   }
-  throw Error("tensor '" + name + "' has dtype " + r.dtype + ", which cannot be read as " + want);
+  std::int64_t n = 0;
+  try {
+    n = numel_of(r.shape);
+  } catch (const Error& e) {
+    throw Error(where + ": " + detail::error_text(e));
+  }
+  const auto convert = [&](auto tag) {
+    using S = decltype(tag);
+    EMBER_CHECK(r.data.size() == static_cast<std::uint64_t>(n) * sizeof(S), where, ": ",
+                r.data.size(), " bytes for shape ", shape_str(r.shape), " of ", r.dtype);
+    Tensor<T> out = allocate_or_throw(where, static_cast<std::uint64_t>(n) * sizeof(T),
+                                      [&] { return Tensor<T>::empty(r.shape); });
+    const std::byte* src = r.data.data();
+    T* dst = out.data();
+    for (std::int64_t i = 0; i < n; ++i) {
+      S v;
+      std::memcpy(&v, src + static_cast<std::size_t>(i) * sizeof(S), sizeof(S));
+      dst[i] = static_cast<T>(v);
+    }
+    return out;
+  };
+  if constexpr (Real<T>) {
+    return r.dtype == "F32" ? convert(float{}) : convert(double{});
+  } else {
+    return convert(T{});
+  }
 }
 
 // Writes named float tensors (a state_dict) atomically.
@@ -63,18 +87,34 @@ inline void save_state_dict(const std::string& path, const nn::NamedTensors& sta
   save_safetensors(path, f);
 }
 
-// Reads every tensor of a safetensors file as float (F32 or F64 on disk).
-inline nn::NamedTensors load_state_dict(const std::string& path) {
-  const SafetensorsFile f = load_safetensors(path);
+// Every tensor of a parsed safetensors file as float (F32 or F64 in the file); source names
+// the file in errors.
+inline nn::NamedTensors state_dict_from_safetensors(const SafetensorsFile& f,
+                                                    const std::string& source) {
   nn::NamedTensors out;
   for (const auto& [name, r] : f.tensors) {
     try {
       out.emplace_back(name, from_record<float>(r, name));
     } catch (const Error& e) {
-      throw Error("'" + path + "': " + std::string(e.what()).substr(7));
+      throw Error("'" + source + "': " + detail::error_text(e));
     }
   }
   return out;
+}
+
+// Reads every tensor of a safetensors file as float (F32 or F64 on disk).
+inline nn::NamedTensors load_state_dict(const std::string& path) {
+  return state_dict_from_safetensors(load_safetensors(path), path);
+}
+
+// Loads a state_dict into a module (see nn::Module::load_state_dict), naming source in errors.
+inline void load_into(nn::Module& m, const nn::NamedTensors& state, const std::string& source,
+                      bool strict = true) {
+  try {
+    m.load_state_dict(state, strict);
+  } catch (const Error& e) {
+    throw Error("'" + source + "': " + detail::error_text(e));
+  }
 }
 
 // Module conveniences: save a module's state_dict; load one into a module (strict by
@@ -84,12 +124,7 @@ inline void save(const nn::Module& m, const std::string& path,
   save_state_dict(path, m.state_dict(), metadata);
 }
 inline void load(nn::Module& m, const std::string& path, bool strict = true) {
-  const nn::NamedTensors state = load_state_dict(path);
-  try {
-    m.load_state_dict(state, strict);
-  } catch (const Error& e) {
-    throw Error("'" + path + "': " + std::string(e.what()).substr(7));
-  }
+  load_into(m, load_state_dict(path), path, strict);
 }
 
 }  // namespace ember::io
