@@ -687,6 +687,22 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
     CHECK_THROWS_WITH(restore((dir / "absent.safetensors").string()),
                       Contains("cannot open safetensors file"));
   }
+  SECTION("counts the run goes on from are bounded, texts from the file clipped") {
+    CHECK_THROWS_WITH(restore(with_metadata("epoch", "9223372036854775807")),
+                      Contains("\"epoch\" is \"9223372036854775807\", expected a count of at "
+                               "most 2^62"));
+    CHECK_THROWS_WITH(restore(with_metadata("optimizer.steps", "4611686018427387905")),
+                      Contains("expected a count of at most 2^62"));
+    CHECK_THROWS_WITH(restore(with_metadata("scheduler.last_epoch", "4611686018427387905")),
+                      Contains("expected a count of at most 2^62"));
+    try {
+      restore(with_metadata("version", std::string(1'000'000, '9')));
+      FAIL("a checkpoint of version 999... was accepted");
+    } catch (const ember::Error& e) {
+      CHECK_THAT(e.what(), Contains("is not supported") && Contains("... (1000000 bytes)"));
+      CHECK(std::string(e.what()).size() < 600);
+    }
+  }
   SECTION("a checkpoint of a differently configured run") {
     CHECK_THROWS_WITH(restore(with_metadata("optimizer.momentum", "0.5")),
                       Contains("SGD momentum is 0.5 in the checkpoint but 0.9 in the optimizer"));

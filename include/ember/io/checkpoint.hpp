@@ -118,6 +118,11 @@ struct TrainingState {
 
 namespace detail {
 
+// Names, keys and values from a file as messages show them (core/error.hpp's clip_text).
+[[nodiscard]] inline std::string clip(const std::string& text) {
+  return ::ember::detail::clip_text(text);
+}
+
 inline constexpr std::string_view model_prefix = "model.";
 inline constexpr std::string_view momentum_prefix = "optimizer.momentum_buffer.";
 inline constexpr std::string_view setting_prefix = "setting.";
@@ -161,12 +166,15 @@ class MetadataReader {
   [[nodiscard]] std::uint64_t u64(const std::string& key) const {
     return integer<std::uint64_t>(key, "an unsigned 64-bit integer");
   }
-  // A non-negative int64.
+  // A non-negative int64 of at most 2^62, so that the run can go on counting from it
+  // (epoch + 1, steps + 1) without overflow.
   [[nodiscard]] std::int64_t count(const std::string& key) const {
     const auto v = integer<std::int64_t>(key, "a non-negative 64-bit integer");
     if (v < 0) bad(key, "a non-negative 64-bit integer");
+    if (v > max_count) bad(key, "a count of at most 2^62");
     return v;
   }
+  static constexpr std::int64_t max_count = std::int64_t{1} << 62;
   // A finite double, at least `min`.
   [[nodiscard]] double real(const std::string& key, double min = -HUGE_VAL) const {
     const std::string& s = text(key);
@@ -183,8 +191,8 @@ class MetadataReader {
     return s == "true";
   }
   [[noreturn]] void bad(const std::string& key, const std::string& expected) const {
-    throw Error(::ember::detail::concat("checkpoint '", source_, "': metadata \"", key, "\" is \"",
-                                        text(key), "\", expected ", expected));
+    throw Error(::ember::detail::concat("checkpoint '", source_, "': metadata \"", clip(key),
+                                        "\" is \"", clip(text(key)), "\", expected ", expected));
   }
 
  private:
@@ -284,6 +292,7 @@ class MetadataReader {
   const auto fail = [&](const auto&... parts) {
     throw Error(::ember::detail::concat("checkpoint '", source, "': ", parts...));
   };
+  using detail::clip;
   const auto format = f.metadata.find("format");
   if (format == f.metadata.end()) fail("not an ember checkpoint (its metadata has no \"format\")");
   if (format->second != checkpoint_format) {
@@ -292,7 +301,7 @@ class MetadataReader {
   }
   const detail::MetadataReader meta(f.metadata, source);
   if (meta.text("version") != checkpoint_version) {
-    fail("version \"", meta.text("version"), "\" is not supported (this ember reads version ",
+    fail("version \"", detail::clip(meta.text("version")), "\" is not supported (this ember reads version ",
          checkpoint_version, ")");
   }
   Checkpoint c;
@@ -331,28 +340,36 @@ class MetadataReader {
     }
   }
   std::map<std::string, Tensor<float>> buffers;
+  const auto tensor = [&](const TensorRecord& record, const std::string& name) {
+    try {
+      return from_record<float>(record, name);
+    } catch (const Error& e) {
+      throw Error(::ember::detail::concat("checkpoint '", source, "': ", detail::error_text(e)));
+    }
+  };
   for (const auto& [name, record] : f.tensors) {
     if (record.dtype != "F32")
-      fail("tensor \"", name, "\" has dtype ", record.dtype, ", expected F32");
+      fail("tensor \"", clip(name), "\" has dtype ", clip(record.dtype), ", expected F32");
     if (name.starts_with(detail::model_prefix)) {
-      c.model.emplace_back(name.substr(detail::model_prefix.size()),
-                           from_record<float>(record, name));
+      c.model.emplace_back(name.substr(detail::model_prefix.size()), tensor(record, name));
     } else if (name.starts_with(detail::momentum_prefix)) {
       const std::string param = name.substr(detail::momentum_prefix.size());
       const auto it = listed.find(param);
-      if (it == listed.end()) fail("tensor \"", name, "\" has no metadata entry \"", name, "\"");
-      if (!it->second) fail("tensor \"", name, "\" is stored but its metadata says \"absent\"");
-      buffers.emplace(param, from_record<float>(record, name));
+      if (it == listed.end())
+        fail("tensor \"", clip(name), "\" has no metadata entry \"", clip(name), "\"");
+      if (!it->second)
+        fail("tensor \"", clip(name), "\" is stored but its metadata says \"absent\"");
+      buffers.emplace(param, tensor(record, name));
     } else {
-      fail("unexpected tensor \"", name, "\" (expected \"", detail::model_prefix, "...\" or \"",
+      fail("unexpected tensor \"", clip(name), "\" (expected \"", detail::model_prefix, "...\" or \"",
            detail::momentum_prefix, "...\")");
     }
   }
   for (const auto& [param, present] : listed) {
     const auto it = buffers.find(param);
     if (present && it == buffers.end()) {
-      fail("metadata says the momentum buffer of \"", param, "\" is present but tensor \"",
-           detail::momentum_prefix, param, "\" is missing");
+      fail("metadata says the momentum buffer of \"", clip(param), "\" is present but tensor \"",
+           detail::momentum_prefix, clip(param), "\" is missing");
     }
     c.momentum_buffers.emplace_back(param, present ? it->second : Tensor<float>());
   }
@@ -382,7 +399,7 @@ inline void check_settings(const Checkpoint& c, const std::map<std::string, std:
     EMBER_CHECK(it != c.settings.end(), "checkpoint '", c.source, "' does not record the setting ",
                 key, " (this run has ", key, " ", value, "), so it cannot be resumed safely");
     EMBER_CHECK(it->second == value, "checkpoint '", c.source, "' was written with ", key, " ",
-                it->second, " but this run has ", key, " ", value, ": resume with the same ", key);
+                detail::clip(it->second), " but this run has ", key, " ", value, ": resume with the same ", key);
   }
 }
 
@@ -398,12 +415,13 @@ inline void restore_checkpoint(const Checkpoint& c, const TrainingState& state) 
   const auto fail = [&](const auto&... parts) {
     throw Error(::ember::detail::concat("checkpoint '", c.source, "': ", parts...));
   };
+  using detail::clip;
   // ---- check everything ----
   nn::Module& model = *state.model;
   std::map<std::string, const Tensor<float>*> saved;
   for (const auto& [name, t] : c.model) {
-    if (!t.defined()) fail("tensor \"model.", name, "\" is undefined");
-    if (!saved.emplace(name, &t).second) fail("two tensors for \"model.", name, "\"");
+    if (!t.defined()) fail("tensor \"model.", clip(name), "\" is undefined");
+    if (!saved.emplace(name, &t).second) fail("two tensors for \"model.", clip(name), "\"");
   }
   const nn::NamedTensors own = model.state_dict();
   for (const auto& [name, t] : own) {
@@ -416,14 +434,14 @@ inline void restore_checkpoint(const Checkpoint& c, const TrainingState& state) 
   }
   for (const auto& [name, t] : c.model) {
     if (std::none_of(own.begin(), own.end(), [&](const auto& e) { return e.first == name; }))
-      fail("tensor \"model.", name, "\" is not in the model (", model.type_name(), ")");
+      fail("tensor \"model.", clip(name), "\" is not in the model (", model.type_name(), ")");
   }
 
   optim::SGD& opt = *state.optimizer;
   const std::vector<std::string> names = detail::optimizer_parameter_names(model, opt);
   std::map<std::string, const Tensor<float>*> buffers;
   for (const auto& [name, t] : c.momentum_buffers) {
-    if (!buffers.emplace(name, &t).second) fail("two momentum buffers for \"", name, "\"");
+    if (!buffers.emplace(name, &t).second) fail("two momentum buffers for \"", clip(name), "\"");
   }
   for (std::size_t k = 0; k < names.size(); ++k) {
     const auto it = buffers.find(names[k]);
@@ -436,7 +454,7 @@ inline void restore_checkpoint(const Checkpoint& c, const TrainingState& state) 
   }
   for (const auto& [name, t] : buffers) {
     if (std::find(names.begin(), names.end(), name) == names.end())
-      fail("has a momentum buffer for \"", name, "\", which the optimizer does not update");
+      fail("has a momentum buffer for \"", clip(name), "\", which the optimizer does not update");
   }
   // Hyper-parameters compare as their exact text (double_to_string round-trips).
   const auto text = [](const auto& v) {
