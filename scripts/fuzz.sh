@@ -40,7 +40,7 @@ scratch=$(mktemp -d "$shm/ember_fuzz.XXXXXX" 2>/dev/null || mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 can_fuzz() {
   command -v "$cxx" >/dev/null 2>&1 || return 1
-  printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }\n' \
+  echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' \
     >"$scratch/probe.cpp"
   "$cxx" -fsanitize=fuzzer,address,undefined "$scratch/probe.cpp" -o "$scratch/probe" \
     >"$scratch/probe.log" 2>&1
@@ -117,7 +117,8 @@ for target in "${targets[@]}"; do
     else
       result="FAILED (exit $rc): $kept/log.txt"
     fi
-    grep -m 3 -E "ERROR|SUMMARY|runtime error|property violated" "$work/log" | sed 's/^/    /' || true
+    grep -m 3 -E "ERROR|SUMMARY|runtime error|property violated" "$work/log" |
+      sed 's/^/    /' || true
   fi
   results+=("$target|$execs|$result")
 done

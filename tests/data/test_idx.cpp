@@ -1,7 +1,8 @@
 // Tests for ember/data/idx.hpp: round trips through write_idx/read_idx, raw and gzip, and
 // every way a file can be wrong (each must throw ember::Error naming the file and the fault).
 // Reading costs one copy of the payload and a failed allocation is an ember::Error (checked in
-// child processes with a bounded address space). With EMBER_DATA set to a folder holding the MNIST .gz files, also reads the real labels.
+// child processes with a bounded address space). With EMBER_DATA set to a folder holding the
+// MNIST .gz files, also reads the real labels.
 
 #include <sys/resource.h>
 #include <sys/wait.h>

@@ -29,8 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   io::Checkpoint c;
   const bool restored = fuzz::accepts([&] {
     c = io::checkpoint_from_safetensors(
-        io::parse_safetensors(fuzz::as_bytes(data, size), "fuzz.safetensors"),
-        "fuzz.safetensors");
+        io::parse_safetensors(fuzz::as_bytes(data, size), "fuzz.safetensors"), "fuzz.safetensors");
     io::restore_checkpoint(c, state);
   });
   (void)fuzz::accepts([&] { io::check_settings(c, {{"seed", "1"}, {"batch-size", "64"}}); });

@@ -24,9 +24,9 @@ using Bytes = std::vector<std::uint8_t>;
 // One gzip member of data (zlib's gzip wrapper: header, deflate, CRC-32 and length).
 Bytes gzip_member(std::span<const std::uint8_t> data, int level) {
   z_stream s{};
-  ember::fuzz::require(deflateInit2(&s, level, Z_DEFLATED, 16 + MAX_WBITS, 8,
-                                    Z_DEFAULT_STRATEGY) == Z_OK,
-                       "deflateInit2 failed");
+  ember::fuzz::require(
+      deflateInit2(&s, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK,
+      "deflateInit2 failed");
   Bytes out(deflateBound(&s, static_cast<uLong>(data.size())) + 32);
   s.next_in = const_cast<Bytef*>(data.data());
   s.avail_in = static_cast<uInt>(data.size());

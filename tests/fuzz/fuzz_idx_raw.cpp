@@ -19,9 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool from_file = fuzz::accepts([&] { file = data::read_idx(path); });
   fuzz::require(in_memory == from_file, "parse_idx and read_idx disagree on accepting the input");
   if (!in_memory) return 0;
-  fuzz::require(memory.type_code == file.type_code && memory.dims == file.dims &&
-                    memory.bytes == file.bytes,
-                "parse_idx and read_idx read different arrays");
+  fuzz::require(
+      memory.type_code == file.type_code && memory.dims == file.dims && memory.bytes == file.bytes,
+      "parse_idx and read_idx read different arrays");
   std::uint64_t n = static_cast<std::uint64_t>(data::idx_element_size(memory.type_code));
   for (const std::int64_t d : memory.dims) n *= static_cast<std::uint64_t>(d);
   fuzz::require(n == memory.bytes.size(), "payload size differs from prod(dims) * element size");

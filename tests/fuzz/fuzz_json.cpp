@@ -29,12 +29,16 @@ void walk(JsonReader& reader, int depth) {
         walk(reader, depth + 1);
       });
       return;
-    case JsonKind::array: reader.read_array([&] { walk(reader, depth + 1); }); return;
+    case JsonKind::array:
+      reader.read_array([&] { walk(reader, depth + 1); });
+      return;
     case JsonKind::string:
       ember::fuzz::require(ember::io::detail::is_valid_utf8(reader.read_string()),
                            "a string is not UTF-8");
       return;
-    case JsonKind::integer: (void)reader.read_integer(); return;
+    case JsonKind::integer:
+      (void)reader.read_integer();
+      return;
   }
 }
 

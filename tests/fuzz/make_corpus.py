@@ -45,7 +45,8 @@ def idx(type_code, dims, values=None):
         values = [(i * 37 + 11) % 100 - (0 if type_code == 0x08 else 50) for i in range(n)]
     fmt = IDX_TYPES[type_code]
     payload = b"".join(struct.pack(fmt, v) for v in values)
-    return bytes([0, 0, type_code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + payload
+    header = bytes([0, 0, type_code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims)
+    return header + payload
 
 
 def gz(data, level=6):

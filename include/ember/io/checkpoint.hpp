@@ -301,8 +301,8 @@ class MetadataReader {
   }
   const detail::MetadataReader meta(f.metadata, source);
   if (meta.text("version") != checkpoint_version) {
-    fail("version \"", detail::clip(meta.text("version")), "\" is not supported (this ember reads version ",
-         checkpoint_version, ")");
+    fail("version \"", detail::clip(meta.text("version")),
+         "\" is not supported (this ember reads version ", checkpoint_version, ")");
   }
   Checkpoint c;
   c.source = source;
@@ -361,8 +361,8 @@ class MetadataReader {
         fail("tensor \"", clip(name), "\" is stored but its metadata says \"absent\"");
       buffers.emplace(param, tensor(record, name));
     } else {
-      fail("unexpected tensor \"", clip(name), "\" (expected \"", detail::model_prefix, "...\" or \"",
-           detail::momentum_prefix, "...\")");
+      fail("unexpected tensor \"", clip(name), "\" (expected \"", detail::model_prefix,
+           "...\" or \"", detail::momentum_prefix, "...\")");
     }
   }
   for (const auto& [param, present] : listed) {
@@ -399,7 +399,8 @@ inline void check_settings(const Checkpoint& c, const std::map<std::string, std:
     EMBER_CHECK(it != c.settings.end(), "checkpoint '", c.source, "' does not record the setting ",
                 key, " (this run has ", key, " ", value, "), so it cannot be resumed safely");
     EMBER_CHECK(it->second == value, "checkpoint '", c.source, "' was written with ", key, " ",
-                detail::clip(it->second), " but this run has ", key, " ", value, ": resume with the same ", key);
+                detail::clip(it->second), " but this run has ", key, " ", value,
+                ": resume with the same ", key);
   }
 }
 
