@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -30,13 +31,8 @@ using namespace ember;
 models::MnistNetConfig parse_widths(const std::string& s) {
   std::vector<std::int64_t> w;
   std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
-    char* end = nullptr;
-    const long long v = std::strtoll(item.c_str(), &end, 10);
-    EMBER_CHECK(!item.empty() && *end == '\0' && v > 0, "--widths: '", item,
-                "' is not a positive integer");
-    w.push_back(v);
-  }
+  for (std::string item; std::getline(ss, item, ',');)
+    w.push_back(examples::parse_integer("widths", item, 1, 1 << 16));
   EMBER_CHECK(w.size() == 3, "--widths: expected conv1,conv2,hidden (3 numbers), got '", s, "'");
   return {w[0], w[1], w[2]};
 }
@@ -46,13 +42,16 @@ int run(int argc, char** argv) {
   f.add("model", "mnist_cnn.safetensors", "model file written by mnist_train")
       .add("out", "mnist_cnn.onnx", "ONNX file to write")
       .add("widths", "32,64,128", "the model's widths: conv1,conv2,hidden channels")
-      .add("init-seed", "-1", "export a fresh model initialised with this seed (no --model)")
-      .add("batch", "0", "fixed batch size (0: symbolic batch dimension \"N\")")
-      .add("opset", "13", "ONNX operator set (13 to 21)");
+      .add_int("init-seed", -1, -1, std::numeric_limits<std::int64_t>::max(),
+               "export a fresh model initialised with this seed (no --model; -1: none)")
+      .add_int("batch", 0, 0, 1 << 20, "fixed batch size (0: symbolic batch dimension \"N\")")
+      .add_int("opset", 13, 13, 21, "ONNX operator set (13 to 21)");
   if (!f.parse(argc, argv, "Export a model saved by mnist_train as an ONNX file.")) return 0;
   const std::int64_t seed = f.integer("init-seed"), batch = f.integer("batch");
-  EMBER_CHECK(batch >= 0, "--batch: ", batch, " is negative");
   EMBER_CHECK(seed < 0 || !f.given("model"), "--model and --init-seed exclude each other");
+  const std::string out = f.str("out");
+  EMBER_CHECK(!out.empty(), "--out: needs a file name");
+  examples::check_output_path("out", out);
 
   Generator gen(seed < 0 ? 0 : static_cast<std::uint64_t>(seed));
   models::MnistNet model(parse_widths(f.str("widths")), gen);
@@ -62,7 +61,6 @@ int run(int argc, char** argv) {
   io::OnnxExportOptions o;
   if (batch > 0) o.input_shape[0] = batch;
   o.opset = f.integer("opset");
-  const std::string out = f.str("out");
   const std::vector<std::byte> bytes = io::to_onnx_bytes(model, o);
   io::write_file_atomic(out, bytes);
   std::printf("%s: %zu bytes, opset %lld, input \"%s\" %s, output \"%s\"\n", out.c_str(),

@@ -12,9 +12,12 @@
 //
 // Inputs, in this order: --index and --idx-range pick images of the IDX source, which is the
 // MNIST test set or --images FILE (labels from --labels FILE, optional; --images alone takes
-// the whole file); then --pgm and --png files, 28 x 28, a light digit on black as in MNIST or,
-// with --invert, a dark digit on a light background (a PNG's transparent pixels count as
-// background). With no input chosen, the whole test set is classified.
+// the whole file); then --pgm and --png files of any size, each made into a 28 x 28 digit as
+// MNIST's were (data/digit_image.hpp: the ink cropped, scaled to 20 pixels, centred by its
+// centre of mass). Their polarity is read from the border: a light border is paper with dark
+// ink, inverted into MNIST's light ink on black; --invert and --no-invert force it. A PNG's
+// transparent pixels become background (data::flatten_transparency). With no input chosen, the
+// whole test set is classified.
 //
 // Batch mode: the inputs are normalised once, then run through the model in batches of
 // --batch-size: one warm-up batch, untimed, then --repeat passes over all batches. Only the
@@ -22,7 +25,7 @@
 // nearest-rank over every timed batch, and the last batch of a pass may be smaller.
 //
 // --json prints exactly one JSON object on stdout and nothing else (errors go to stderr, exit
-// status 1). Its keys are fixed:
+// status 1). Its keys are fixed (--help shows the same schema, json_schema below):
 //   {"model": "mnist_cnn.safetensors", "format": "float32", "threads": 2, "batch_size": 1000,
 //    "eval": {"images": 10000, "correct": 9831, "accuracy": 98.31, "loss": 0.0494},
 //    "throughput": {"images": 10000, "seconds": 3.1, "images_per_second": 3200.0,
@@ -56,6 +59,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "ember/data/digit_image.hpp"
 #include "ember/data/pgm.hpp"
 #include "ember/data/png.hpp"
 #include "ember/ember.hpp"
@@ -195,18 +199,32 @@ void add_idx_inputs(Inputs& in, const IdxSource& src, const std::string& index,
     for (std::int64_t i = 0; i < src.size(); ++i) src.add_to(in, i);
 }
 
-// Adds 28 x 28 greyscale images read by `read` (PGM or PNG files), inverted if asked.
+// Adds greyscale images of any size read by `read` (PGM or PNG files), each made into an
+// MNIST digit (28 x 28, light ink on black).
 template <class Read>
-void add_files(Inputs& in, const std::string& list, const char* kind, bool invert, Read read) {
+void add_files(Inputs& in, const std::string& list, const char* kind, data::Polarity polarity,
+               Read read) {
   for (const std::string& path : split_list(list)) {
-    const Tensor<std::uint8_t> img = read(path).contiguous();
-    EMBER_CHECK(img.size(0) == image_side && img.size(1) == image_side, kind, " file '", path,
-                "' is ", img.size(1), " x ", img.size(0), "; the model takes 28 x 28 images");
-    std::uint8_t* p = img.data();
-    if (invert)
-      for (std::int64_t i = 0; i < image_pixels; ++i) p[i] = static_cast<std::uint8_t>(255 - p[i]);
-    in.add(p, path, -1);
+    const Tensor<std::uint8_t> img = read(path);
+    Tensor<std::uint8_t> digit;
+    try {
+      digit = data::to_mnist_digit(img, polarity);
+    } catch (const Error& e) {
+      throw Error(::ember::detail::concat(kind, " file '", path, "': ", e.what()));
+    }
+    in.add(digit.data(), path, -1);
   }
+}
+
+// A PNG file as grey levels, its transparent pixels flattened onto the background they mean:
+// black or white as --no-invert or --invert say, else as data::flatten_transparency finds.
+Tensor<std::uint8_t> read_png_grey(const std::string& path, data::Polarity polarity) {
+  if (polarity != data::Polarity::detect) {
+    const bool light_paper = polarity == data::Polarity::invert;
+    return data::read_png(path, {.background = static_cast<std::uint8_t>(light_paper ? 255 : 0)});
+  }
+  return data::flatten_transparency(data::read_png(path, {.background = 0}),
+                                    data::read_png(path, {.background = 255}));
 }
 
 // (N, 1, 28, 28), normalised as in training.
@@ -385,6 +403,33 @@ void print_human(const Report& r, const Inputs& in, const Tensor<float>& log_pro
   }
 }
 
+constexpr const char* about =
+    "Classify MNIST digits with a model saved by mnist_train (or its int8 version written by\n"
+    "mnist_quantize), in batches. With no input chosen, the whole test set. Timing covers the\n"
+    "model's forward only: the inputs are normalised before, untimed.\n"
+    "\n"
+    "PGM and PNG files may be of any size and either polarity: each is made into a 28 x 28\n"
+    "digit as MNIST's were (the ink cropped, scaled to 20 pixels, centred by its centre of\n"
+    "mass). A light border means dark ink on paper, which is inverted; --invert and\n"
+    "--no-invert force it.\n";
+
+// The --json output, for --help (the top of this file has an example).
+constexpr const char* json_schema =
+    "\n"
+    "--json prints one JSON object on stdout and nothing else (errors: stderr, exit 1):\n"
+    "  {\"model\": path, \"format\": \"float32\" or \"int8\", \"threads\": int,\n"
+    "   \"batch_size\": int,\n"
+    "   \"eval\": null or {\"images\": int, \"correct\": int, \"accuracy\": percent,\n"
+    "                      \"loss\": mean negative log-likelihood},\n"
+    "   \"throughput\": {\"images\": timed images (inputs x --repeat), \"seconds\": forward time,\n"
+    "                  \"images_per_second\": number,\n"
+    "                  \"latency_ms\": {\"p50\", \"p99\", \"min\", \"max\": per batch}},\n"
+    "   \"predictions\": [{\"source\": \"test[3]\", \"FILE[3]\" or a PGM/PNG path,\n"
+    "                    \"label\": int or null, \"predicted\": int, \"probability\": number,\n"
+    "                    \"log_probs\": [10 numbers]}, ...]}\n"
+    "\"eval\" is null when some input has no label, or with --no-eval; \"predictions\" lists\n"
+    "every input when inputs were chosen, and for the whole test set only with --predictions.";
+
 int run(int argc, char** argv) {
   examples::Flags f;
   f.add("model", "mnist_cnn.safetensors", "model file written by mnist_train")
@@ -393,27 +438,25 @@ int run(int argc, char** argv) {
       .add("idx-range", "", "A:B: classify images A .. B-1 of the test set (or --images)")
       .add("images", "", "IDX image file (N x 28 x 28, .gz or not) to use instead of the test set")
       .add("labels", "", "IDX label file for --images (optional)")
-      .add("pgm", "", "comma-separated PGM files (28 x 28) to classify")
-      .add("png", "", "comma-separated PNG files (28 x 28, any colour type) to classify")
-      .add_bool("invert", "PGM/PNG files hold a dark digit on a light background")
-      .add("batch-size", "1000", "images per forward pass")
-      .add("repeat", "1", "timed passes over the inputs, after one warm-up batch")
-      .add("threads", "0", "CPU threads (0: all cores)")
+      .add("pgm", "", "comma-separated PGM files (any size) to classify")
+      .add("png", "", "comma-separated PNG files (any size, colour type, bit depth) to classify")
+      .add_bool("invert", "PGM/PNG files hold a dark digit on a light background (default: "
+                          "from the border)")
+      .add_bool("no-invert", "PGM/PNG files hold a light digit on a dark background, as MNIST")
+      .add_int("batch-size", 1000, 1, 1 << 20, "images per forward pass")
+      .add_int("repeat", 1, 1, 1'000'000, "timed passes over the inputs, after one warm-up batch")
+      .add_threads()
       .add_bool("no-eval", "do not report loss and accuracy")
       .add_bool("predictions", "list every prediction for the whole test set too")
-      .add_bool("json", "print one JSON object on stdout (format: see mnist_infer.cpp)");
-  if (!f.parse(argc, argv,
-               "Classify MNIST digits with a model saved by mnist_train, in batches. With no\n"
-               "input chosen, the whole test set. Timing covers the model's forward only: the\n"
-               "inputs are normalised before, untimed.")) {
-    return 0;
-  }
+      .add_bool("json", "print one JSON object on stdout (schema above)");
+  if (!f.parse(argc, argv, std::string(about) + json_schema)) return 0;
   const std::int64_t batch_size = f.integer("batch-size"), repeat = f.integer("repeat");
-  const std::int64_t threads = f.integer("threads");
-  EMBER_CHECK(batch_size >= 1, "--batch-size must be at least 1, got ", batch_size);
-  EMBER_CHECK(repeat >= 1, "--repeat must be at least 1, got ", repeat);
-  EMBER_CHECK(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024], got ", threads);
-  set_num_threads(static_cast<int>(threads));
+  EMBER_CHECK(!(f.flag("invert") && f.flag("no-invert")),
+              "--invert and --no-invert exclude each other");
+  const data::Polarity polarity = f.flag("invert")      ? data::Polarity::invert
+                                  : f.flag("no-invert") ? data::Polarity::as_is
+                                                        : data::Polarity::detect;
+  set_num_threads(f.threads());
 
   const Classifier model = load_classifier(f.str("model"));
 
@@ -430,11 +473,9 @@ int run(int argc, char** argv) {
   } else {
     EMBER_CHECK(f.str("labels").empty(), "--labels needs --images");
   }
-  const bool invert = f.flag("invert");
-  add_files(in, pgm, "PGM", invert, [](const std::string& p) { return data::read_pgm(p); });
-  add_files(in, png, "PNG", invert, [&](const std::string& p) {
-    return data::read_png(p, {.background = static_cast<std::uint8_t>(invert ? 255 : 0)});
-  });
+  add_files(in, pgm, "PGM", polarity, [](const std::string& p) { return data::read_pgm(p); });
+  add_files(in, png, "PNG", polarity,
+            [&](const std::string& p) { return read_png_grey(p, polarity); });
 
   EMBER_CHECK(in.size() > 0, "no images to classify (empty --index, --pgm or --png list?)");
 

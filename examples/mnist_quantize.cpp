@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "cli.hpp"
@@ -61,18 +62,30 @@ int run(int argc, char** argv) {
   f.add("model", "mnist_cnn.safetensors", "float model written by mnist_train")
       .add("out", "mnist_int8.safetensors", "where to write the int8 model")
       .add("data", "", "MNIST folder (default: $EMBER_DATA, else data/mnist)")
-      .add("calibration-batches", "20", "batches of 64 training images used to calibrate activations")
-      .add("batch-size", "1000", "inference batch size for accuracy and throughput")
-      .add("repeat", "5", "timed passes over the test set (the median is reported)")
-      .add("threads", "0", "CPU threads (0: all cores)");
+      .add_int("calibration-batches", 20, 1, 1'000'000,
+               "batches of 64 training images used to calibrate activations (at most all)")
+      .add_int("batch-size", 1000, 1, 1 << 20, "inference batch size for accuracy and throughput")
+      .add_int("repeat", 5, 1, 1000, "timed passes over the test set (the median is reported)")
+      .add_threads();
   if (!f.parse(argc, argv, "Quantize an MNIST model to int8 and compare it with the float one."))
     return 0;
-  set_num_threads(static_cast<int>(f.integer("threads")));
-  EMBER_CHECK(f.integer("repeat") > 0, "--repeat must be positive");
+  set_num_threads(f.threads());
+  const std::string model_path = f.str("model"), out_path = f.str("out");
+  EMBER_CHECK(!out_path.empty(), "--out: needs a file name");
+  examples::check_output_path("out", out_path);
+  std::error_code ec;
+  EMBER_CHECK(out_path != model_path && !std::filesystem::equivalent(out_path, model_path, ec),
+              "--out '", out_path, "' is the --model file; the int8 model would replace it");
   const std::string dir = examples::resolve_data_dir(f.str("data"));
 
+  // The float model, read once; an int8 model (this program's own output) is told apart by its
+  // "format" metadata and refused in those words.
+  const io::SafetensorsFile file = io::load_safetensors(model_path);
+  EMBER_CHECK(!quant::is_quantized(file), "--model '", model_path,
+              "' is already an int8 model (written by mnist_quantize); give the float model "
+              "that mnist_train saved");
   models::MnistNet model;
-  io::load(model, f.str("model"));
+  io::load_into(model, io::state_dict_from_safetensors(file, model_path), model_path);
   model.eval();
 
   auto train = data::load_mnist(dir, data::Split::train);
@@ -80,8 +93,8 @@ int run(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const quant::QuantizedModel q = quant::quantize(model, calib, {.batches = f.integer("calibration-batches")});
   const double quantize_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  quant::save_quantized(q, f.str("out"));
-  const quant::QuantizedModel loaded = quant::load_quantized(f.str("out"));  // what a user deploys
+  quant::save_quantized(q, out_path);
+  const quant::QuantizedModel loaded = quant::load_quantized(out_path);  // what a user deploys
 
   auto test = data::load_mnist(dir, data::Split::test);
   data::DataLoader loader(data::Subset::all(test), {.batch_size = f.integer("batch-size")});

@@ -14,6 +14,11 @@
 // CPU with the same --threads, a resumed run ends with the very same bits as an uninterrupted
 // one (tests/e2e/resume_check.sh checks it). A checkpoint moves between the CPU and a GPU.
 //
+// Nothing is lost to a bad flag or a bad path: every number is range-checked and both output
+// paths are tried (a probe file) before the data are read; a save that still fails after
+// training goes to a fallback file (examples::SafeOutput says where; exit status 1), and Ctrl-C
+// during a save leaves no temporary file (io/atomic_file.hpp; tests/e2e/interrupt_check.sh).
+//
 // On a CUDA device the datasets are uploaded once, batches are shuffled (same order as the CPU
 // loader) and normalised on the GPU, and the whole training step (forward, backward, SGD) is
 // captured into a CUDA graph after one eager step and replayed for every full batch.
@@ -28,12 +33,16 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "cli.hpp"
 #include "ember/ember.hpp"
+#include "ember/io/atomic_file.hpp"
 #include "ember/io/checkpoint.hpp"
 
 namespace {
@@ -82,7 +91,7 @@ Device parse_device(const std::string& s) {
   if (s == "cuda") return Device::cuda(0);
   if (s.rfind("cuda:", 0) == 0 && s.size() > 5 &&
       s.find_first_not_of("0123456789", 5) == std::string::npos)
-    return Device::cuda(std::stoi(s.substr(5)));
+    return Device::cuda(static_cast<int>(examples::parse_integer("device", s.substr(5), 0, 255)));
   throw Error("--device: expected cpu, cuda or cuda:N, got '" + s + "'");
 }
 
@@ -143,23 +152,68 @@ std::int64_t resume_if_asked(const examples::Flags& f, const io::TrainingState& 
   return c.epoch;
 }
 
-// --checkpoint: saves the run's state after `epoch` completed epochs (atomically).
-void checkpoint_if_asked(const examples::Flags& f, const io::TrainingState& state,
-                         std::int64_t epoch, const std::map<std::string, std::string>& settings,
-                         Device device) {
-  const std::string path = f.str("checkpoint");
-  if (path.empty()) return;
+// The run's output files: the model at the end, a checkpoint after every epoch.
+struct Outputs {
+  examples::SafeOutput model, checkpoint;
+};
+
+// Checks both output paths before anything is read or trained (see examples::check_output_path)
+// and removes the temporary files that interrupted saves of them left behind.
+Outputs prepare_outputs(const examples::Flags& f) {
+  Outputs out{{"save-model", f.str("save-model")}, {"checkpoint", f.str("checkpoint")}};
+  examples::check_output_path("save-model", out.model.asked());
+  examples::check_output_path("checkpoint", out.checkpoint.asked());
+  if (out.model.enabled() && out.checkpoint.enabled()) {
+    std::error_code ec;
+    EMBER_CHECK(out.model.asked() != out.checkpoint.asked() &&
+                    !std::filesystem::equivalent(out.model.asked(), out.checkpoint.asked(), ec),
+                "--save-model and --checkpoint name the same file '", out.model.asked(), "'");
+  }
+  for (const examples::SafeOutput* o : {&out.model, &out.checkpoint}) {
+    if (!o->enabled()) continue;
+    for (const std::string& stale : io::remove_stale_temporaries(o->asked()))
+      std::printf("Removed %s, left by an interrupted save\n", stale.c_str());
+  }
+  return out;
+}
+
+// --checkpoint: saves the run's state after `epoch` completed epochs (atomically), where asked
+// or, when that fails, at a fallback (and the later checkpoints there too).
+void checkpoint_if_asked(Outputs& out, const io::TrainingState& state, std::int64_t epoch,
+                         const std::map<std::string, std::string>& settings, Device device) {
+  if (!out.checkpoint.enabled()) return;
   std::map<std::string, std::string> all = run_notes(device);
   all.insert(settings.begin(), settings.end());
-  io::save_checkpoint(path, state, epoch, all);
+  const std::string path = out.checkpoint.write(
+      [&](const std::string& p) { io::save_checkpoint(p, state, epoch, all); });
   std::printf("Saved checkpoint %s (epoch %lld)\n", path.c_str(), static_cast<long long>(epoch));
   std::fflush(stdout);
+}
+
+// --save-model, at the end; returns main's exit status: 1 when any output had to go to a
+// fallback, so that a script notices.
+int save_model(Outputs& out, const models::MnistNet& model) {
+  if (out.model.enabled()) {
+    const std::string path = out.model.write([&](const std::string& p) {
+      io::save(model, p, {{"format", "pt"}, {"model", "mnist_net"}});
+    });
+    std::printf("Saved the model to %s\n", path.c_str());
+  }
+  std::fflush(stdout);
+  int status = 0;
+  for (const examples::SafeOutput* o : {&out.model, &out.checkpoint}) {
+    if (!o->failed()) continue;
+    std::fprintf(stderr, "mnist_train: '%s' could not be written; it is in '%s'\n",
+                 o->asked().c_str(), o->path().c_str());
+    status = 1;
+  }
+  return status;
 }
 
 // Training on a CUDA device: data on the device, the step replayed as a CUDA graph.
 int train_on_device(const examples::Flags& f, Device device, std::vector<data::Subset>& parts,
                     const data::Subset& test_set, const std::string& dir,
-                    const std::map<std::string, std::string>& settings) {
+                    const std::map<std::string, std::string>& settings, Outputs& out) {
   const std::uint64_t seed = static_cast<std::uint64_t>(f.integer("seed"));
   const std::int64_t batch_size = f.integer("batch-size");
   data::DeviceDataLoader train_loader(parts[0], {.batch_size = batch_size, .shuffle = true, .seed = seed + 2},
@@ -262,7 +316,7 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
     test = nn::evaluate(model, test_loader);
     print_epoch(epoch, train_loss, val, test, opt.lr(), train_time);
     if (sched) sched->step();
-    checkpoint_if_asked(f, state, epoch, settings, device);
+    checkpoint_if_asked(out, state, epoch, settings, device);
   }
   std::printf("Trained %lld epochs in %.2f s; final test accuracy %.2f%%\n",
               static_cast<long long>(f.integer("epochs") - start_epoch), seconds_since(t_start),
@@ -270,43 +324,61 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
   opt.zero_grad();  // the graph's tensors go before the graph
   loss = Tensor<float>();
   graph.reset();
-  if (const std::string path = f.str("save-model"); !path.empty()) {
-    model.to(Device::cpu());
-    io::save(model, path, {{"format", "pt"}, {"model", "mnist_net"}});
-    std::printf("Saved the model to %s\n", path.c_str());
-  }
-  return 0;
+  model.to(Device::cpu());
+  return save_model(out, model);
 }
 
 int run(int argc, char** argv) {
   examples::Flags f;
-  f.add("batch-size", "64", "input batch size for training")
-      .add("test-batch-size", "1000", "input batch size for validation and testing")
-      .add("epochs", "5", "number of epochs to train")
-      .add("lr", "0.01", "learning rate")
-      .add("momentum", "0.5", "SGD momentum")
-      .add("weight-decay", "0", "SGD weight decay")
+  using examples::RealRange;
+  constexpr std::int64_t many = std::numeric_limits<std::int64_t>::max();
+  f.add_int("batch-size", 64, 1, 1 << 16, "input batch size for training")
+      .add_int("test-batch-size", 1000, 1, 1 << 16, "input batch size for validation and testing")
+      .add_int("epochs", 5, 1, 1'000'000, "number of epochs to train (with --resume: in all)")
+      .add_real("lr", "0.01", RealRange::positive(), "learning rate (> 0)")
+      .add_real("momentum", "0.5", RealRange::below_one(), "SGD momentum, in [0, 1)")
+      .add_real("weight-decay", "0", RealRange::non_negative(), "SGD weight decay (>= 0)")
       .add_bool("nesterov", "use Nesterov momentum")
-      .add("step-size", "0", "StepLR: multiply the lr by --gamma every this many epochs (0: off)")
-      .add("gamma", "0.7", "StepLR factor")
-      .add("seed", "1", "random seed (init, split, shuffle, dropout)")
-      .add("val-size", "5000", "training images held out for validation")
-      .add("limit-train", "0", "use only this many training images (0: all)")
-      .add("limit-test", "0", "use only this many test images (0: all)")
+      .add_int("step-size", 0, 0, 1'000'000,
+               "StepLR: multiply the lr by --gamma every this many epochs (0: off)")
+      .add_real("gamma", "0.7", RealRange::factor(), "StepLR factor, in (0, 1]")
+      .add_int("seed", 1, 0, many, "random seed (init, split, shuffle, dropout), >= 0")
+      .add_int("val-size", 5000, 0, many,
+               "images held out for validation, taken from the training images in use")
+      .add_int("limit-train", 0, 0, many,
+               "use only this many training images, the --val-size validation images among "
+               "them (0: all 60,000)")
+      .add_int("limit-test", 0, 0, many, "use only this many test images (0: all)")
       .add("data", "", "MNIST folder (default: $EMBER_DATA, else data/mnist)")
       .add("save-model", "mnist_cnn.safetensors", "where to save the model ('' to skip)")
       .add("checkpoint", "", "save a training checkpoint here after every epoch ('': none)")
       .add("resume", "", "continue training from this checkpoint, with the next epoch")
-      .add("log-interval", "100", "batches between log lines when not on a terminal")
-      .add("threads", "0", "CPU threads (0: all cores)")
+      .add_int("log-interval", 100, 0, many,
+               "batches between log lines when not on a terminal (0: none)")
+      .add_threads()
       .add("device", "cpu", "cpu, cuda or cuda:N")
-      .add("cuda-graph", "1", "on a CUDA device, replay the training step as a CUDA graph (0: eager)")
-      .add("gemm", "", "CUDA GEMM: custom or cublas (default: $EMBER_GEMM, else the faster)")
-      .add("conv", "", "CUDA convolution: custom or cudnn (default: $EMBER_CONV, else the faster)");
-  if (!f.parse(argc, argv, "Train the MNIST CNN of PyTorch's classic example with ember."))
+      .add_int("cuda-graph", 1, 0, 1,
+               "on a CUDA device, replay the training step as a CUDA graph (0: eager)")
+      .add("gemm", "", "CUDA GEMM: custom or cublas (default: $EMBER_GEMM, else cublas)")
+      .add("conv", "", "CUDA convolution: custom or cudnn (default: $EMBER_CONV, else cudnn)");
+  if (!f.parse(argc, argv,
+               "Train the MNIST CNN of PyTorch's classic example with ember. Every number is\n"
+               "checked against its range, and the output files before the first step; a\n"
+               "model that cannot be saved where asked is saved in the current folder or\n"
+               "$TMPDIR instead (exit status 1)."))
     return 0;
 
-  set_num_threads(static_cast<int>(f.integer("threads")));
+  // Everything that can be refused is refused before the data are read.
+  const Device device = parse_device(f.str("device"));
+  for (const auto& [flag, accepted] : {std::pair<const char*, const char*>{"gemm", "cublas"},
+                                       {"conv", "cudnn"}}) {
+    const std::string v = f.str(flag);
+    EMBER_CHECK(v.empty() || v == "custom" || v == accepted, "--", flag, ": '", v,
+                "' is not custom or ", accepted);
+  }
+  Outputs out = prepare_outputs(f);
+
+  set_num_threads(f.threads());
   const std::uint64_t seed = static_cast<std::uint64_t>(f.integer("seed"));
   manual_seed(seed);
   Generator split_gen(seed + 1);
@@ -328,12 +400,11 @@ int run(int argc, char** argv) {
 
   const std::map<std::string, std::string> settings = run_settings(f, parts[0].size());
 
-  const Device device = parse_device(f.str("device"));
   if (device.is_cuda()) {
     check_device_available(device);
     if (!f.str("gemm").empty()) backend::cuda_runtime().set_gemm_backend(f.str("gemm"));
     if (!f.str("conv").empty()) backend::cuda_runtime().set_conv_backend(f.str("conv"));
-    return train_on_device(f, device, parts, test_set, dir, settings);
+    return train_on_device(f, device, parts, test_set, dir, settings, out);
   }
 
   data::DataLoader train_loader(parts[0], {.batch_size = f.integer("batch-size"), .shuffle = true,
@@ -387,18 +458,14 @@ int run(int argc, char** argv) {
     print_epoch(epoch, loss_sum / static_cast<double>(std::max<std::int64_t>(batch, 1)), val, test,
                 opt.lr(), train_time);
     if (sched) sched->step();
-    checkpoint_if_asked(f, state, epoch, settings, Device::cpu());
+    checkpoint_if_asked(out, state, epoch, settings, Device::cpu());
   }
   std::printf("Trained %lld epochs in %.1f s; final test accuracy %.2f%%\n",
               static_cast<long long>(f.integer("epochs") - start_epoch), seconds_since(t_start),
               test.accuracy());
 
   // 4. save
-  if (const std::string path = f.str("save-model"); !path.empty()) {
-    io::save(model, path, {{"format", "pt"}, {"model", "mnist_net"}});
-    std::printf("Saved the model to %s\n", path.c_str());
-  }
-  return 0;
+  return save_model(out, model);
 }
 
 }  // namespace
