@@ -1,10 +1,12 @@
 // Tests for ember/autograd (engine.hpp, grad_mode.hpp, node.hpp): how gradients accumulate,
-// retain_graph, requires_grad propagation, detach, NoGradGuard, zero_grad, and the errors
-// of bad use. The gradients of the individual ops are checked in tests/ops.
+// retain_graph, requires_grad propagation, detach, NoGradGuard, zero_grad, the version check
+// on tensors saved for backward, and the errors of bad use. The gradients of the individual ops
+// are checked in tests/ops.
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <thread>
@@ -16,7 +18,9 @@
 #include "ember/ops/activation.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/linear.hpp"
+#include "ember/ops/loss.hpp"
 #include "ember/ops/reduce.hpp"
+#include "ember/optim/sgd.hpp"
 
 #include "support/matchers.hpp"
 
@@ -252,4 +256,149 @@ TEST_CASE("float tensors back-propagate too", "[autograd]") {
   x.requires_grad_();
   ember::sum(ember::relu(ember::mul(x, x))).backward();
   CHECK(x.grad().to_vector() == std::vector<float>{2.0f, 4.0f});
+}
+
+// ---- in-place changes to tensors saved for backward ------------------------------------------
+
+TEST_CASE("Views, detach() and handles share one version counter", "[autograd][version]") {
+  T x = T::zeros({2, 3});
+  T view = x.view({6});
+  T column = x.select(1, 2);
+  const T detached = x.detach();
+  const T other = T::zeros({2, 3});
+  CHECK(x.version() == 0);
+  view.fill_(1.0);
+  CHECK(x.version() == 1);
+  column.zero_();
+  x.copy_(other);
+  for (const T& t : {x, view, column, detached}) CHECK(t.version() == 3);
+  CHECK(other.version() == 0);      // the source of copy_ is only read
+  CHECK(x.clone().version() == 1);  // a copy has its own storage (written once by clone)
+  {
+    NoGradGuard guard;  // in-place ops count in no-grad mode too
+    x.fill_(2.0);
+  }
+  CHECK(detached.version() == 4);
+}
+
+TEST_CASE("backward() refuses a saved tensor that was changed in place", "[autograd][version]") {
+  SECTION("relu's saved output, filled") {
+    T x = leaf({1.0, -2.0, 3.0});
+    T y = ember::relu(x);
+    T loss = ember::sum(y);  // sum saves nothing
+    y.fill_(0.0);            // a non-leaf: allowed, but relu's backward reads y
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error,
+                         ErrorContains({"ReluBackward0", "modified in place", "version 0 -> 1",
+                                        "fill_", "clone()"}));
+    CHECK_FALSE(x.grad().defined());  // refused before any gradient was accumulated
+  }
+  SECTION("mul's saved input, copied over in no-grad mode") {
+    T a = leaf({1.0, 2.0}), b = leaf({3.0, 4.0});
+    T loss = ember::sum(ember::mul(a, b));
+    {
+      NoGradGuard guard;
+      a.copy_(T::from_list({5.0, 6.0}));
+    }
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error,
+                         ErrorContains({"MulBackward0", "saved tensor 1 of 2", "copy_"}));
+    CHECK_FALSE(b.grad().defined());
+  }
+  SECTION("log's saved input, zeroed through a view") {
+    T x = leaf({1.0, 2.0, 3.0, 4.0}, {2, 2});
+    T h = ember::mul_scalar(x, 2.0);
+    T loss = ember::sum(ember::log(h));
+    h.view({4}).slice(0, 1, 3).zero_();
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error,
+                         ErrorContains({"LogBackward0", "zero_", "version 0 -> 1"}));
+  }
+  SECTION("exp's saved output, twice") {
+    T x = leaf({0.5, 1.5});
+    T e = ember::exp(x);
+    T loss = ember::sum(e);
+    e.fill_(1.0);
+    e.copy_(T::from_list({2.0, 3.0}));
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error,
+                         ErrorContains({"ExpBackward0", "version 0 -> 2", "last by copy_"}));
+  }
+  SECTION("nll_loss's saved target (its backward indexes with it)") {
+    T x = leaf({0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, {2, 3});
+    auto target = Tensor<std::int64_t>::from_list({0, 2});
+    T loss = ember::nll_loss(ember::log_softmax(x, 1), target);
+    target.fill_(7);  // out of range for 3 classes: backward would write past the gradient
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error,
+                         ErrorContains({"NllLossBackward0", "fill_"}));
+  }
+  SECTION("a linear layer's weight, stepped by SGD before backward()") {
+    Tensor<float> w = Tensor<float>::from_list({0.5f, -0.5f, 1.0f, 2.0f}, {2, 2});
+    w.requires_grad_();
+    const Tensor<float> x = Tensor<float>::from_list({1.0f, 2.0f, 3.0f, 4.0f}, {2, 2});
+    ember::optim::SGD opt({w}, {.lr = 0.1});
+    ember::sum(ember::linear(x, w)).backward();  // gives w a gradient, so step() updates it
+    Tensor<float> loss = ember::sum(ember::linear(x, w));
+    opt.step();
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error,
+                         ErrorContains({"AddmmBackward0", "SGD.step"}));
+  }
+  SECTION("a write through data(), announced with bump_version()") {
+    T a = leaf({1.0, 2.0});
+    T h = ember::mul_scalar(a, 1.0);
+    T loss = ember::sum(ember::mul(h, h));
+    h.data()[0] = 9.0;
+    h.bump_version();
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error,
+                         ErrorContains({"MulBackward0", "a write through data()"}));
+  }
+}
+
+TEST_CASE("In-place changes that backward() does not read are fine", "[autograd][version]") {
+  SECTION("an unchanged graph back-propagates as ever") {
+    T x = leaf({1.0, -2.0, 3.0});
+    ember::sum(ember::mul(ember::relu(x), x)).backward();
+    CHECK(x.grad().to_vector() == std::vector<double>{2, 0, 6});
+  }
+  SECTION("a tensor no backward function saved") {
+    T a = leaf({1.0, 2.0}), b = leaf({3.0, 4.0});
+    T h = ember::add(a, b);  // add saves only shapes
+    T loss = ember::sum(ember::mul_scalar(h, 3.0));
+    h.fill_(100.0);
+    {
+      NoGradGuard guard;
+      a.fill_(-1.0);
+    }
+    loss.backward();
+    CHECK(a.grad().to_vector() == std::vector<double>{3, 3});
+    CHECK(b.grad().to_vector() == std::vector<double>{3, 3});
+  }
+  SECTION("a change after backward(), as an optimiser makes") {
+    Tensor<float> w = Tensor<float>::from_list({0.5f, -0.5f, 1.0f, 2.0f}, {2, 2});
+    w.requires_grad_();
+    const Tensor<float> x = Tensor<float>::from_list({1.0f, 2.0f, 3.0f, 4.0f}, {2, 2});
+    ember::optim::SGD opt({w}, {.lr = 0.1, .momentum = 0.5});
+    for (int step = 0; step < 3; ++step) {
+      opt.zero_grad();
+      ember::sum(ember::linear(x, w)).backward();
+      const std::uint64_t before = w.version();
+      opt.step();
+      CHECK(w.version() == before + 1);
+    }
+  }
+  SECTION("a changed tensor whose node has already run (retain_graph)") {
+    T x = leaf({1.0, 2.0});
+    T h = ember::mul_scalar(x, 1.0);
+    T loss = ember::sum(ember::mul(h, h));
+    loss.backward(T(), /*retain_graph=*/true);
+    CHECK(x.grad().to_vector() == std::vector<double>{2, 4});
+    // A second walk reads h again: now refused.
+    h.fill_(0.0);
+    CHECK_THROWS_MATCHES(loss.backward(), ember::Error, ErrorContains({"MulBackward0"}));
+  }
+  SECTION("gradient accumulation counts as an in-place write to .grad()") {
+    T x = leaf({1.0, 2.0});
+    ember::sum(x).backward();
+    const std::uint64_t v = x.grad().version();
+    ember::sum(x).backward();
+    CHECK(x.grad().version() == v + 1);
+    x.zero_grad();
+    CHECK(x.grad().version() == v + 2);
+  }
 }

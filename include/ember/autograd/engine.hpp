@@ -40,6 +40,21 @@ Tensor<T> add_fresh(const Tensor<T>& a, const Tensor<T>& b) {
   return out;
 }
 
+// Refuses to run a node's backward function on a saved tensor that an in-place op changed
+// after the op saved it: the function would compute a wrong gradient from the new values.
+template <class T>
+void check_saved_versions(const Node<T>& node) {
+  for (std::size_t i = 0; i < node.saved.count; ++i) {
+    const SavedVersion& s = node.saved.items[i];
+    const std::uint64_t now = s.counter->version();
+    EMBER_CHECK(now == s.version, "backward: a tensor saved by ", node.name,
+                " for its gradient (saved tensor ", i + 1, " of ", node.saved.count,
+                ") was modified in place (version ", s.version, " -> ", now, ", last by ",
+                s.counter->last_op(), "); clone() it before the in-place op, or make the "
+                "change after backward()");
+  }
+}
+
 template <class T>
 void check_grad_shape(const Tensor<T>& g, const TensorImpl<T>& input, const Node<T>& node) {
   EMBER_CHECK(g.shape() == input.shape, node.name, " returned a gradient of shape ",
@@ -80,6 +95,7 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
     } else {
       Tensor<T> acc(leaf.grad);
       Tensor<T> gc = g.contiguous();
+      acc.bump_version("gradient accumulation");  // .grad() changes in place
       if (acc.device().is_cuda()) {
         detail::add_on_device(acc, gc, acc);
         return;
@@ -115,6 +131,10 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
       stack.pop_back();
     }
   }
+
+  // Every saved tensor is checked before any gradient is computed, so that a refused
+  // backward() leaves every .grad() as it was.
+  for (Node<T>* node : order) detail::check_saved_versions(*node);
 
   std::unordered_map<Node<T>*, Tensor<T>> pending;
   pending[start] = grad;

@@ -260,28 +260,15 @@ class Tensor {
   }
 
   // ---- in-place (never recorded; refused on leaves that require grad while recording) -----
-  Tensor& fill_(T value) {
-    check_inplace("fill_");
-    if (device().is_cuda()) {
-      if (numel() == 0) return *this;
-      if (is_contiguous()) {
-        backend::cuda_copy<T>().fill(device().index, data(), numel(), value);
-      } else {
-        const Tensor filled = full(shape(), value, device());
-        backend::cuda_copy<T>().strided_copy(device().index, filled.data(), filled.view_desc(),
-                                             impl().storage->data(), view_desc(), numel());
-      }
-      return *this;
-    }
-    T* base = impl().storage->data();
-    for_each_strided(shape(), strides(), offset(), [&](std::int64_t, std::int64_t s) { base[s] = value; });
-    return *this;
-  }
-  Tensor& zero_() { return fill_(T(0)); }
+  // Each one bumps the storage's version (shared by every view), in grad mode or not, so that
+  // backward() can refuse a saved tensor changed since it was saved.
+  Tensor& fill_(T value) { return fill_as(value, "fill_"); }
+  Tensor& zero_() { return fill_as(T(0), "zero_"); }
   Tensor& copy_(const Tensor& src) {
     check_inplace("copy_");
     EMBER_CHECK(src.shape() == shape(), "copy_: source shape ", shape_str(src.shape()),
                 " differs from destination shape ", shape_str(shape()));
+    bump_version("copy_");
     if (device().is_cuda() || src.device().is_cuda()) {
       if (numel() == 0) return *this;
       // Bring the source to this device first (a fresh buffer, so overlap cannot bite).
@@ -331,13 +318,24 @@ class Tensor {
     if (!impl().grad) return;
     if (set_to_none) impl().grad.reset();
     else if (impl().grad->storage->device().is_cuda()) {
-      Tensor(impl().grad).fill_(T(0));
+      Tensor(impl().grad).fill_as(T(0), "zero_grad");
     } else {  // the gradient's own elements only: it may be a view into a larger storage
       TensorImpl<T>& g = *impl().grad;
+      g.storage->version_counter().bump("zero_grad");
       T* base = g.storage->data();
       for_each_strided(g.shape, g.strides, g.offset,
                        [&](std::int64_t, std::int64_t s) { base[s] = T(0); });
     }
+  }
+  // How many in-place writes this tensor's storage has had (PyTorch's _version): shared by
+  // every view of the storage. The in-place ops above, SGD's update and gradient accumulation
+  // bump it; code that writes through data() calls bump_version() itself.
+  [[nodiscard]] std::uint64_t version() const {
+    return impl().storage->version_counter().version();
+  }
+  // `op` (a string literal) names the write in backward()'s error.
+  void bump_version(const char* op = "a write through data()") const {
+    impl().storage->version_counter().bump(op);
   }
   // Back-propagates from this tensor. A non-scalar needs an explicit gradient.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
@@ -402,6 +400,25 @@ class Tensor {
     }
     return impl().storage->data()[off];
   }
+  Tensor& fill_as(T value, const char* op) {
+    check_inplace(op);
+    bump_version(op);
+    if (device().is_cuda()) {
+      if (numel() == 0) return *this;
+      if (is_contiguous()) {
+        backend::cuda_copy<T>().fill(device().index, data(), numel(), value);
+      } else {
+        const Tensor filled = full(shape(), value, device());
+        backend::cuda_copy<T>().strided_copy(device().index, filled.data(), filled.view_desc(),
+                                             impl().storage->data(), view_desc(), numel());
+      }
+      return *this;
+    }
+    T* base = impl().storage->data();
+    for_each_strided(shape(), strides(), offset(),
+                     [&](std::int64_t, std::int64_t s) { base[s] = value; });
+    return *this;
+  }
   void check_inplace(const char* op) const {
     if constexpr (Real<T>) {
       EMBER_CHECK(!(GradMode::enabled() && impl().requires_grad && is_leaf()), op,
@@ -461,11 +478,31 @@ template <Real T = float>
 }
 
 namespace autograd {
+// The versions of the tensors an op's backward function captures (inputs, its output, a
+// target), taken when the op runs: record() stores them in the node, and backward() checks
+// them before it calls the function. Undefined tensors are skipped.
+template <class... U>
+[[nodiscard]] SavedVersions saved(const Tensor<U>&... tensors) {
+  static_assert(sizeof...(U) <= SavedVersions::kMax, "autograd::saved: too many tensors");
+  SavedVersions out;
+  auto add = [&out](const auto& t) {
+    if (!t.defined()) return;
+    const VersionCounter& c = t.impl().storage->version_counter();
+    out.items[out.count++] = SavedVersion{&c, c.version()};
+  };
+  (add(tensors), ...);
+  return out;
+}
+
 // Records `out` as produced by an op named `name` from `inputs`, when grad mode is on and
 // an input requires grad. `backward` maps the output's gradient to one gradient per input.
-// It must not capture `out` itself (that would be a cycle): capture out.detach().
+// It must not capture `out` itself (that would be a cycle): capture out.detach(). Every tensor
+// it captures whose values it reads goes in `saved` (autograd::saved(a, b)), so that an
+// in-place change to one of them between the op and backward() is an error, not a silently
+// wrong gradient; shapes and other values copied into the function need nothing.
 template <class T, class F>
-void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, F&& backward) {
+void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, SavedVersions saved,
+            F&& backward) {
   if constexpr (Real<T>) {
     if (!GradMode::enabled()) return;
     bool needed = false;
@@ -475,11 +512,17 @@ void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, F&&
     node->name = name;
     for (auto& in : inputs) node->inputs.push_back(in.impl_ptr());
     node->backward = std::forward<F>(backward);
+    node->saved = saved;
     out.impl().grad_fn = std::move(node);
     out.impl().requires_grad = true;
   } else {
-    (void)out, (void)name, (void)inputs, (void)backward;
+    (void)out, (void)name, (void)inputs, (void)saved, (void)backward;
   }
+}
+// The same for a backward function that reads no tensor it captured (only shapes, scalars).
+template <class T, class F>
+void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, F&& backward) {
+  record(out, name, std::move(inputs), SavedVersions{}, std::forward<F>(backward));
 }
 }  // namespace autograd
 

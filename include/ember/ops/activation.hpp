@@ -19,7 +19,8 @@ Tensor<T> relu(const Tensor<T>& x) {
   Tensor<T> y = detail::unary_map(x, backend::UnaryOp::relu, T(0),
                                   [](T v) { return v > T(0) ? v : (v != v ? v : T(0)); });
   // d relu / dx = 1 where the output is positive.
-  autograd::record(y, "ReluBackward0", {x}, [y = y.detach()](const Tensor<T>& g) {
+  autograd::record(y, "ReluBackward0", {x}, autograd::saved(y),
+                   [y = y.detach()](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
     Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
     if (y.device().is_cuda()) {
@@ -54,7 +55,8 @@ Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
     Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
     const int dev = x.device().index;
     if (y.numel() > 0) backend::cuda_math<T>().log_softmax_forward(dev, xc.data(), y.data(), sp.outer, sp.size);
-    autograd::record(y, "LogSoftmaxBackward0", {x}, [y = y.detach(), sp, dev](const Tensor<T>& g) {
+    autograd::record(y, "LogSoftmaxBackward0", {x}, autograd::saved(y),
+                     [y = y.detach(), sp, dev](const Tensor<T>& g) {
       const Tensor<T> gc = g.contiguous();
       Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
       if (y.numel() > 0)
@@ -81,7 +83,8 @@ Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
       }
   });
   // dx = g - softmax * sum(g) along dim
-  autograd::record(y, "LogSoftmaxBackward0", {x}, [y = y.detach(), sp](const Tensor<T>& g) {
+  autograd::record(y, "LogSoftmaxBackward0", {x}, autograd::saved(y),
+                   [y = y.detach(), sp](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
     Tensor<T> gx = Tensor<T>::empty(y.shape());
     const T* pg = gc.data();

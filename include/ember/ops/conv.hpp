@@ -56,7 +56,7 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 
   std::vector<Tensor<T>> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
-  autograd::record(y, "ConvolutionBackward0", inputs,
+  autograd::record(y, "ConvolutionBackward0", inputs, autograd::saved(xc, wc),
                    [p, xc = xc.detach(), wc = wc.detach(), need_x = x.requires_grad(),
                     need_w = weight.requires_grad(), has_b = bias.defined(),
                     need_b = bias.requires_grad()](const Tensor<T>& g) {

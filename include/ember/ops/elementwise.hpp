@@ -203,7 +203,7 @@ Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
 template <Real T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::mul, [](T x, T y) { return x * y; });
-  autograd::record(out, "MulBackward0", {a, b},
+  autograd::record(out, "MulBackward0", {a, b}, autograd::saved(a, b),
                    [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
                      return std::vector<Tensor<T>>{sum_to(mul(g, b), a.shape()),
                                                    sum_to(mul(g, a), b.shape())};
@@ -214,7 +214,7 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
 template <Real T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::div, [](T x, T y) { return x / y; });
-  autograd::record(out, "DivBackward0", {a, b},
+  autograd::record(out, "DivBackward0", {a, b}, autograd::saved(a, b),
                    [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
                      // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
                      Tensor<T> ga = div(g, b);
@@ -242,7 +242,8 @@ Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
 template <Real T>
 Tensor<T> exp(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::exp, T(0), [](T x) { return std::exp(x); });
-  autograd::record(out, "ExpBackward0", {a}, [o = out.detach()](const Tensor<T>& g) {
+  autograd::record(out, "ExpBackward0", {a}, autograd::saved(out),
+                   [o = out.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{mul(g, o)};
   });
   return out;
@@ -251,7 +252,8 @@ Tensor<T> exp(const Tensor<T>& a) {
 template <Real T>
 Tensor<T> log(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::log, T(0), [](T x) { return std::log(x); });
-  autograd::record(out, "LogBackward0", {a}, [a = a.detach()](const Tensor<T>& g) {
+  autograd::record(out, "LogBackward0", {a}, autograd::saved(a),
+                   [a = a.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{div(g, a)};
   });
   return out;
@@ -261,7 +263,8 @@ Tensor<T> log(const Tensor<T>& a) {
 template <Real T>
 Tensor<T> pow(const Tensor<T>& a, T p) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::pow_scalar, p, [p](T x) { return std::pow(x, p); });
-  autograd::record(out, "PowBackward0", {a}, [a = a.detach(), p](const Tensor<T>& g) {
+  autograd::record(out, "PowBackward0", {a}, autograd::saved(a),
+                   [a = a.detach(), p](const Tensor<T>& g) {
     const T q = p - 1;
     Tensor<T> d = detail::unary_map(
         detail::unary_map(a, backend::UnaryOp::pow_scalar, q, [q](T x) { return std::pow(x, q); }),

@@ -41,9 +41,9 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   EMBER_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "matmul: shapes ",
               shape_str(a.shape()), " and ", shape_str(b.shape()), " cannot be multiplied");
   Tensor<T> out = detail::gemm_2d(a, false, b, false);
-  autograd::record(out, "MmBackward0", {a, b}, [a = a.detach(), b = b.detach(),
-                                                 need_a = a.requires_grad(),
-                                                 need_b = b.requires_grad()](const Tensor<T>& g) {
+  autograd::record(out, "MmBackward0", {a, b}, autograd::saved(a, b),
+                   [a = a.detach(), b = b.detach(), need_a = a.requires_grad(),
+                    need_b = b.requires_grad()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{need_a ? detail::gemm_2d(g, false, b, true) : Tensor<T>(),
                                   need_b ? detail::gemm_2d(a, true, g, false) : Tensor<T>()};
   });
@@ -76,7 +76,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   }
   std::vector<Tensor<T>> inputs{x, weight};
   if (has_bias) inputs.push_back(bias);
-  autograd::record(out, "AddmmBackward0", inputs,
+  autograd::record(out, "AddmmBackward0", inputs, autograd::saved(x, weight),
                    [x = x.detach(), w = weight.detach(), has_bias, need_x = x.requires_grad(),
                     need_w = weight.requires_grad()](const Tensor<T>& g) {
                      std::vector<Tensor<T>> grads{

@@ -28,7 +28,8 @@ Tensor<T> nll_loss(const Tensor<T>& input, const Tensor<std::int64_t>& target,
     const int dev = input.device().index;
     Tensor<T> out = Tensor<T>::empty({}, input.device());
     backend::cuda_math<T>().nll_forward(dev, ic.data(), tc.data(), n, c, out.data(), mean);
-    autograd::record(out, "NllLossBackward0", {input}, [tc, n, c, mean, dev](const Tensor<T>& g) {
+    autograd::record(out, "NllLossBackward0", {input}, autograd::saved(tc),
+                     [tc, n, c, mean, dev](const Tensor<T>& g) {
       Tensor<T> gx = Tensor<T>::empty({n, c}, g.device());
       const Tensor<T> gc = g.contiguous();
       if (gx.numel() > 0) backend::cuda_math<T>().nll_backward(dev, gc.data(), tc.data(), n, c, gx.data(), mean);
@@ -45,7 +46,8 @@ Tensor<T> nll_loss(const Tensor<T>& input, const Tensor<std::int64_t>& target,
   }
   const T scale = reduction == Reduction::mean ? T(1) / static_cast<T>(n) : T(1);
   Tensor<T> out = Tensor<T>::scalar(static_cast<T>(acc) * scale);
-  autograd::record(out, "NllLossBackward0", {input}, [tc, n, c, scale](const Tensor<T>& g) {
+  autograd::record(out, "NllLossBackward0", {input}, autograd::saved(tc),
+                   [tc, n, c, scale](const Tensor<T>& g) {
     Tensor<T> gx = Tensor<T>::zeros({n, c});
     const T gv = g.item() * scale;
     for (std::int64_t i = 0; i < n; ++i) gx.data()[i * c + tc.data()[i]] = -gv;

@@ -6,7 +6,9 @@
 //     buf = momentum * buf + (1 - dampening) * g  afterwards
 //     g = g + momentum * buf   if nesterov,  else  g = buf
 //   p = p - lr * g
-// Parameters without a gradient are skipped, as in PyTorch.
+// Parameters without a gradient are skipped, as in PyTorch. A step is an in-place write: it
+// bumps each updated parameter's version, so that backward() through a graph recorded before
+// the step refuses to use the changed weights (stepping after backward(), as usual, is fine).
 
 #include <cmath>
 #include <cstdint>
@@ -55,6 +57,8 @@ class SGD {
       grad = grad.contiguous();  // a gradient set by set_grad() may be any view
       const bool first = mom != 0 && !momentum_[k].defined();
       if (first) momentum_[k] = Tensor<float>::empty(p.shape());
+      p.bump_version("SGD.step");  // an in-place update: a graph that saved p sees it
+      if (mom != 0) momentum_[k].bump_version("SGD.step");
       float* pp = p.data();
       const float* pg = grad.data();
       float* pb = mom != 0 ? momentum_[k].data() : nullptr;
@@ -94,6 +98,8 @@ class SGD {
       if (!grad.shares_storage(p.grad())) p.set_grad(grad);  // keep the contiguous copy alive
       const bool is_first = use_momentum && !momentum_[k].defined();
       if (is_first) momentum_[k] = Tensor<float>::empty(p.shape(), dev);
+      p.bump_version("SGD.step");
+      if (use_momentum) momentum_[k].bump_version("SGD.step");
       backend::SgdTensorRef ref{p.data(), grad.data(), use_momentum ? momentum_[k].data() : nullptr,
                                 p.numel()};
       (is_first ? first : rest).push_back(ref);
