@@ -1,9 +1,12 @@
 // Tests for ember/data/mnist.hpp, dataloader.hpp and pgm.hpp on small synthetic IDX files:
 // dataset loading and its consistency checks, random_split, batching, normalisation,
-// seeded shuffling, drop_last, prefetching, and PGM reading.
+// seeded shuffling, drop_last, prefetching, the checks on hand-built datasets and subsets
+// (DataLoader, DeviceDataLoader), and PGM reading.
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "ember/data/dataloader.hpp"
+#include "ember/data/device_loader.hpp"
 #include "ember/data/mnist.hpp"
 #include "ember/data/pgm.hpp"
 #include "support/tmp.hpp"
@@ -144,6 +148,121 @@ TEST_CASE("DataLoader batches, normalises, shuffles and drops the last batch", "
   }
   CHECK_THROWS_WITH(data::DataLoader(data::Subset::all(d), {.batch_size = 0}),
                     Catch::Contains("batch_size must be positive"));
+}
+
+namespace {
+// A hand-built dataset: n images of 4 x 3 with labels i % 10.
+std::shared_ptr<data::ImageDataset> hand_built(std::int64_t n) {
+  auto d = std::make_shared<data::ImageDataset>();
+  d->images = Tensor<std::uint8_t>::full({n, 4, 3}, 7);
+  d->labels = Tensor<std::int64_t>::empty({n});
+  for (std::int64_t i = 0; i < n; ++i) d->labels.data()[i] = i % 10;
+  return d;
+}
+}  // namespace
+
+TEST_CASE("DataLoader refuses a hand-built dataset that does not hold together", "[data]") {
+  auto d = hand_built(6);
+  auto load = [](std::shared_ptr<data::ImageDataset> bad) {
+    return data::DataLoader(data::Subset::all(std::move(bad)), {.batch_size = 4});
+  };
+  SECTION("fewer images than labels") {
+    d->images = Tensor<std::uint8_t>::zeros({5, 4, 3});
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("DataLoader: ImageDataset: images hold 5 samples "
+                                                 "of 4x3 but labels hold 6"));
+  }
+  SECTION("images or labels of the wrong rank, undefined, or not contiguous") {
+    auto images = d->images;
+    d->images = images.reshape({6, 12});
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("images must be (N, H, W), got shape [6, 12]"));
+    d->images = Tensor<std::uint8_t>();
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("images is undefined"));
+    d->images = Tensor<std::uint8_t>::zeros({4, 6, 3}).transpose(0, 1);  // (6, 4, 3), strided
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("images must be contiguous") &&
+                                     Catch::Contains("strides [3, 18, 1]"));
+    d->images = images;
+    d->labels = d->labels.reshape({2, 3});
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("labels must be (N), got shape [2, 3]"));
+  }
+  SECTION("labels outside [0, num_classes)") {
+    d->labels.data()[3] = 10;
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("label 10 at index 3 is out of range for "
+                                                 "num_classes 10"));
+    d->labels.data()[3] = -1;
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("label -1 at index 3"));
+    d->labels.data()[3] = 3;
+    d->num_classes = 3;
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("label 3 at index 3 is out of range for "
+                                                 "num_classes 3"));
+    d->num_classes = 0;
+    REQUIRE_THROWS_WITH(load(d), Catch::Contains("num_classes must be positive, got 0"));
+  }
+  SECTION("a subset index out of range, or no dataset") {
+    REQUIRE_THROWS_WITH(data::DataLoader(data::Subset{d, {0, 1, 5, 70000}}, {}),
+                        Catch::Contains("DataLoader: Subset: index 70000 at position 3 is out "
+                                        "of range for a dataset of 6 samples"));
+    REQUIRE_THROWS_WITH(data::DataLoader(data::Subset{d, {-1}}, {}),
+                        Catch::Contains("index -1 at position 0"));
+    REQUIRE_THROWS_WITH(data::DataLoader(data::Subset{nullptr, {0}}, {}),
+                        Catch::Contains("DataLoader: Subset: no dataset"));
+    REQUIRE_THROWS_WITH(data::Subset::all(nullptr), Catch::Contains("Subset::all: no dataset"));
+  }
+  SECTION("bad options") {
+    const auto all = data::Subset::all(d);
+    REQUIRE_THROWS_WITH(data::DataLoader(all, {.batch_size = -3}),
+                        Catch::Contains("batch_size must be positive, got -3"));
+    REQUIRE_THROWS_WITH(data::DataLoader(all, {.std = 0.0f}),
+                        Catch::Contains("std must be positive, got 0"));
+    REQUIRE_THROWS_WITH(data::DataLoader(all, {.mean = std::nanf("")}),
+                        Catch::Contains("mean must be finite"));
+    REQUIRE_THROWS_WITH(data::PixelNormalization::from(0.5f, -1.0f),
+                        Catch::Contains("PixelNormalization: std must be positive and finite"));
+  }
+  SECTION("make_batch with a bad order or batch number") {
+    data::DataLoader loader(data::Subset::all(d), {.batch_size = 4});
+    REQUIRE_THROWS_WITH(loader.make_batch({0, 1}, 0),
+                        Catch::Contains("the order holds 2 positions for a subset of 6 samples"));
+    REQUIRE_THROWS_WITH(loader.make_batch({0, 99, 2, 3, 4, 5}, 0),
+                        Catch::Contains("order[1] = 99 is out of range for a subset of 6"));
+    REQUIRE_THROWS_WITH(loader.make_batch({0, 1, 2, 3, 4, 5}, 2),
+                        Catch::Contains("batch 2 is out of range for 2 batches"));
+    REQUIRE_THROWS_WITH(loader.make_batch({0, 1, 2, 3, 4, 5}, -1), Catch::Contains("batch -1"));
+    CHECK(loader.make_batch({5, 4, 3, 2, 1, 0}, 1).labels.to_vector() ==
+          std::vector<std::int64_t>{1, 0});
+  }
+  SECTION("a dataset changed after the loader was made is checked again at each epoch") {
+    data::DataLoader loader(data::Subset::all(d), {.batch_size = 4});
+    d->labels = Tensor<std::int64_t>::zeros({3});
+    REQUIRE_THROWS_WITH(loader.epoch(), Catch::Contains("images hold 6 samples of 4x3 but "
+                                                        "labels hold 3"));
+  }
+}
+
+TEST_CASE("DeviceDataLoader checks its data before it needs a device", "[data]") {
+  auto d = hand_built(6);
+  REQUIRE_THROWS_WITH(data::DeviceDataLoader(data::Subset{d, {0, 6}}, {}, Device::cpu()),
+                      Catch::Contains("DeviceDataLoader: Subset: index 6 at position 1 is out "
+                                      "of range for a dataset of 6 samples"));
+  d->labels = Tensor<std::int64_t>::zeros({7});
+  REQUIRE_THROWS_WITH(data::DeviceDataLoader(data::Subset{d, {0}}, {}, Device::cpu()),
+                      Catch::Contains("DeviceDataLoader: ImageDataset: images hold 6 samples of "
+                                      "4x3 but labels hold 7"));
+  REQUIRE_THROWS_WITH(
+      data::DeviceDataLoader(data::Subset{d, {0}}, {.batch_size = 0}, Device::cpu()),
+                      Catch::Contains("DeviceDataLoader: batch_size must be positive, got 0"));
+  // Valid data: only then the device is refused.
+  REQUIRE_THROWS_WITH(data::DeviceDataLoader(data::Subset::all(hand_built(6)), {}, Device::cpu()),
+                      Catch::Contains("is not a CUDA device"));
+}
+
+TEST_CASE("random_split and random_permutation refuse bad sizes", "[data]") {
+  auto d = hand_built(6);
+  Generator g(1);
+  const std::int64_t huge = std::numeric_limits<std::int64_t>::max();
+  REQUIRE_THROWS_WITH(data::random_split(d, {huge, huge}, g),
+                      Catch::Contains("lengths add up to more than the 6 samples"));
+  REQUIRE_THROWS_WITH(data::random_split(nullptr, {1}, g), Catch::Contains("no dataset"));
+  REQUIRE_THROWS_WITH(data::random_permutation(-2, g), Catch::Contains("negative length -2"));
 }
 
 TEST_CASE("PGM images: P5 and P2 read, write round trip, bad files rejected", "[data]") {

@@ -1,7 +1,7 @@
 // Tests for ember/nn/module.hpp, ember/nn/layers.hpp and ember/nn/init.hpp: names and order of
 // parameters in a module tree (PyTorch's), train/eval propagation, state_dict round trips and
 // load_state_dict's errors, registration checks, default initialisation, printing (PyTorch's
-// repr, character for character) and Sequential.
+// repr, character for character), Sequential, and evaluate()'s check of a model's output.
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "ember/core/tensor.hpp"
+#include "ember/data/dataloader.hpp"
 #include "ember/models/mnist_net.hpp"
+#include "ember/nn/evaluate.hpp"
 #include "ember/nn/layers.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/ops/activation.hpp"
@@ -471,4 +473,49 @@ TEST_CASE("a model's step list computes what its forward computes in eval mode",
   } custom;
   REQUIRE_THROWS_WITH(custom.steps(), Catch::Contains("Custom does not list its forward as steps"));
   REQUIRE_THROWS_WITH(ember::nn::Flatten(1, 2).steps(), Catch::Contains("only end_dim -1"));
+}
+
+namespace {
+// Scores every image alike: log-probabilities over `classes` classes with class 0 the likeliest,
+// and `extra_rows` rows more than there are images.
+class FixedScores : public Module {
+ public:
+  explicit FixedScores(std::int64_t classes, std::int64_t extra_rows = 0)
+      : Module("FixedScores"), classes_(classes), extra_rows_(extra_rows) {}
+  Tensor forward(const Tensor& x) override {
+    Tensor s = Tensor::zeros({x.size(0) + extra_rows_, classes_});
+    for (std::int64_t i = 0; i < s.size(0); ++i) s(i, 0) = 1.0f;
+    return ember::log_softmax(s, 1);
+  }
+
+ private:
+  std::int64_t classes_, extra_rows_;
+};
+
+// 10 images of 4 x 3, label i for image i.
+ember::data::DataLoader ten_image_loader() {
+  auto d = std::make_shared<ember::data::ImageDataset>();
+  d->images = ember::Tensor<std::uint8_t>::full({10, 4, 3}, 1);
+  d->labels = ember::Tensor<std::int64_t>::arange(10);
+  return ember::data::DataLoader(ember::data::Subset::all(d), {.batch_size = 4});
+}
+}  // namespace
+
+TEST_CASE("evaluate() checks the model's scores against the batch and the classes", "[nn][eval]") {
+  ember::data::DataLoader loader = ten_image_loader();
+  FixedScores right(10);
+  const ember::nn::EvalResult r = ember::nn::evaluate(right, loader);
+  CHECK(r.total == 10);
+  CHECK(r.correct == 1);  // only image 0 has label 0
+  const double log_p0 = 1.0 - std::log(std::exp(1.0) + 9.0);
+  CHECK(r.loss == Approx(-(log_p0 + 9 * (log_p0 - 1.0)) / 10).epsilon(1e-5));
+
+  FixedScores too_few_classes(3);
+  REQUIRE_THROWS_WITH(ember::nn::evaluate(too_few_classes, loader),
+                      Catch::Contains("evaluate: the model returned scores of shape [4, 3] for a "
+                                      "batch of 4 images; expected [4, 10]") &&
+                          Catch::Contains("num_classes"));
+  FixedScores extra_row(10, 1);
+  REQUIRE_THROWS_WITH(ember::nn::evaluate(extra_row, loader),
+                      Catch::Contains("shape [5, 10] for a batch of 4 images"));
 }

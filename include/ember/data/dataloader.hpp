@@ -3,8 +3,10 @@
 // Subset, with a seeded shuffle per epoch, drop_last, and the next batch prepared on a
 // background thread while the current one trains.
 
+#include <cmath>
 #include <cstdint>
 #include <future>
+#include <numeric>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -30,16 +32,26 @@ struct DataLoaderOptions {
   bool prefetch = true;  // prepare the next batch on a background thread
 };
 
+namespace detail {
+inline void check_loader_options(const DataLoaderOptions& o, const char* loader) {
+  EMBER_CHECK(o.batch_size > 0, loader, ": batch_size must be positive, got ", o.batch_size);
+  EMBER_CHECK(std::isfinite(o.mean), loader, ": mean must be finite, got ", o.mean);
+  EMBER_CHECK(std::isfinite(o.std) && o.std > 0, loader, ": std must be positive, got ", o.std);
+}
+}  // namespace detail
+
+// Validates its Subset and the dataset behind it (Subset::validate) when made and at every
+// epoch, so that a hand-built dataset cannot make it read past a buffer.
 class DataLoader {
  public:
   DataLoader(Subset data, DataLoaderOptions options)
       : data_(std::move(data)), options_(options), gen_(options.seed) {
-    EMBER_CHECK(options.batch_size > 0, "DataLoader: batch_size must be positive");
-    EMBER_CHECK(options.std > 0, "DataLoader: std must be positive");
-    EMBER_CHECK(data_.dataset != nullptr, "DataLoader: no dataset");
+    detail::check_loader_options(options, "DataLoader");
+    data_.validate("DataLoader");
   }
 
   [[nodiscard]] std::int64_t size() const { return data_.size(); }
+  [[nodiscard]] std::int64_t num_classes() const { return data_.dataset->num_classes; }
   [[nodiscard]] std::int64_t num_batches() const {
     const std::int64_t n = data_.size(), b = options_.batch_size;
     return options_.drop_last ? n / b : (n + b - 1) / b;
@@ -97,7 +109,9 @@ class DataLoader {
   };
 
   // Starts an epoch: draws this epoch's order from the shuffle generator when shuffling.
+  // Checks the dataset again (it is shared: its owner may have changed it since).
   [[nodiscard]] Epoch epoch() {
+    data_.validate("DataLoader");
     std::vector<std::int64_t> order =
         options_.shuffle ? random_permutation(data_.size(), gen_) : std::vector<std::int64_t>{};
     if (!options_.shuffle) {
@@ -110,8 +124,16 @@ class DataLoader {
   // Batch i of an epoch with the given order (positions into the subset).
   [[nodiscard]] Batch make_batch(const std::vector<std::int64_t>& order, std::int64_t i) const {
     const std::int64_t n = data_.size(), bs = options_.batch_size;
+    EMBER_CHECK(i >= 0 && i < num_batches(), "DataLoader: batch ", i, " is out of range for ",
+                num_batches(), " batches");
+    EMBER_CHECK(static_cast<std::int64_t>(order.size()) == n, "DataLoader: the order holds ",
+                order.size(), " positions for a subset of ", n, " samples");
     const std::int64_t start = i * bs, count = std::min(bs, n - start);
-    EMBER_CHECK(start >= 0 && count > 0, "DataLoader: batch ", i, " out of range");
+    for (std::int64_t k = start; k < start + count; ++k) {
+      const std::int64_t pos = order[static_cast<std::size_t>(k)];
+      EMBER_CHECK(pos >= 0 && pos < n, "DataLoader: order[", k, "] = ", pos,
+                  " is out of range for a subset of ", n, " samples");
+    }
     const ImageDataset& d = *data_.dataset;
     const std::int64_t h = d.images.size(1), w = d.images.size(2), hw = h * w;
     Batch b{Tensor<float>::empty({count, 1, h, w}), Tensor<std::int64_t>::empty({count})};

@@ -3,7 +3,8 @@
 // and labels are uploaded once; each epoch's order is drawn on the host from the same shuffle
 // generator as DataLoader (so both loaders visit samples in the same order for the same seed)
 // and uploaded (8 bytes per sample); each batch is gathered and normalised on the device by one
-// kernel, with the same float arithmetic as DataLoader::make_batch.
+// kernel, with the same float arithmetic as DataLoader::make_batch. The subset and its dataset
+// are validated (Subset::validate) before anything touches the device.
 
 #include <cstdint>
 #include <numeric>
@@ -21,12 +22,13 @@ class DeviceDataLoader {
  public:
   DeviceDataLoader(const Subset& data, DataLoaderOptions options, Device device)
       : options_(options), gen_(options.seed), device_(device) {
+    // The data first: these checks need no device.
+    detail::check_loader_options(options, "DeviceDataLoader");
+    data.validate("DeviceDataLoader");
     EMBER_CHECK(device.is_cuda(), "DeviceDataLoader: ", device.str(),
                 " is not a CUDA device (use DataLoader on the CPU)");
-    EMBER_CHECK(options.batch_size > 0, "DeviceDataLoader: batch_size must be positive");
-    EMBER_CHECK(options.std > 0, "DeviceDataLoader: std must be positive");
-    EMBER_CHECK(data.dataset != nullptr, "DeviceDataLoader: no dataset");
     const ImageDataset& d = *data.dataset;
+    num_classes_ = d.num_classes;
     n_ = data.size();
     h_ = d.images.size(1);
     w_ = d.images.size(2);
@@ -51,7 +53,11 @@ class DeviceDataLoader {
     const std::int64_t b = options_.batch_size;
     return options_.drop_last ? n_ / b : (n_ + b - 1) / b;
   }
+  [[nodiscard]] std::int64_t num_classes() const { return num_classes_; }
+  // The number of samples in batch i.
   [[nodiscard]] std::int64_t batch_count(std::int64_t i) const {
+    EMBER_CHECK(i >= 0 && i < num_batches(), "DeviceDataLoader: batch ", i,
+                " is out of range for ", num_batches(), " batches");
     return std::min(options_.batch_size, n_ - i * options_.batch_size);
   }
   [[nodiscard]] const DataLoaderOptions& options() const { return options_; }
@@ -64,7 +70,6 @@ class DeviceDataLoader {
   // Batch i of the current epoch, in new tensors.
   [[nodiscard]] Batch batch(std::int64_t i) const {
     const std::int64_t count = batch_count(i);
-    EMBER_CHECK(i >= 0 && count > 0, "DeviceDataLoader: batch ", i, " out of range");
     Batch b{Tensor<float>::empty({count, 1, h_, w_}, device_),
             Tensor<std::int64_t>::empty({count}, device_)};
     batch_into(i, b.images, b.labels);
@@ -75,12 +80,15 @@ class DeviceDataLoader {
   // its input from fixed addresses).
   void batch_into(std::int64_t i, const Tensor<float>& images, const Tensor<std::int64_t>& labels) const {
     const std::int64_t count = batch_count(i);
-    EMBER_CHECK(i >= 0 && count > 0, "DeviceDataLoader: batch ", i, " out of range");
+    EMBER_CHECK(images.defined() && labels.defined(),
+                "DeviceDataLoader: batch_into needs defined tensors");
     EMBER_CHECK(images.is_contiguous() && images.numel() == count * h_ * w_ &&
                     images.device() == device_ && labels.is_contiguous() && labels.numel() == count &&
                     labels.device() == device_,
                 "DeviceDataLoader: batch_into needs contiguous tensors on ", device_.str(),
                 " with room for ", count, " samples");
+    images.bump_version("DeviceDataLoader.batch_into");  // both are overwritten in place
+    labels.bump_version("DeviceDataLoader.batch_into");
     const std::int64_t* idx = order_.data() + i * options_.batch_size;
     auto& t = backend::cuda_training();
     t.gather_normalize(device_.index, pixels_.data(), idx, count, h_ * w_, options_.mean, options_.std,
@@ -103,7 +111,7 @@ class DeviceDataLoader {
   DataLoaderOptions options_;
   Generator gen_;
   Device device_;
-  std::int64_t n_ = 0, h_ = 0, w_ = 0;
+  std::int64_t n_ = 0, h_ = 0, w_ = 0, num_classes_ = 0;
   Tensor<std::uint8_t> pixels_;
   Tensor<std::int64_t> labels_, order_;
 };

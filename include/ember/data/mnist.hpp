@@ -16,13 +16,43 @@
 
 namespace ember::data {
 
-// Raw images and labels; normalisation happens when a batch is made.
+// Raw images and labels; normalisation happens when a batch is made. The element types are
+// fixed by the fields; a hand-built dataset's shapes, layout and labels are checked by
+// validate(), which every consumer (DataLoader, DeviceDataLoader) calls before it reads them.
 struct ImageDataset {
-  Tensor<std::uint8_t> images;  // (N, H, W)
-  Tensor<std::int64_t> labels;  // (N)
+  Tensor<std::uint8_t> images;  // (N, H, W), contiguous, on the CPU
+  Tensor<std::int64_t> labels;  // (N), contiguous, on the CPU, each in [0, num_classes)
   std::int64_t num_classes = 10;
 
   [[nodiscard]] std::int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+
+  // Throws an ember::Error, "<consumer>: ImageDataset: <what is wrong>", unless the dataset is
+  // as the fields above say. O(N): it reads every label.
+  void validate(const std::string& consumer) const {
+    const std::string where = consumer + ": ImageDataset: ";
+    check_tensor(images, "images", "(N, H, W)", 3, where);
+    check_tensor(labels, "labels", "(N)", 1, where);
+    EMBER_CHECK(images.size(0) == labels.size(0), where, "images hold ", images.size(0),
+                " samples of ", images.size(1), "x", images.size(2), " but labels hold ",
+                labels.size(0));
+    EMBER_CHECK(num_classes > 0, where, "num_classes must be positive, got ", num_classes);
+    const std::int64_t* l = labels.data();
+    for (std::int64_t i = 0; i < labels.numel(); ++i)
+      EMBER_CHECK(l[i] >= 0 && l[i] < num_classes, where, "label ", l[i], " at index ", i,
+                  " is out of range for num_classes ", num_classes);
+  }
+
+ private:
+  template <class T>
+  static void check_tensor(const Tensor<T>& t, const char* name, const char* layout,
+                           std::int64_t rank, const std::string& where) {
+    EMBER_CHECK(t.defined(), where, name, " is undefined (a default-constructed tensor)");
+    EMBER_CHECK(t.dim() == rank, where, name, " must be ", layout, ", got shape ",
+                shape_str(t.shape()));
+    EMBER_CHECK(t.device().is_cpu(), where, name, " must be on the CPU, got ", t.device().str());
+    EMBER_CHECK(t.is_contiguous(), where, name, " must be contiguous (use .contiguous()), got ",
+                "shape ", shape_str(t.shape()), " with strides ", shape_str(t.strides()));
+  }
 };
 
 // A view of some of a dataset's samples, by index.
@@ -33,14 +63,27 @@ struct Subset {
   [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(indices.size()); }
   // Every sample of `d`, in order.
   [[nodiscard]] static Subset all(std::shared_ptr<const ImageDataset> d) {
+    EMBER_CHECK(d != nullptr, "Subset::all: no dataset (a null pointer)");
     std::vector<std::int64_t> idx(static_cast<std::size_t>(d->size()));
     std::iota(idx.begin(), idx.end(), 0);
     return {std::move(d), std::move(idx)};
+  }
+
+  // Throws an ember::Error naming `consumer` unless the dataset is there and valid
+  // (ImageDataset::validate) and every index names one of its samples. O(N + size()).
+  void validate(const std::string& consumer) const {
+    EMBER_CHECK(dataset != nullptr, consumer, ": Subset: no dataset (a null pointer)");
+    dataset->validate(consumer);
+    const std::int64_t n = dataset->size();
+    for (std::size_t k = 0; k < indices.size(); ++k)
+      EMBER_CHECK(indices[k] >= 0 && indices[k] < n, consumer, ": Subset: index ", indices[k],
+                  " at position ", k, " is out of range for a dataset of ", n, " samples");
   }
 };
 
 // Fisher-Yates shuffle of [0, n) drawn from `gen`.
 inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& gen) {
+  EMBER_CHECK(n >= 0, "random_permutation: negative length ", n);
   std::vector<std::int64_t> p(static_cast<std::size_t>(n));
   std::iota(p.begin(), p.end(), 0);
   for (std::int64_t i = n - 1; i > 0; --i)
@@ -54,9 +97,12 @@ inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& g
 inline std::vector<Subset> random_split(const std::shared_ptr<const ImageDataset>& d,
                                         const std::vector<std::int64_t>& lengths,
                                         Generator& gen) {
+  EMBER_CHECK(d != nullptr, "random_split: no dataset (a null pointer)");
   std::int64_t total = 0;
   for (auto l : lengths) {
     EMBER_CHECK(l >= 0, "random_split: negative length ", l);
+    EMBER_CHECK(l <= d->size() - total, "random_split: lengths add up to more than the ",
+                d->size(), " samples of the dataset");
     total += l;
   }
   EMBER_CHECK(total == d->size(), "random_split: lengths add up to ", total,

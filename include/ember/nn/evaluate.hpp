@@ -21,7 +21,20 @@ struct EvalResult {
   }
 };
 
-// Leaves the model in eval mode.
+namespace detail {
+// The model's output for a batch of `count` samples must be log-probabilities (count, classes)
+// with the dataset's number of classes.
+inline void check_scores(const ember::Tensor<float>& out, std::int64_t count,
+                         std::int64_t classes) {
+  EMBER_CHECK(out.dim() == 2 && out.size(0) == count && out.size(1) == classes,
+              "evaluate: the model returned scores of shape ", shape_str(out.shape()),
+              " for a batch of ", count, " images; expected [", count, ", ", classes,
+              "] (the dataset's num_classes)");
+}
+}  // namespace detail
+
+// Leaves the model in eval mode. The loader has checked its data (Subset::validate); the
+// model's output is checked here, batch by batch.
 inline EvalResult evaluate(Module& model, data::DataLoader& loader) {
   model.eval();
   NoGradGuard no_grad;
@@ -31,6 +44,7 @@ inline EvalResult evaluate(Module& model, data::DataLoader& loader) {
   for (const data::Batch& b : loader.epoch()) {
     const ember::Tensor<std::int64_t> labels = b.labels.to(dev);
     const ember::Tensor<float> out = model(b.images.to(dev));
+    detail::check_scores(out, b.labels.size(0), loader.num_classes());
     loss_sum += nll_loss(out, labels, Reduction::sum).item();
     r.correct += count_correct(out, labels);
     r.total += b.labels.size(0);
@@ -45,10 +59,14 @@ inline EvalResult evaluate(Module& model, data::DeviceDataLoader& loader) {
   NoGradGuard no_grad;
   EvalResult r;
   double loss_sum = 0;
+  EMBER_CHECK(model.parameters().empty() || model.device() == loader.device(),
+              "evaluate: the model is on ", model.device().str(),
+              " but the DeviceDataLoader's data is on ", loader.device().str());
   loader.start_epoch();
   for (std::int64_t i = 0; i < loader.num_batches(); ++i) {
     const data::Batch b = loader.batch(i);
     const ember::Tensor<float> out = model(b.images);
+    detail::check_scores(out, b.labels.size(0), loader.num_classes());
     loss_sum += nll_loss(out, b.labels, Reduction::sum).item();
     r.correct += count_correct(out, b.labels);
     r.total += b.labels.size(0);
