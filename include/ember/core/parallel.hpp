@@ -1,6 +1,12 @@
 #pragma once
 // A small persistent thread pool and parallel_for. The calling thread takes part in the
 // work; a parallel_for inside another one runs serially, so kernels may nest freely.
+//
+// The chunks of a parallel_for depend on the range and the grain only, never on the thread
+// count: threads take whole chunks in any order, and a serial run (one thread, or nested)
+// goes through the very same chunks in order. A kernel that combines per-chunk results in
+// chunk order, or whose rounding depends on where a chunk starts (SIMD remainders, GEMM
+// blocks), therefore gives the same bits at any thread count.
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +19,16 @@
 #include <vector>
 
 namespace ember {
+
+// At most this many chunks per parallel_for: enough to balance up to a few dozen threads,
+// few enough that taking a chunk costs nothing next to running it.
+inline constexpr std::int64_t kParallelForMaxChunks = 64;
+
+// The number of chunks parallel_for cuts n items into with this grain: n / grain, at least 1
+// and at most kParallelForMaxChunks. Chunk c is [n * c / chunks, n * (c + 1) / chunks).
+[[nodiscard]] inline std::int64_t parallel_for_chunk_count(std::int64_t n, std::int64_t grain) {
+  return std::clamp<std::int64_t>(n / std::max<std::int64_t>(1, grain), 1, kParallelForMaxChunks);
+}
 
 class ThreadPool {
  public:
@@ -35,16 +51,19 @@ class ThreadPool {
     num_threads_ = n;
   }
 
-  // Runs f(begin, end) on chunks of [begin, end) of at least `grain` items.
+  // Runs f(lo, hi) once for each chunk of [begin, end) (see parallel_for_chunk_count), chunks
+  // of at least `grain` items unless the range is shorter.
   void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain,
                     const std::function<void(std::int64_t, std::int64_t)>& f) {
     const std::int64_t n = end - begin;
     if (n <= 0) return;
-    const int threads = num_threads_.load();
-    const std::int64_t max_chunks = std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, grain));
-    const int chunks = static_cast<int>(std::min<std::int64_t>(threads, max_chunks));
-    if (chunks <= 1 || in_parallel_region()) {
+    const int chunks = static_cast<int>(parallel_for_chunk_count(n, grain));
+    if (chunks == 1) {
       f(begin, end);
+      return;
+    }
+    if (num_threads_.load() == 1 || in_parallel_region()) {
+      for (int c = 0; c < chunks; ++c) f(begin + n * c / chunks, begin + n * (c + 1) / chunks);
       return;
     }
     std::unique_lock run_lock(run_mutex_);  // one parallel_for at a time uses the workers

@@ -1,5 +1,7 @@
 #pragma once
-// CPU convolution: im2col + GEMM per image, threaded over the batch.
+// CPU convolution: im2col + GEMM per image, threaded over the batch (a batch of one image
+// threads its GEMMs instead). Every split depends on the shapes only, never on the thread
+// count, so the results are the same bits at any thread count.
 // Layouts: x (N, C, H, W), w (K, C, R, S), y (N, K, P, Q), all contiguous;
 // col (C*R*S, P*Q) is the unfolded receptive fields of one image.
 
@@ -27,7 +29,20 @@ T* scratch(std::size_t n, int slot = 0) {
   if (b.size() < n) b.resize(n);
   return b.data();
 }
+
+// One image's GEMM: on the thread that has the image when the batch is what is threaded,
+// threaded itself (gemm's fixed block grid) when the batch is a single image.
+template <class T>
+void image_gemm(const Conv2dParams& p, const GemmParams& g, T alpha, const T* a, const T* b,
+                T beta, T* c) {
+  if (p.n == 1) gemm<T>(g, alpha, a, b, beta, c);
+  else gemm_serial<T>(g, alpha, a, b, beta, c);
+}
 }  // namespace detail
+
+// conv2d_backward sums the weight gradient of at most this many groups of images apart (the
+// groups are threaded), then adds the groups in order.
+inline constexpr std::int64_t kConvWeightGradGroups = 16;
 
 // The output columns [lo, hi) whose input column ow * stride + off lies inside the image.
 inline std::pair<std::int64_t, std::int64_t> valid_range(const Conv2dParams& p, std::int64_t off,
@@ -104,7 +119,7 @@ void conv2d_forward(const Conv2dParams& p, const T* x, const T* w, const T* bias
       im2col(p, x + n * p.c * p.h * p.w, col);
       T* yn = y + n * p.k * PQ;
       GemmParams g{false, false, p.k, PQ, CRS, CRS, PQ, PQ};
-      gemm<T>(g, T(1), w, col, T(0), yn);
+      detail::image_gemm<T>(p, g, T(1), w, col, T(0), yn);
       if (bias != nullptr)
         for (std::int64_t k = 0; k < p.k; ++k) {
           const T b = bias[k];
@@ -132,28 +147,29 @@ void conv2d_backward(const Conv2dParams& p, const T* x, const T* w, const T* gy,
     }
   }
   if (gx == nullptr && gw == nullptr) return;
-  // Each chunk of images sums its weight gradient into its own slice of `parts`; the slices
-  // are then added in chunk order, so the result does not depend on thread timing.
-  const std::int64_t chunks = std::min<std::int64_t>(get_num_threads(), p.n);
-  T* parts = gw != nullptr ? detail::scratch<T>(static_cast<std::size_t>(chunks * p.k * CRS), 2)
+  // Each group of images sums its weight gradient into its own slice of `parts`; the slices
+  // are then added in group order. The groups depend on the batch size alone, so the result
+  // depends neither on thread timing nor on the thread count.
+  const std::int64_t groups = std::min(kConvWeightGradGroups, p.n), KCRS = p.k * CRS;
+  T* parts = gw != nullptr ? detail::scratch<T>(static_cast<std::size_t>(groups * KCRS), 2)
                            : nullptr;
-  parallel_for(0, chunks, 1, [&](std::int64_t c0, std::int64_t c1) {
+  parallel_for(0, groups, 1, [&](std::int64_t g0, std::int64_t g1) {
     T* col = detail::scratch<T>(static_cast<std::size_t>(CRS * PQ), 0);
-    for (std::int64_t chunk = c0; chunk < c1; ++chunk) {
-      T* gw_part = parts != nullptr ? parts + chunk * p.k * CRS : nullptr;
-      if (gw_part != nullptr) std::fill_n(gw_part, p.k * CRS, T(0));
-      for (std::int64_t n = p.n * chunk / chunks; n < p.n * (chunk + 1) / chunks; ++n) {
+    for (std::int64_t group = g0; group < g1; ++group) {
+      T* gw_part = parts != nullptr ? parts + group * KCRS : nullptr;
+      if (gw_part != nullptr) std::fill_n(gw_part, KCRS, T(0));
+      for (std::int64_t n = p.n * group / groups; n < p.n * (group + 1) / groups; ++n) {
         const T* gyn = gy + n * p.k * PQ;
         if (gw_part != nullptr) {
           im2col(p, x + n * p.c * p.h * p.w, col);
           // gw (K, CRS) += gy_n (K, PQ) * col^T (PQ, CRS)
           GemmParams g{false, true, p.k, CRS, PQ, PQ, PQ, CRS};
-          gemm<T>(g, T(1), gyn, col, T(1), gw_part);
+          detail::image_gemm<T>(p, g, T(1), gyn, col, T(1), gw_part);
         }
         if (gx != nullptr) {
           // col (CRS, PQ) = w^T (CRS, K) * gy_n (K, PQ); then fold into gx_n
           GemmParams g{true, false, CRS, PQ, p.k, CRS, PQ, PQ};
-          gemm<T>(g, T(1), w, gyn, T(0), col);
+          detail::image_gemm<T>(p, g, T(1), w, gyn, T(0), col);
           T* gxn = gx + n * p.c * p.h * p.w;
           std::fill_n(gxn, p.c * p.h * p.w, T(0));
           col2im(p, col, gxn);
@@ -161,9 +177,13 @@ void conv2d_backward(const Conv2dParams& p, const T* x, const T* w, const T* gy,
       }
     }
   });
-  if (parts != nullptr)
-    for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
-      for (std::int64_t i = 0; i < p.k * CRS; ++i) gw[i] += parts[chunk * p.k * CRS + i];
+  if (parts != nullptr)  // gw[i] = parts[0][i] + parts[1][i] + ..., in that order for every i
+    parallel_for(0, KCRS, 1 << 12, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t group = 0; group < groups; ++group) {
+        const T* part = parts + group * KCRS;
+        for (std::int64_t i = lo; i < hi; ++i) gw[i] += part[i];
+      }
+    });
 }
 
 }  // namespace cpu
