@@ -1,6 +1,6 @@
 // Cross-cutting op tests: the view ops of core/tensor.hpp as differentiable ops, a small
-// CNN composed from every op checked end to end by finite differences, and thread-count
-// independence of the threaded kernels (conv2d, linear).
+// CNN composed from every op checked end to end by finite differences, and the same bits at
+// any thread count: every op forward and backward, and training the MNIST net with SGD.
 
 #include <catch2/catch.hpp>
 
@@ -8,11 +8,16 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "ember/backend/cpu/gemm.hpp"
 #include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/models/mnist_net.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/dropout.hpp"
@@ -21,6 +26,7 @@
 #include "ember/ops/loss.hpp"
 #include "ember/ops/pool.hpp"
 #include "ember/ops/reduce.hpp"
+#include "ember/optim/sgd.hpp"
 
 #include "support/gradcheck.hpp"
 #include "support/inputs.hpp"
@@ -140,108 +146,252 @@ TEST_CASE("A small CNN is differentiable end to end", "[ops][grad]") {
 
 namespace {
 
-// Everything the thread tests compare: forward values and every gradient.
-struct ThreadedResults {
-  std::vector<float> conv, conv_b1, conv_gx, conv_gw, conv_gb, lin, lin_gx, lin_gw, lin_gb;
-};
+// Everything the thread tests compare, by name: forward values, gradients, parameters.
+using Results = std::map<std::string, std::vector<float>>;
 
-ThreadedResults run_threaded_ops(int threads) {
+// Every threaded op, forward and backward, on shapes whose work is split: conv2d over its
+// images (and over the groups of its weight gradient), a one-image conv2d over its GEMMs'
+// blocks, linear and matmul over GEMM blocks, pooling, elementwise ops and SGD over
+// parallel_for chunks; and the reductions, the loss and dropout, which are not split but
+// must not depend on the thread count either.
+Results run_threaded_ops(int threads) {
   ember::set_num_threads(threads);
   REQUIRE(ember::get_num_threads() == threads);
-  ThreadedResults r;
-  auto x = random_tensor<float>({4, 3, 17, 15}, 121);
-  auto w = random_tensor<float>({8, 3, 3, 3}, 122);
-  auto b = random_tensor<float>({8}, 123);
-  x.requires_grad_();
-  w.requires_grad_();
-  b.requires_grad_();
-  const auto y = ember::conv2d(x, w, b, ember::Conv2dOptions{1, 1, 1});  // [4, 8, 17, 15]
-  r.conv = y.to_vector();
-  y.backward(random_tensor<float>(y.shape(), 124));
-  r.conv_gx = x.grad().to_vector();
-  r.conv_gw = w.grad().to_vector();
-  r.conv_gb = b.grad().to_vector();
-  // Batch 1 with a wide output: the GEMM inside is what splits.
-  const auto xs = random_tensor<float>({1, 16, 40, 41}, 125);
-  const auto ws = random_tensor<float>({32, 16, 3, 3}, 126);
-  r.conv_b1 = ember::conv2d(xs, ws, {}, ember::Conv2dOptions{1, 1, 1}).to_vector();
-
-  auto fx = random_tensor<float>({64, 256}, 127);
-  auto fw = random_tensor<float>({130, 256}, 128);
-  auto fb = random_tensor<float>({130}, 129);
-  fx.requires_grad_();
-  fw.requires_grad_();
-  fb.requires_grad_();
-  const auto z = ember::linear(fx, fw, fb);  // [64, 130]
-  r.lin = z.to_vector();
-  z.backward(random_tensor<float>(z.shape(), 130));
-  r.lin_gx = fx.grad().to_vector();
-  r.lin_gw = fw.grad().to_vector();
-  r.lin_gb = fb.grad().to_vector();
+  Results r;
+  const auto grads = [&r](const std::string& name, const std::vector<Tensor<float>*>& ts) {
+    for (std::size_t i = 0; i < ts.size(); ++i)
+      r[name + ".grad" + std::to_string(i)] = ts[i]->grad().to_vector();
+  };
+  {  // conv2d, batch 4, padded
+    auto x = random_tensor<float>({4, 3, 17, 15}, 121).requires_grad_();
+    auto w = random_tensor<float>({8, 3, 3, 3}, 122).requires_grad_();
+    auto b = random_tensor<float>({8}, 123).requires_grad_();
+    const auto y = ember::conv2d(x, w, b, ember::Conv2dOptions{1, 1, 1});  // [4, 8, 17, 15]
+    r["conv"] = y.to_vector();
+    y.backward(random_tensor<float>(y.shape(), 124));
+    grads("conv", {&x, &w, &b});
+  }
+  {  // conv2d, batch 21 (more images than weight-gradient groups, unevenly), strided
+    auto x = random_tensor<float>({21, 8, 21, 19}, 131).requires_grad_();
+    auto w = random_tensor<float>({16, 8, 3, 3}, 132).requires_grad_();
+    const auto y = ember::conv2d(x, w, {}, ember::Conv2dOptions{2, 0, 1});  // [21, 16, 10, 9]
+    r["conv_strided"] = y.to_vector();
+    y.backward(random_tensor<float>(y.shape(), 133));
+    grads("conv_strided", {&x, &w});
+  }
+  {  // conv2d, batch 1 with a wide output: its GEMMs are what splits
+    auto x = random_tensor<float>({1, 16, 40, 41}, 125).requires_grad_();
+    auto w = random_tensor<float>({32, 16, 3, 3}, 126).requires_grad_();
+    auto b = random_tensor<float>({32}, 134).requires_grad_();
+    const auto y = ember::conv2d(x, w, b, ember::Conv2dOptions{1, 1, 1});  // [1, 32, 40, 41]
+    r["conv_b1"] = y.to_vector();
+    y.backward(random_tensor<float>(y.shape(), 135));
+    grads("conv_b1", {&x, &w, &b});
+  }
+  {  // linear
+    auto x = random_tensor<float>({64, 1024}, 127).requires_grad_();
+    auto w = random_tensor<float>({300, 1024}, 128).requires_grad_();
+    auto b = random_tensor<float>({300}, 129).requires_grad_();
+    const auto z = ember::linear(x, w, b);  // [64, 300]
+    r["linear"] = z.to_vector();
+    z.backward(random_tensor<float>(z.shape(), 130));
+    grads("linear", {&x, &w, &b});
+  }
+  {  // matmul, M > N
+    auto a = random_tensor<float>({200, 700}, 136).requires_grad_();
+    auto b = random_tensor<float>({700, 150}, 137).requires_grad_();
+    const auto c = ember::matmul(a, b);  // [200, 150]
+    r["matmul"] = c.to_vector();
+    c.backward(random_tensor<float>(c.shape(), 138));
+    grads("matmul", {&a, &b});
+  }
+  {  // max_pool2d, the 2 x 2 kernel and the general one; relu; elementwise ops
+    auto x = random_tensor<float>({8, 16, 24, 24}, 139).requires_grad_();
+    const auto p2 = ember::max_pool2d(ember::relu(x), 2);        // [8, 16, 12, 12]
+    const auto p3 = ember::max_pool2d(x, 3, 2, 1);               // [8, 16, 12, 12]
+    const auto e = ember::div(ember::exp(ember::mul(p2, p3)),    // elementwise, 18k each
+                              ember::add_scalar(ember::mul(p3, p3), 1.0f));
+    const auto xx = ember::mul(x, x);
+    const auto big = ember::sub(xx, ember::log(ember::add_scalar(xx, 1.0f)));
+    r["pool2"] = p2.to_vector();
+    r["pool3"] = p3.to_vector();
+    r["elementwise"] = e.to_vector();
+    r["elementwise_big"] = big.to_vector();  // 73k elements: several parallel_for chunks
+    ember::add(ember::sum(e), ember::mean(big)).backward();
+    grads("pool", {&x});
+  }
+  {  // reductions, log_softmax and the loss
+    auto x = random_tensor<float>({512, 100}, 140).requires_grad_();
+    auto t = Tensor<I64>::empty({512});
+    for (I64 i = 0; i < 512; ++i) t.data()[i] = (i * 37) % 100;
+    const auto loss = ember::cross_entropy(x, t);
+    const auto s0 = ember::sum(x, 0), m1 = ember::mean(x, 1, true);
+    r["loss"] = loss.to_vector();
+    r["sum0"] = s0.to_vector();
+    r["mean1"] = m1.to_vector();
+    r["sum"] = ember::sum(x).to_vector();
+    ember::add(ember::add(loss, ember::mean(s0)), ember::sum(m1)).backward();
+    grads("reduce", {&x});
+  }
+  {  // dropout and dropout2d
+    ember::Generator gen(141);
+    auto x = random_tensor<float>({64, 2000}, 142).requires_grad_();
+    auto c = random_tensor<float>({8, 16, 24, 24}, 143).requires_grad_();
+    const auto d = ember::dropout(x, 0.5, true, gen);
+    const auto d2 = ember::dropout2d(c, 0.25, true, gen);
+    r["dropout"] = d.to_vector();
+    r["dropout2d"] = d2.to_vector();
+    ember::add(ember::sum(d), ember::sum(d2)).backward();
+    grads("dropout", {&x, &c});
+  }
+  {  // SGD with momentum and weight decay, over 300k elements
+    auto p = random_tensor<float>({300, 1000}, 144).requires_grad_();
+    ember::optim::SGD opt({p}, {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});
+    for (int step = 0; step < 3; ++step) {
+      opt.zero_grad();
+      ember::sum(ember::mul(p, p)).backward();
+      opt.step();
+    }
+    r["sgd"] = p.to_vector();
+    r["sgd_momentum"] = opt.momentum_buffers()[0].to_vector();
+  }
   return r;
 }
 
-// |a - b| <= 1e-5 * max|b|: the same sums, only grouped differently.
-bool close(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return false;
-  float scale = 0;
-  for (float v : b) scale = std::max(scale, std::abs(v));
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (!(std::abs(a[i] - b[i]) <= 1e-5f * scale)) return false;
-  return true;
+// Checks that every result of `got` has the bits of the same result in `want`.
+void check_bit_identical(const Results& want, const Results& got) {
+  REQUIRE(want.size() == got.size());
+  for (const auto& [name, values] : want) {
+    CAPTURE(name);
+    REQUIRE(got.count(name) == 1);
+    CHECK(bit_identical(values, got.at(name)));
+  }
+}
+
+// A few SGD steps of the MNIST net (momentum, dropout in training mode) at `threads` threads,
+// on `batch` random images per step: every parameter and momentum buffer afterwards, and the
+// losses.
+Results train_mnist_net(int threads, ember::models::MnistNetConfig config, std::int64_t batch,
+                        int steps) {
+  ember::set_num_threads(threads);
+  REQUIRE(ember::get_num_threads() == threads);
+  ember::Generator gen(150);  // initialisation and dropout
+  ember::models::MnistNet model(config, gen);
+  model.train();
+  ember::optim::SGD opt(model.parameters(), {.lr = 0.05, .momentum = 0.5});
+  ember::Generator data(151);
+  Results r;
+  std::vector<float>& losses = r["losses"];
+  for (int step = 0; step < steps; ++step) {
+    // Synthetic data: class c images have a bright row 2c + 4 (so the net has something to
+    // learn and its gradients stay alive).
+    auto images = Tensor<float>::randn({batch, 1, 28, 28}, data);
+    auto labels = Tensor<I64>::empty({batch});
+    for (I64 n = 0; n < batch; ++n) {
+      const auto c = static_cast<I64>(data.below(10));
+      labels.data()[n] = c;
+      for (I64 w = 0; w < 28; ++w) images.data()[(n * 28 + 2 * c + 4) * 28 + w] += 2.0f;
+    }
+    opt.zero_grad();
+    Tensor<float> loss = ember::nll_loss(model(images), labels);
+    loss.backward();
+    opt.step();
+    losses.push_back(loss.item());
+  }
+  for (const auto& [name, t] : model.named_parameters()) r[name] = t.to_vector();
+  for (std::size_t i = 0; i < opt.momentum_buffers().size(); ++i)
+    r["momentum" + std::to_string(i)] = opt.momentum_buffers()[i].to_vector();
+  return r;
 }
 
 }  // namespace
 
-TEST_CASE("conv2d and linear are deterministic for a given thread count", "[ops][threads]") {
+TEST_CASE("parallel_for's chunks do not depend on the thread count", "[ops][threads]") {
   ThreadCountGuard restore;
-  for (int threads : {1, 2}) {
-    CAPTURE(threads);
-    const ThreadedResults a = run_threaded_ops(threads), b = run_threaded_ops(threads);
-    CHECK(bit_identical(a.conv, b.conv));
-    CHECK(bit_identical(a.conv_b1, b.conv_b1));
-    CHECK(bit_identical(a.conv_gx, b.conv_gx));
-    CHECK(bit_identical(a.conv_gw, b.conv_gw));
-    CHECK(bit_identical(a.conv_gb, b.conv_gb));
-    CHECK(bit_identical(a.lin, b.lin));
-    CHECK(bit_identical(a.lin_gx, b.lin_gx));
-    CHECK(bit_identical(a.lin_gw, b.lin_gw));
-    CHECK(bit_identical(a.lin_gb, b.lin_gb));
+  const auto chunks_at = [](int threads, I64 n, I64 grain) {
+    ember::set_num_threads(threads);
+    std::mutex m;
+    std::vector<std::pair<I64, I64>> seen;
+    ember::parallel_for(3, 3 + n, grain, [&](I64 lo, I64 hi) {
+      std::lock_guard lock(m);
+      seen.emplace_back(lo, hi);
+    });
+    std::sort(seen.begin(), seen.end());
+    return seen;
+  };
+  const std::pair<I64, I64> cases[] = {{1, 1}, {100, 1}, {100, 7}, {10000, 1}, {5, 10}};
+  for (const auto& [n, grain] : cases) {
+    CAPTURE(n, grain);
+    const auto one = chunks_at(1, n, grain);
+    const I64 count = ember::parallel_for_chunk_count(n, grain);
+    REQUIRE(static_cast<I64>(one.size()) == count);
+    CHECK(count <= ember::kParallelForMaxChunks);
+    CHECK(one.front().first == 3);
+    CHECK(one.back().second == 3 + n);
+    for (std::size_t i = 1; i < one.size(); ++i) CHECK(one[i].first == one[i - 1].second);
+    for (int threads : {2, 3, 8}) CHECK(chunks_at(threads, n, grain) == one);
   }
 }
 
-TEST_CASE("conv2d and linear agree across 1 and 2 threads", "[ops][threads]") {
-  ThreadCountGuard restore;
-  const ThreadedResults one = run_threaded_ops(1), two = run_threaded_ops(2);
-  // Work split over images only (conv2d forward and input gradient with batch > 1, bias
-  // gradient) is bit-identical whatever the thread count.
-  CHECK(bit_identical(one.conv, two.conv));
-  CHECK(bit_identical(one.conv_gx, two.conv_gx));
-  CHECK(bit_identical(one.conv_gb, two.conv_gb));
-  // The rest agrees to rounding (see the [!mayfail] test below for why not bit for bit).
-  CHECK(close(one.conv_b1, two.conv_b1));
-  CHECK(close(one.conv_gw, two.conv_gw));
-  CHECK(close(one.lin, two.lin));
-  CHECK(close(one.lin_gx, two.lin_gx));
-  CHECK(close(one.lin_gw, two.lin_gw));
-  CHECK(close(one.lin_gb, two.lin_gb));
+TEST_CASE("The test shapes split their work", "[ops][threads]") {
+  // Otherwise the thread tests below would compare unsplit work with itself.
+  const auto blocks = [](I64 m, I64 n, I64 k) {
+    const ember::cpu::GemmParams p{false, false, m, n, k, k, n, n};
+    return ember::cpu::gemm_grid<float>(p).blocks;
+  };
+  CHECK(blocks(64, 300, 1024) > 1);   // linear, forward
+  CHECK(blocks(64, 1024, 300) > 1);   // linear, input gradient
+  CHECK(blocks(300, 1024, 64) > 1);   // linear, weight gradient
+  CHECK(blocks(200, 150, 700) > 1);   // matmul
+  CHECK(blocks(32, 1640, 144) > 1);   // the one-image conv2d
+  CHECK(blocks(20, 128, 9216) > 1);   // the MNIST net's fc1 at batch 20
+  CHECK(blocks(32, 512, 1152) > 1);   // the narrow net's fc1 at batch 32
+  CHECK(ember::parallel_for_chunk_count(64 * 2000, 1 << 15) > 1);  // dropout's product
+  CHECK(ember::parallel_for_chunk_count(300 * 1000, 1 << 16) > 1);  // SGD
 }
 
-// Known limitation, reported rather than hidden: cpu::gemm splits the larger output
-// dimension into one chunk per thread, and Eigen rounds a column (or row) differently
-// depending on where it falls in its block (remainder columns take another micro-kernel),
-// so a split GEMM (linear, batch-1 conv2d) changes in the last bits with the thread count;
-// conv2d's weight gradient sums one partial per thread. Both are deterministic for a fixed
-// thread count (the test above). Bit-identity across thread counts would need a partition
-// that depends on the problem size only.
-TEST_CASE("conv2d and linear are bit-identical across 1 and 2 threads",
-          "[ops][threads][!mayfail]") {
+TEST_CASE("Every op is repeatable at a given thread count", "[ops][threads]") {
   ThreadCountGuard restore;
-  const ThreadedResults one = run_threaded_ops(1), two = run_threaded_ops(2);
-  CHECK(bit_identical(one.conv_b1, two.conv_b1));
-  CHECK(bit_identical(one.conv_gw, two.conv_gw));
-  CHECK(bit_identical(one.lin, two.lin));
-  CHECK(bit_identical(one.lin_gx, two.lin_gx));
-  CHECK(bit_identical(one.lin_gw, two.lin_gw));
-  CHECK(bit_identical(one.lin_gb, two.lin_gb));
+  for (int threads : {1, 3}) {
+    CAPTURE(threads);
+    check_bit_identical(run_threaded_ops(threads), run_threaded_ops(threads));
+  }
+}
+
+TEST_CASE("Every op is bit-identical at 1, 2, 3 and 8 threads", "[ops][threads]") {
+  ThreadCountGuard restore;
+  const Results one = run_threaded_ops(1);
+  for (int threads : {2, 3, 8}) {
+    CAPTURE(threads);
+    check_bit_identical(one, run_threaded_ops(threads));
+  }
+}
+
+TEST_CASE("MNIST net training steps are bit-identical at 1, 2, 3 and 8 threads",
+          "[ops][threads][mnist]") {
+  ThreadCountGuard restore;
+  // Batch 20: more images than conv2d's weight-gradient groups, unevenly.
+  const Results one = train_mnist_net(1, {}, 20, 3);
+  for (int threads : {2, 3, 8}) {
+    CAPTURE(threads);
+    check_bit_identical(one, train_mnist_net(threads, {}, 20, 3));
+  }
+}
+
+TEST_CASE("300 training steps end with the same bits at 1 and 3 threads",
+          "[ops][threads][mnist]") {
+  ThreadCountGuard restore;
+  // A narrow net (fc1 still wide enough for its GEMMs to split) so that 300 steps take seconds.
+  const ember::models::MnistNetConfig narrow{.conv1 = 4, .conv2 = 8, .hidden = 512};
+  const Results one = train_mnist_net(1, narrow, 32, 300);
+  const Results three = train_mnist_net(3, narrow, 32, 300);
+  check_bit_identical(one, three);
+  // It learnt something: the last ten losses are below the first ten.
+  const auto& losses = one.at("losses");
+  const auto mean_of = [&](std::size_t from) {
+    double s = 0;
+    for (std::size_t i = from; i < from + 10; ++i) s += losses[i];
+    return s / 10;
+  };
+  CHECK(mean_of(losses.size() - 10) < 0.5 * mean_of(0));
 }
