@@ -9,11 +9,12 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <span>
-#include <tuple>
+#include <functional>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "ember/io/safetensors.hpp"
@@ -357,5 +358,101 @@ TEST_CASE("int8 models save and load bit for bit, about 4x smaller than float", 
     const auto bytes = io::serialize_safetensors(good);
     io::write_file_atomic(path, std::span<const std::byte>(bytes.data(), bytes.size() / 2));
     REQUIRE_THROWS_WITH(quant::load_quantized(path), Catch::Contains("cut.safetensors"));
+  }
+}
+
+// Sizes from an int8 file's metadata: bounded when read, every product and sum of them
+// overflow-checked in QuantizedModel (issue 9).
+TEST_CASE("int8 model files: metadata sizes are bounded, products overflow-checked",
+          "[quant][io]") {
+  Generator gen(17);
+  models::MnistNet net({.conv1 = 4, .conv2 = 8, .hidden = 16}, gen);
+  net.eval();
+  const std::vector<Tensor<float>> calib{Tensor<float>::rand({8, 1, 28, 28}, gen)};
+  const quant::QuantizedModel q = quant::quantize(net, calib);
+  const io::SafetensorsFile good = quant::to_safetensors(q);
+  const std::string steps = good.metadata.at("steps");
+  const std::string conv1 = "conv2d:conv1:1,4,3,1,0,1", pool = "max_pool2d:max_pool2d:2,2,0";
+  REQUIRE(steps.find(conv1) != std::string::npos);
+  REQUIRE(steps.find(pool) != std::string::npos);
+  const auto dir = test::tmp_dir("quant_bounds", true);
+  const std::string path = (dir / "bad.safetensors").string();
+  // The model with `from` replaced by `to` in its step list (or in the field `key`).
+  const auto load_edited = [&](const std::string& key, const std::string& from,
+                               const std::string& to) {
+    io::SafetensorsFile f = good;
+    std::string& v = f.metadata.at(key);
+    const std::size_t at = v.find(from);
+    REQUIRE(at != std::string::npos);
+    v.replace(at, from.size(), to);
+    io::save_safetensors(path, f);
+    return quant::load_quantized(path);
+  };
+  using Catch::Contains;
+  const std::string big = "4611686018427387904";  // 2^62
+  SECTION("conv padding, conv dilation and pooling padding of 2^62") {
+    REQUIRE_THROWS_WITH(load_edited("steps", conv1, "conv2d:conv1:1,4,3,1," + big + ",1"),
+                        Contains("bad.safetensors") && Contains("step 'conv2d:conv1:") &&
+                            Contains("padding " + big + " is out of range [0, 1024]"));
+    REQUIRE_THROWS_WITH(load_edited("steps", conv1, "conv2d:conv1:1,4,3,1,0," + big),
+                        Contains("dilation " + big + " is out of range [1, 1024]"));
+    REQUIRE_THROWS_WITH(load_edited("steps", pool, "max_pool2d:max_pool2d:2,2," + big),
+                        Contains("padding " + big + " is out of range [0, 1]"));
+    REQUIRE_THROWS_WITH(load_edited("steps", pool, "max_pool2d:max_pool2d:2,-3,0"),
+                        Contains("stride -3 is out of range [1, 1024]"));
+  }
+  SECTION("an input shape of 1 x 2^40 x 2^40") {
+    REQUIRE_THROWS_WITH(load_edited("input_shape", "1,28,28", "1,1099511627776,1099511627776"),
+                        Contains("input_shape [1, 1099511627776, 1099511627776]") &&
+                            Contains("size 1099511627776 is out of range [1, 16777216]"));
+    REQUIRE_THROWS_WITH(
+        load_edited("input_shape", "1,28,28", "4,65536,65536"),
+        Contains("input_shape [4, 65536, 65536] has more than 1073741824 elements"));
+    REQUIRE_THROWS_WITH(load_edited("input_shape", "1,28,28", "1,28"),
+                        Contains("input_shape [1, 28] must be (C, H, W) or (features)"));
+  }
+  SECTION("a layer listed twice, a version that is no version") {
+    const std::string fc2 = "linear:fc2:16,10";
+    REQUIRE(steps.find(fc2) != std::string::npos);
+    REQUIRE_THROWS_WITH(load_edited("steps", fc2, fc2 + ";" + fc2),
+                        Contains("layer 'fc2' appears twice in the steps"));
+    REQUIRE_THROWS_WITH(load_edited("version", "1", "0"),
+                        Contains("version \"0\" is invalid (this ember reads version 1)"));
+    REQUIRE_THROWS_WITH(load_edited("version", "1", "one"), Contains("version \"one\" is invalid"));
+    REQUIRE_THROWS_WITH(load_edited("version", "1", "-1"), Contains("version \"-1\" is invalid"));
+    REQUIRE_THROWS_WITH(load_edited("version", "1", "12"), Contains("version 12 is newer"));
+  }
+  SECTION("text from the file is clipped in messages") {
+    try {
+      (void)load_edited("steps", conv1, "conv2d:" + std::string(100000, 'x') + ":1");
+      FAIL("loaded");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).size() < 600);
+      CHECK_THAT(e.what(), Contains("expected 6 arguments, got 1") && Contains("bytes)"));
+    }
+  }
+  SECTION("built in memory: the same sizes overflow-checked, not wrapped around") {
+    const auto build = [&](const std::function<void(std::vector<quant::QLayer>&)>& edit,
+                           std::vector<std::int64_t> input = {1, 28, 28}) {
+      std::vector<quant::QLayer> layers = q.layers();
+      edit(layers);
+      return quant::QuantizedModel(layers, input);
+    };
+    const std::int64_t b = std::int64_t{1} << 62;
+    REQUIRE_THROWS_WITH(
+        build([&](auto& l) { l[0].padding = b; }),
+        Contains("layer 'conv1' (conv2d): padding " + big + " on input height 28 overflows int64"));
+    REQUIRE_THROWS_WITH(build([&](auto& l) { l[0].dilation = b; }),
+                        Contains("dilation " + big + " times kernel height 3 - 1 overflows int64"));
+    REQUIRE_THROWS_WITH(build([&](auto& l) { l[4].padding = b; }),
+                        Contains("layer 'max_pool2d' (max_pool2d): padding " + big +
+                                 " must be in [0, kernel / 2] for kernel 2"));
+    REQUIRE_THROWS_WITH(build([](auto&) {}, {1, std::int64_t{1} << 40, std::int64_t{1} << 40}),
+                        Contains("more than 281474976710656 elements"));
+    // A kernel larger than the input, at a stride that used to truncate the size up to 1.
+    REQUIRE_THROWS_WITH(
+        build([](auto& l) { l[0].stride = 3; }, {1, 1, 1}),
+        Contains("input 1 x 1 with padding 0 x 0 is smaller than the kernel 3 x 3"));
+    CHECK(q.largest_sample_buffer() == 24 * 24 * 36);  // conv2's patches: (24 * 24, 4 * 3 * 3)
   }
 }

@@ -1,13 +1,32 @@
 #pragma once
 // The parameter structs shared by every backend: one op, one struct, the same meaning on the
 // CPU (backend/cpu), in the CUDA kernels (kernels/) and in the vendor-library paths. Plain
-// aggregates with no dependencies, so device code can take them by value.
+// aggregates, so device code can take them by value; their host-only check() validates sizes
+// that come from a file or a user before p() and q() are trusted.
 
 #include <cstdint>
+#include <string>
 
+#include "ember/core/error.hpp"
 #include "ember/core/macros.hpp"
 
 namespace ember {
+
+namespace detail {
+// in + 2 * pad - dil * (kernel - 1) - 1, the numerator of a convolution or pooling output
+// size, with every step overflow-checked (the arguments are already known non-negative, dil
+// and kernel >= 1). Throws naming `what`, the axis and the values.
+inline std::int64_t window_numerator(const std::string& what, const char* axis, std::int64_t in,
+                                     std::int64_t pad, std::int64_t dil, std::int64_t kernel) {
+  std::int64_t twice_pad = 0, padded = 0, reach = 0;
+  EMBER_CHECK(!__builtin_mul_overflow(pad, std::int64_t{2}, &twice_pad) &&
+                  !__builtin_add_overflow(in, twice_pad, &padded),
+              what, ": padding ", pad, " on input ", axis, " ", in, " overflows int64");
+  EMBER_CHECK(!__builtin_mul_overflow(dil, kernel - 1, &reach), what, ": dilation ", dil,
+              " times kernel ", axis, " ", kernel, " - 1 overflows int64");
+  return padded - reach - 1;  // padded >= 0 and reach >= 0: cannot overflow
+}
+}  // namespace detail
 
 // Row-major GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, where op(A) is A
 // stored [M,K] (trans_a false) or [K,M] (trans_a true); lda, ldb, ldc are the row strides of
@@ -33,6 +52,30 @@ struct Conv2dParams {
     return (w + 2 * pad_w - dil_w * (s - 1) - 1) / stride_w + 1;
   }
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t crs() const { return c * r * s; }
+
+  // Host only: throws ember::Error, prefixed by `what` and naming the field and its value,
+  // unless the sizes are non-negative, the kernel, strides and dilations positive, the
+  // paddings non-negative, the input at least as large as the dilated kernel, and every
+  // intermediate of p(), q() and crs() fits an int64. Afterwards p() and q() are exact and
+  // at least 1. (p() alone truncates a negative quotient up to 0 or 1 when stride > 1.)
+  void check(const std::string& what) const {
+    EMBER_CHECK(n >= 0 && c >= 0 && h >= 0 && w >= 0 && k >= 0, what, ": negative size (n ", n,
+                ", c ", c, ", h ", h, ", w ", w, ", k ", k, ")");
+    EMBER_CHECK(r >= 1 && s >= 1, what, ": kernel ", r, " x ", s, " must be positive");
+    EMBER_CHECK(stride_h >= 1 && stride_w >= 1, what, ": stride ", stride_h, " x ", stride_w,
+                " must be positive");
+    EMBER_CHECK(pad_h >= 0 && pad_w >= 0, what, ": padding ", pad_h, " x ", pad_w,
+                " must be non-negative");
+    EMBER_CHECK(dil_h >= 1 && dil_w >= 1, what, ": dilation ", dil_h, " x ", dil_w,
+                " must be positive");
+    EMBER_CHECK(detail::window_numerator(what, "height", h, pad_h, dil_h, r) >= 0 &&
+                    detail::window_numerator(what, "width", w, pad_w, dil_w, s) >= 0,
+                what, ": input ", h, " x ", w, " with padding ", pad_h, " x ", pad_w,
+                " is smaller than the kernel ", r, " x ", s, " dilated by ", dil_h, " x ", dil_w);
+    std::int64_t cr = 0, crs_ = 0;
+    EMBER_CHECK(!__builtin_mul_overflow(c, r, &cr) && !__builtin_mul_overflow(cr, s, &crs_), what,
+                ": channels ", c, " times kernel ", r, " x ", s, " overflows int64");
+  }
 };
 
 // Max pooling over (N*C) planes: x (planes, H, W) -> y (planes, P, Q), square window.
@@ -44,6 +87,21 @@ struct MaxPool2dParams {
   }
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t q() const {
     return (w + 2 * padding - kernel) / stride + 1;
+  }
+
+  // Host only: as Conv2dParams::check(), for a pooling window (padding at most half the
+  // kernel, as PyTorch requires). Afterwards p() and q() are exact and at least 1.
+  void check(const std::string& what) const {
+    EMBER_CHECK(planes >= 0 && h >= 0 && w >= 0, what, ": negative size (planes ", planes, ", h ",
+                h, ", w ", w, ")");
+    EMBER_CHECK(kernel >= 1 && stride >= 1, what, ": kernel ", kernel, " and stride ", stride,
+                " must be positive");
+    EMBER_CHECK(padding >= 0 && padding <= kernel / 2, what, ": padding ", padding,
+                " must be in [0, kernel / 2] for kernel ", kernel);
+    EMBER_CHECK(detail::window_numerator(what, "height", h, padding, 1, kernel) >= 0 &&
+                    detail::window_numerator(what, "width", w, padding, 1, kernel) >= 0,
+                what, ": input ", h, " x ", w, " with padding ", padding,
+                " is smaller than the window ", kernel);
   }
 };
 

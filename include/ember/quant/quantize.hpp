@@ -93,6 +93,7 @@ struct QLayer {
   std::int64_t dim = 1;
 
   [[nodiscard]] bool has_weights() const { return op == nn::Step::Op::conv2d || op == nn::Step::Op::linear; }
+  // in * kernel * kernel for conv2d (QuantizedModel checks that it fits an int64), in for linear
   [[nodiscard]] std::int64_t fan_in() const { return op == nn::Step::Op::conv2d ? in * kernel * kernel : in; }
 };
 
@@ -137,6 +138,10 @@ class QuantizedModel {
   [[nodiscard]] const std::vector<std::int64_t>& input_shape() const { return input_shape_; }
   // Free-form facts kept with the model (calibration, source model); saved in the file.
   [[nodiscard]] const std::map<std::string, std::string>& info() const { return info_; }
+  // The largest buffer, in elements, that forward() uses per sample: the input, any layer's
+  // output, or a convolution's patches (im2col). A forward pass of N samples allocates a few
+  // times N * this many bytes.
+  [[nodiscard]] std::int64_t largest_sample_buffer() const { return largest_sample_buffer_; }
   // Bytes of int8 weights plus float scales and biases.
   [[nodiscard]] std::int64_t parameter_bytes() const {
     std::int64_t b = 0;
@@ -182,7 +187,27 @@ class QuantizedModel {
   std::vector<std::shared_ptr<const Plan>> plans_;  // per layer (null for layers without weights)
   std::vector<bool> skip_;                          // ReLUs fused into the layer before
   std::vector<std::vector<std::int64_t>> out_shapes_;  // per layer: one sample's output shape
+  std::int64_t largest_sample_buffer_ = 0;
 };
+
+namespace detail {
+// The elements of one sample's activation of this shape, at most max_numel (2^48), else an error
+// naming the layer: sizes come from files, and their product must not wrap around.
+inline std::int64_t sample_numel(const std::vector<std::int64_t>& shape, const std::string& where) {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape)
+    EMBER_CHECK(d > 0 && !__builtin_mul_overflow(n, d, &n) && n <= max_numel, where,
+                ": one sample's ", shape_str(shape), " has more than ", max_numel, " elements");
+  return n;
+}
+inline std::int64_t checked_product(std::int64_t a, std::int64_t b, const std::string& where,
+                                    const char* what) {
+  std::int64_t r = 0;
+  EMBER_CHECK(a >= 0 && b >= 0 && !__builtin_mul_overflow(a, b, &r) && r <= max_numel, where, ": ",
+              what, " ", a, " x ", b, " is out of range (more than ", max_numel, ")");
+  return r;
+}
+}  // namespace detail
 
 // ---- implementation ----------------------------------------------------------------------
 
@@ -192,6 +217,7 @@ inline void QuantizedModel::prepare() {
               shape_str(input_shape_), " must be (C, H, W) or (features)");
   for (std::int64_t d : input_shape_)
     EMBER_CHECK(d > 0, "QuantizedModel: input shape ", shape_str(input_shape_), " has a non-positive size");
+  largest_sample_buffer_ = detail::sample_numel(input_shape_, "QuantizedModel: input shape");
   plans_.assign(layers_.size(), nullptr);
   skip_.assign(layers_.size(), false);
   out_shapes_.assign(layers_.size(), {});
@@ -201,19 +227,26 @@ inline void QuantizedModel::prepare() {
   bool codes = false;  // whether activations are codes at this point
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const QLayer& l = layers_[i];
-    const std::string where = "quantized layer '" + l.name + "' (" + nn::op_name(l.op) + ")";
+    const std::string where = "quantized layer '" + ::ember::detail::clip_text(l.name, 80) + "' (" +
+                              nn::op_name(l.op) + ")";
     if (skip_[i]) continue;
     switch (l.op) {
       case Op::conv2d: {
         EMBER_CHECK(shape.size() == 3 && shape[0] == l.in, where, ": takes (", l.in, ", H, W) inputs, gets ",
                     shape_str(shape));
-        EMBER_CHECK(l.kernel > 0 && l.stride > 0 && l.padding >= 0 && l.dilation > 0, where,
-                    ": bad geometry");
+        EMBER_CHECK(l.out > 0, where, ": ", l.out, " output channels");
         const Conv2dParams g{.c = l.in, .h = shape[1], .w = shape[2], .k = l.out, .r = l.kernel, .s = l.kernel,
                              .stride_h = l.stride, .stride_w = l.stride, .pad_h = l.padding, .pad_w = l.padding,
                              .dil_h = l.dilation, .dil_w = l.dilation};
-        EMBER_CHECK(g.p() > 0 && g.q() > 0, where, ": input ", shape_str(shape), " is smaller than the kernel");
+        g.check(where);  // every size overflow-checked; p() and q() >= 1 after it
         shape = {l.out, g.p(), g.q()};
+        (void)detail::sample_numel(shape, where);  // so P * Q below fits
+        // the patches of one image: (P * Q, in * kernel^2 rounded up to 4)
+        const std::int64_t patch =
+            round_up(detail::checked_product(g.crs(), 1, where, "patch size"), 4);
+        largest_sample_buffer_ =
+            std::max(largest_sample_buffer_,
+                     detail::checked_product(g.p() * g.q(), patch, where, "im2col buffer"));
         break;
       }
       case Op::linear:
@@ -223,11 +256,9 @@ inline void QuantizedModel::prepare() {
         break;
       case Op::max_pool2d: {
         EMBER_CHECK(shape.size() == 3, where, ": takes (C, H, W), gets ", shape_str(shape));
-        EMBER_CHECK(l.kernel > 0 && l.stride > 0 && l.padding >= 0 && 2 * l.padding <= l.kernel, where,
-                    ": bad geometry");
         const MaxPool2dParams g{.h = shape[1], .w = shape[2], .kernel = l.kernel, .stride = l.stride,
                                 .padding = l.padding};
-        EMBER_CHECK(g.p() > 0 && g.q() > 0, where, ": input smaller than the window");
+        g.check(where);  // p() and q() >= 1 after it
         shape = {shape[0], g.p(), g.q()};
         break;
       }
@@ -237,9 +268,7 @@ inline void QuantizedModel::prepare() {
           chw = shape;
           flat_codes_from_chw = codes;
         }
-        std::int64_t f = 1;
-        for (std::int64_t d : shape) f *= d;
-        shape = {f};
+        shape = {detail::sample_numel(shape, where)};
         break;
       }
       case Op::log_softmax:
@@ -250,12 +279,19 @@ inline void QuantizedModel::prepare() {
       case Op::dropout: break;
     }
     out_shapes_[i] = shape;
+    largest_sample_buffer_ = std::max(largest_sample_buffer_, detail::sample_numel(shape, where));
     if (!l.has_weights()) continue;
 
     // weights: checked, reordered to the order the layer's input codes come in, packed
-    const std::int64_t k = l.fan_in();
-    EMBER_CHECK(static_cast<std::int64_t>(l.weight.size()) == l.out * k, where, ": ", l.weight.size(),
-                " weights for ", l.out, " x ", k);
+    EMBER_CHECK(l.in > 0 && l.out > 0, where, ": ", l.in, " inputs and ", l.out, " outputs");
+    const std::int64_t k =
+        l.op == Op::conv2d
+            ? detail::checked_product(detail::checked_product(l.in, l.kernel, where, "fan-in"),
+                                      l.kernel, where, "fan-in")
+            : l.in;
+    EMBER_CHECK(static_cast<std::int64_t>(l.weight.size()) ==
+                    detail::checked_product(l.out, k, where, "weight count"),
+                where, ": ", l.weight.size(), " weights for ", l.out, " x ", k);
     EMBER_CHECK(static_cast<std::int64_t>(l.weight_scale.size()) == l.out &&
                     static_cast<std::int64_t>(l.bias.size()) == l.out,
                 where, ": needs ", l.out, " weight scales and biases");
@@ -569,6 +605,8 @@ inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
                   std::equal(input_shape_.begin(), input_shape_.end(), x.shape().begin() + 1),
               "quantized forward: input ", shape_str(x.shape()), " does not match the model's [N, ",
               shape_str(input_shape_).substr(1));
+  (void)detail::checked_product(x.size(0), largest_sample_buffer_, "quantized forward",
+                                "samples times the largest buffer of one sample");
   Act a;
   a.n = x.size(0);
   a.f = x;

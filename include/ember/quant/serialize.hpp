@@ -11,10 +11,15 @@
 // the layer list: "conv2d:conv1:in,out,kernel,stride,padding,dilation;relu:relu;
 // max_pool2d:max_pool2d:kernel,stride,padding;flatten:flatten:dim;linear:fc1:in,out;
 // log_softmax:log_softmax:dim;dropout:dropout1". Other metadata (the model's info()) is kept.
+//
+// Reading checks every number of the metadata against the bounds below before any size is
+// computed from it (QuantizedModel then overflow-checks every product and sum of them), and
+// every error names the file and the field; text from the file is clipped in messages.
 
 #include <charconv>
 #include <cstring>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +30,14 @@
 namespace ember::quant {
 
 inline constexpr const char* kInt8Format = "ember-int8";
+
+// Bounds on the numbers a file's metadata may give, far above any real model: channels and
+// features, a sample's dimensions and its elements, the kernel, stride, dilation and padding
+// of conv2d and max_pool2d.
+inline constexpr std::int64_t kMaxFileChannels = std::int64_t{1} << 24;
+inline constexpr std::int64_t kMaxFileInputDim = std::int64_t{1} << 24;
+inline constexpr std::int64_t kMaxFileInputElements = std::int64_t{1} << 30;
+inline constexpr std::int64_t kMaxFileWindow = 1024;  // kernel, stride, dilation, padding
 
 namespace detail {
 
@@ -44,8 +57,8 @@ inline std::vector<std::int64_t> parse_ints(const std::string& s, const std::str
     const std::size_t end = std::min(s.find(',', pos), s.size());
     std::int64_t v = 0;
     const auto [p, ec] = std::from_chars(s.data() + pos, s.data() + end, v);
-    EMBER_CHECK(ec == std::errc() && p == s.data() + end && end > pos, what, ": '", s,
-                "' is not a list of integers");
+    EMBER_CHECK(ec == std::errc() && p == s.data() + end && end > pos, what, ": '",
+                ::ember::detail::clip_text(s, 80), "' is not a list of integers");
     out.push_back(v);
     pos = end + 1;
   }
@@ -56,7 +69,69 @@ inline nn::Step::Op parse_op(const std::string& s, const std::string& what) {
   using Op = nn::Step::Op;
   for (Op op : {Op::conv2d, Op::linear, Op::relu, Op::max_pool2d, Op::flatten, Op::log_softmax, Op::dropout})
     if (s == nn::op_name(op)) return op;
-  throw Error(what + ": unknown step '" + s + "'");
+  throw Error(what + ": unknown step '" + ::ember::detail::clip_text(s, 80) + "'");
+}
+
+// Checks that a number from the metadata lies in [lo, hi].
+inline void check_range(const std::string& what, const char* field, std::int64_t v, std::int64_t lo,
+                        std::int64_t hi) {
+  EMBER_CHECK(v >= lo && v <= hi, what, ": ", field, " ", v, " is out of range [", lo, ", ", hi,
+              "]");
+}
+
+// The version field: "1" is read; a larger number is a newer format, anything else is invalid.
+inline void check_version(const std::string& version, const std::string& source) {
+  if (version == "1") return;
+  std::int64_t v = 0;
+  const auto [p, ec] = std::from_chars(version.data(), version.data() + version.size(), v);
+  const bool number =
+      ec == std::errc() && p == version.data() + version.size() && version[0] != '0';
+  EMBER_CHECK(!(number && v > 1), "int8 model '", source, "': version ", v,
+              " is newer than this ember reads (1)");
+  throw Error("int8 model '" + source + "': version \"" + ::ember::detail::clip_text(version, 40) +
+              "\" is invalid (this ember reads version 1)");
+}
+
+// input_shape: (C, H, W) or (features), each size and their product bounded.
+inline void check_input_shape(const std::vector<std::int64_t>& shape, const std::string& source) {
+  const std::string what = "int8 model '" + source + "': input_shape";
+  EMBER_CHECK(shape.size() == 1 || shape.size() == 3, what, " ", shape_str(shape),
+              " must be (C, H, W) or (features)");
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) {
+    check_range(what + " " + shape_str(shape), "size", d, 1, kMaxFileInputDim);
+    n *= d;  // at most 2^30 * 2^24: no overflow
+    EMBER_CHECK(n <= kMaxFileInputElements, what, " ", shape_str(shape), " has more than ",
+                kMaxFileInputElements, " elements");
+  }
+}
+
+// The numbers of one step, each within its bound.
+inline void check_step_ranges(const QLayer& l, const std::string& what) {
+  switch (l.op) {
+    case nn::Step::Op::conv2d:
+      check_range(what, "kernel", l.kernel, 1, kMaxFileWindow);
+      check_range(what, "stride", l.stride, 1, kMaxFileWindow);
+      check_range(what, "padding", l.padding, 0, kMaxFileWindow);
+      check_range(what, "dilation", l.dilation, 1, kMaxFileWindow);
+      [[fallthrough]];
+    case nn::Step::Op::linear:
+      check_range(what, "in", l.in, 1, kMaxFileChannels);
+      check_range(what, "out", l.out, 1, kMaxFileChannels);
+      break;
+    case nn::Step::Op::max_pool2d:
+      check_range(what, "kernel", l.kernel, 1, kMaxFileWindow);
+      check_range(what, "stride", l.stride, 1, kMaxFileWindow);
+      check_range(what, "padding", l.padding, 0, l.kernel / 2);
+      break;
+    case nn::Step::Op::flatten:
+    case nn::Step::Op::log_softmax:
+      check_range(what, "dim", l.dim, 1, 1);
+      break;
+    case nn::Step::Op::relu:
+    case nn::Step::Op::dropout:
+      break;
+  }
 }
 
 template <class T>
@@ -71,12 +146,13 @@ template <class T>
 std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name, const char* dtype,
                            const std::vector<std::int64_t>& shape, const std::string& source) {
   const auto it = f.tensors.find(name);
-  EMBER_CHECK(it != f.tensors.end(), "int8 model '", source, "': missing tensor '", name, "'");
+  const std::string shown = ::ember::detail::clip_text(name, 100);
+  EMBER_CHECK(it != f.tensors.end(), "int8 model '", source, "': missing tensor '", shown, "'");
   const io::TensorRecord& r = it->second;
-  EMBER_CHECK(r.dtype == dtype, "int8 model '", source, "': tensor '", name, "' has dtype ", r.dtype,
-              ", expected ", dtype);
-  EMBER_CHECK(r.shape == shape, "int8 model '", source, "': tensor '", name, "' has shape ", shape_str(r.shape),
-              ", expected ", shape_str(shape));
+  EMBER_CHECK(r.dtype == dtype, "int8 model '", source, "': tensor '", shown, "' has dtype ",
+              ::ember::detail::clip_text(r.dtype, 20), ", expected ", dtype);
+  EMBER_CHECK(r.shape == shape, "int8 model '", source, "': tensor '", shown, "' has shape ",
+              shape_str(r.shape), ", expected ", shape_str(shape));
   std::vector<T> v(r.data.size() / sizeof(T));
   if (!v.empty()) std::memcpy(v.data(), r.data.data(), v.size() * sizeof(T));
   return v;
@@ -131,16 +207,17 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
                 key == "format" ? " (not an int8 model: a float model loads with io::load)" : "");
     return it->second;
   };
-  EMBER_CHECK(meta("format") == kInt8Format, "int8 model '", source, "': format is \"", meta("format"),
-              "\", expected \"", kInt8Format, "\"");
-  EMBER_CHECK(meta("version") == "1", "int8 model '", source, "': version ", meta("version"),
-              " is newer than this ember reads (1)");
+  EMBER_CHECK(meta("format") == kInt8Format, "int8 model '", source, "': format is \"",
+              ::ember::detail::clip_text(meta("format"), 40), "\", expected \"", kInt8Format, "\"");
+  detail::check_version(meta("version"), source);
   const std::vector<std::int64_t> input = detail::parse_ints(meta("input_shape"), "int8 model '" + source + "': input_shape");
+  detail::check_input_shape(input, source);
   std::vector<QLayer> layers;
-  std::size_t used = 0;
+  std::set<std::string> used;  // the tensors the steps have read
   std::stringstream ss(meta("steps"));
   for (std::string item; std::getline(ss, item, ';');) {
-    const std::string what = "int8 model '" + source + "': step '" + item + "'";
+    const std::string what =
+        "int8 model '" + source + "': step '" + ::ember::detail::clip_text(item, 80) + "'";
     const std::size_t c1 = item.find(':'), c2 = item.find(':', c1 == std::string::npos ? c1 : c1 + 1);
     EMBER_CHECK(c1 != std::string::npos, what, ": expected op:name[:arguments]");
     QLayer l;
@@ -174,26 +251,34 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
       case nn::Step::Op::relu:
       case nn::Step::Op::dropout: want(0); break;
     }
+    detail::check_step_ranges(l, what);
     if (l.has_weights()) {
-      EMBER_CHECK(l.in > 0 && l.out > 0 && (l.op == nn::Step::Op::linear || l.kernel > 0), what,
-                  ": sizes must be positive");
+      EMBER_CHECK(used.insert(l.name + ".weight").second, what, ": layer '",
+                  ::ember::detail::clip_text(l.name, 80), "' appears twice in the steps");
+      for (const char* t : {".weight_scale", ".bias", ".input_scale", ".input_zero_point"})
+        used.insert(l.name + t);
       std::vector<std::int64_t> wshape{l.out, l.in};
       if (l.op == nn::Step::Op::conv2d) wshape = {l.out, l.in, l.kernel, l.kernel};
       l.weight = detail::read_record<std::int8_t>(f, l.name + ".weight", "I8", wshape, source);
       for (std::int8_t v : l.weight)
-        EMBER_CHECK(v >= -kWeightMax, "int8 model '", source, "': tensor '", l.name, ".weight' holds ", int{v},
+        EMBER_CHECK(v >= -kWeightMax, "int8 model '", source, "': tensor '",
+                    ::ember::detail::clip_text(l.name, 80), ".weight' holds ", int{v},
                     ", outside [-127, 127]");
       l.weight_scale = detail::read_record<float>(f, l.name + ".weight_scale", "F32", {l.out}, source);
       l.bias = detail::read_record<float>(f, l.name + ".bias", "F32", {l.out}, source);
       l.input.scale = detail::read_record<float>(f, l.name + ".input_scale", "F32", {}, source).at(0);
       l.input.zero_point = detail::read_record<std::int32_t>(f, l.name + ".input_zero_point", "I32", {}, source).at(0);
-      used += 5;
     }
     layers.push_back(std::move(l));
   }
   EMBER_CHECK(!layers.empty(), "int8 model '", source, "': no steps");
-  EMBER_CHECK(used == f.tensors.size(), "int8 model '", source, "': ", f.tensors.size() - used,
-              " tensor(s) belong to no step");
+  std::size_t unused = 0;
+  std::string first_unused;
+  for (const auto& [name, record] : f.tensors)
+    if (used.count(name) == 0 && unused++ == 0) first_unused = name;
+  EMBER_CHECK(unused == 0, "int8 model '", source, "': ", unused,
+              " tensor(s) belong to no step (first '", ::ember::detail::clip_text(first_unused, 80),
+              "')");
   std::map<std::string, std::string> info = f.metadata;
   for (const char* k : {"format", "version", "input_shape", "steps", "activation_bits", "weights"}) info.erase(k);
   try {
