@@ -8,14 +8,18 @@ eigen=${eigen//-I/-isystem }
 fail=0
 # backend/cuda/ is nvcc-only (each header says so with #error under a host compiler).
 headers=$(cd include && find ember -name '*.hpp' -not -path 'ember/backend/cuda/*' | sort)
-for h in $headers; do
-  if ! echo "#include \"$h\"" | g++ -std=c++20 -Wall -Wextra -Wpedantic -Werror -fsyntax-only \
-      -Iinclude $eigen -x c++ - ; then
-    echo "check_headers: $h does not compile on its own" >&2
-    fail=1
-  fi
+compilers=(g++)
+command -v clang++-16 >/dev/null && compilers+=(clang++-16)
+for cxx in "${compilers[@]}"; do
+  for h in $headers; do
+    if ! echo "#include \"$h\"" | $cxx -std=c++20 -Wall -Wextra -Wpedantic -Werror -fsyntax-only \
+        -Iinclude $eigen -x c++ - ; then
+      echo "check_headers: $h does not compile on its own ($cxx)" >&2
+      fail=1
+    fi
+  done
 done
-[ $fail -eq 0 ] && echo "check_headers: $(echo "$headers" | wc -l) headers compile on their own (g++)"
+[ $fail -eq 0 ] && echo "check_headers: $(echo "$headers" | wc -l) headers compile on their own (${compilers[*]})"
 if command -v nvcc >/dev/null; then
   mkdir -p build/check_headers/include/ember
   ln -sfn "$PWD/kernels" build/check_headers/include/ember/kernels

@@ -1,39 +1,87 @@
 #!/usr/bin/env bash
-# Builds ember and runs every test: the Release build (CTest), the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, the header self-containment check, and a
-# consumer project built against the installed package. Set EMBER_DATA to the MNIST folder
-# to include the end-to-end training test (it is skipped, with a message, otherwise).
+# Builds ember and runs every test: the Release build for this CPU (CTest), every public
+# header on its own, a consumer project built against the installed package and the CMake
+# checks for consumers, the tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang),
+# builds for every x86-64 level with g++ and clang (scripts/check_levels.sh), and each libFuzzer
+# harness for a bounded time (scripts/fuzz.sh). Set EMBER_DATA to the MNIST folder to include
+# the end-to-end training tests (they are skipped, with a message, otherwise). Prints the wall
+# time of each stage last.
 #
-#   scripts/test.sh            # everything
-#   EMBER_SKIP_SANITIZERS=1 scripts/test.sh   # the quicker Release pass only
+#   scripts/test.sh                            # everything
+#   EMBER_SKIP_SANITIZERS=1 scripts/test.sh    # without the sanitizer build
+#   EMBER_SKIP_LEVELS=1 EMBER_SKIP_FUZZ=1 ...  # without the CPU-level builds / the fuzzers
+#   EMBER_FUZZ_SECONDS=60                      # time per fuzz target (default 30 here)
+#   EMBER_LEVELS="g++:x86-64-v3 clang++-16:x86-64-v4"   # other level builds (check_levels.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+times=()
+t0=$(date +%s)
+stage_start=$t0
+stage_name=""
+stage() {  # stage "<name>": closes the previous stage's clock and opens one for <name>
+  local now
+  now=$(date +%s)
+  [ -n "$stage_name" ] && times+=("$(printf '%6d s  %s' $((now - stage_start)) "$stage_name")")
+  stage_name="$1"
+  stage_start=$now
+  [ -n "$1" ] && echo "== $1"
+  return 0
+}
 
+stage "Install the build's packages (scripts/install_deps.sh)"
 scripts/install_deps.sh
 
-echo "== Release build and tests"
+stage "Release build (g++, -march=native)"
 cmake --preset release
 cmake --build --preset release -j"$jobs"
+
+stage "Release tests (CTest)"
 ctest --preset release
 
-echo "== Every public header compiles on its own"
+stage "Every public header compiles on its own (g++, clang)"
 scripts/check_headers.sh
 
-echo "== Install, then build and run a consumer project with find_package(ember)"
+stage "Install; a find_package(ember) consumer; the CMake checks for consumers"
 rm -rf build/install build/consumer
 cmake --install build/release --prefix build/install >/dev/null
 cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/install" \
   -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/consumer -j"$jobs"
 build/consumer/consumer
+scripts/check_cmake.sh
 
 if [ "${EMBER_SKIP_SANITIZERS:-0}" != "1" ]; then
-  # The end-to-end test and the op-level CUDA tests on the harness backend (label emu) are too
+  # The end-to-end tests and the op-level CUDA tests on the harness backend (label emu) are too
   # slow unoptimised; every kernel still runs under the sanitizers in test_kernels.
-  echo "== Tests under ASan + UBSan (end-to-end and harness-backend tests excluded)"
+  stage "ASan + UBSan build"
   cmake --preset asan
   cmake --build --preset asan -j"$jobs"
+  stage "Tests under ASan + UBSan (end-to-end and harness-backend tests excluded)"
   ctest --preset asan -LE "e2e|emu"
 fi
+
+if [ "${EMBER_SKIP_LEVELS:-0}" != "1" ]; then
+  # The native build covers this CPU's level; within CI's time, one more g++ build covers the
+  # baseline (x86-64-v2: no AVX), and on a CPU without AVX-512 one at x86-64-v4 compiles the
+  # AVX-512 paths. scripts/check_levels.sh alone does every level with g++ and clang.
+  if [ -z "${EMBER_LEVELS:-}" ]; then
+    EMBER_LEVELS="g++:x86-64-v2"
+    grep -q -w avx512bw /proc/cpuinfo || EMBER_LEVELS+=" g++:x86-64-v4"
+    export EMBER_LEVELS
+  fi
+  stage "Builds for other x86-64 levels: $EMBER_LEVELS (scripts/check_levels.sh)"
+  scripts/check_levels.sh
+fi
+
+if [ "${EMBER_SKIP_FUZZ:-0}" != "1" ]; then
+  export EMBER_FUZZ_SECONDS="${EMBER_FUZZ_SECONDS:-30}"
+  stage "libFuzzer harnesses, $EMBER_FUZZ_SECONDS s each (scripts/fuzz.sh)"
+  scripts/fuzz.sh
+fi
+
+stage ""
+echo "== Wall time per stage"
+printf '  %s\n' "${times[@]}"
+printf '%8d s  in all\n' $(( $(date +%s) - t0 ))
 echo "== All tests passed"
