@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <span>
@@ -204,27 +205,36 @@ TEST_CASE("read_png rejects missing, foreign, truncated and corrupt files", "[da
     b[1] = std::byte{'Q'};  // "\x89QNG"
     const std::string path = tmp_path("bad_signature.png");
     write_bytes(path, b);
-    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("Not a PNG file"));
+    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("not a PNG (bad signature)"));
     REQUIRE_THROWS_WITH(read_png(std::span<const std::byte>(b), "sig"),
-                        Contains("PNG data 'sig'") && Contains("Not a PNG file"));
+                        Contains("PNG data 'sig'") && Contains("not a PNG (bad signature)"));
+    write_bytes(path, Bytes{std::byte{'P'}, std::byte{'5'}});  // shorter than a signature
+    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("not a PNG (bad signature)"));
   }
   SECTION("truncated in the middle of the image data") {
     const std::size_t idat = find_chunk(good, "IDAT");
     const Bytes b(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(idat + 8 + 10));
     const std::string path = tmp_path("truncated.png");
     write_bytes(path, b);
-    REQUIRE_THROWS_WITH(read_png(path),
-                        Contains(path) && Contains("Read Error") && Contains("truncated"));
+    const std::string size = std::to_string(b.size());
+    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("Read Error") &&
+                                            Contains("truncated: its " + size + " bytes end"));
     REQUIRE_THROWS_WITH(read_png(std::span<const std::byte>(b), "cut"),
-                        Contains("PNG data 'cut'") && Contains("truncated"));
+                        Contains("PNG data 'cut'") && Contains("truncated: its " + size));
   }
   SECTION("truncated inside the signature, and empty") {
     const std::string path = tmp_path("five_bytes.png");
     write_bytes(path, Bytes(good.begin(), good.begin() + 5));
-    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("truncated"));
+    REQUIRE_THROWS_WITH(read_png(path),
+                        Contains(path) && Contains("truncated inside the PNG signature (5 of 8"));
     write_bytes(path, Bytes{});
-    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("truncated"));
-    REQUIRE_THROWS_WITH(read_png(std::span<const std::byte>()), Contains("no bytes"));
+    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("empty file"));
+    REQUIRE_THROWS_WITH(read_png(std::span<const std::byte>()), Contains("no bytes (empty)"));
+  }
+  SECTION("a directory") {
+    const std::string dir = ember::test::tmp_dir("test_png").string();
+    REQUIRE_THROWS_WITH(read_png(dir),
+                        Contains("PNG file '" + dir + "'") && Contains("is a directory"));
   }
   SECTION("corrupt IDAT: CRC mismatch") {
     Bytes b = good;
@@ -259,14 +269,68 @@ TEST_CASE("read_png rejects missing, foreign, truncated and corrupt files", "[da
     write_bytes(path, b);
     REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("100000 x 100000") &&
                                             Contains("more than the limit of 67108864"));
-    store_be32(b, ihdr + 8, 0x7fffffff);  // libpng's own checks
+    store_be32(b, ihdr + 8, 0x7fffffff);  // the largest width PNG allows
     fix_crc(b, ihdr);
     write_bytes(path, b);
-    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("IHDR"));
+    REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("2147483647 x 100000") &&
+                                            Contains("more than the limit"));
+    store_be32(b, ihdr + 8, 0x80000000);  // libpng's own checks
+    fix_crc(b, ihdr);
+    write_bytes(path, b);
+    REQUIRE_THROWS_WITH(read_png(path),
+                        Contains(path) && Contains("PNG unsigned integer out of range"));
     store_be32(b, ihdr + 8, 0);
     fix_crc(b, ihdr);
     write_bytes(path, b);
     REQUIRE_THROWS_WITH(read_png(path), Contains(path) && Contains("IHDR"));
+  }
+  SECTION("a tiny file claiming dimensions it cannot hold, refused before allocating") {
+    // 8000 x 8000 8-bit grey: within max_pixels, but 64 MB of pixels need at least 62 kB of
+    // deflate data, and the file has 81 bytes.
+    Bytes b = good;
+    const std::size_t ihdr = find_chunk(b, "IHDR");
+    store_be32(b, ihdr + 8, 8000);
+    store_be32(b, ihdr + 12, 8000);
+    fix_crc(b, ihdr);
+    const std::string path = tmp_path("claims_8000.png");
+    write_bytes(path, b);
+    const std::string size = std::to_string(b.size());
+    REQUIRE_THROWS_WITH(read_png(path), Contains(path) &&
+                                            Contains("its " + size +
+                                                     " bytes cannot "
+                                                     "hold a 8000 x 8000 image") &&
+                                            Contains("at least 64000000 bytes of pixel data"));
+    REQUIRE_THROWS_WITH(read_png(std::span<const std::byte>(b), "claims"),
+                        Contains("PNG data 'claims'") && Contains("cannot hold"));
+    // A large image compressed well is read: 2000 x 2000 zeros in about 4 kB.
+    const std::size_t w = 2000, h = 2000;
+    std::vector<Bytef> raw(h * (w + 1), 0);  // filter byte 0 and the row
+    uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
+    std::vector<Bytef> packed(packed_size);
+    REQUIRE(compress2(packed.data(), &packed_size, raw.data(), static_cast<uLong>(raw.size()), 9) ==
+            Z_OK);
+    Bytes png(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(ihdr + 25));  // to IHDR
+    store_be32(png, ihdr + 8, static_cast<std::uint32_t>(w));
+    store_be32(png, ihdr + 12, static_cast<std::uint32_t>(h));
+    png[ihdr + 16] = std::byte{8};  // 8-bit grey, no interlace
+    png[ihdr + 17] = std::byte{0};
+    png[ihdr + 20] = std::byte{0};
+    fix_crc(png, ihdr);
+    const std::size_t idat = png.size();
+    png.resize(idat + 12 + packed_size);
+    store_be32(png, idat, static_cast<std::uint32_t>(packed_size));
+    std::memcpy(png.data() + idat + 4, "IDAT", 4);
+    std::memcpy(png.data() + idat + 8, packed.data(), packed_size);
+    fix_crc(png, idat);
+    const Bytes iend{std::byte{0},    std::byte{0},    std::byte{0},    std::byte{0},
+                     std::byte{'I'},  std::byte{'E'},  std::byte{'N'},  std::byte{'D'},
+                     std::byte{0xae}, std::byte{0x42}, std::byte{0x60}, std::byte{0x82}};
+    png.insert(png.end(), iend.begin(), iend.end());
+    CHECK(png.size() < 8000);
+    const Tensor<std::uint8_t> big = read_png(std::span<const std::byte>(png));
+    CHECK(big.size(0) == 2000);
+    CHECK(big.size(1) == 2000);
+    CHECK(int(big.data()[1234567]) == 0);
   }
   SECTION("max_pixels") {
     REQUIRE_THROWS_WITH(read_png(fixture("digit28.png"), {.max_pixels = 783}),
