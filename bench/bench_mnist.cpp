@@ -198,11 +198,14 @@ void BM_MaxPool2d(benchmark::State& state) {
 BENCHMARK(BM_MaxPool2d)->ArgName("backward")->Arg(0)->Arg(1)->Apply(ember::bench::configure);
 
 // ---- the raw GEMM: C[M,N] = A[M,K] * B[K,N], row-major ------------------------------------
-// Args: M, N, K, threads (0: the program's setting). conv2's forward multiplies
-// w (64, 288) by one image's col (288, 576), serially inside its loop over the batch, so that
-// shape runs both on one thread (as there) and threaded.
+// Args: M, N, K, threads (0: the program's setting; -1: gemm_serial, one Eigen call on this
+// thread). conv2's forward multiplies w (64, 288) by one image's col (288, 576) with
+// gemm_serial inside its loop over the batch, so that shape runs as there, and through gemm's
+// fixed block grid on one thread and threaded. fc1's forward (64, 128, 9216) is the net's
+// one threaded GEMM with a large K.
 void BM_Gemm(benchmark::State& state) {
   const std::int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const bool serial = state.range(3) < 0;
   const int threads_before = ember::get_num_threads();
   if (state.range(3) > 0) ember::set_num_threads(static_cast<int>(state.range(3)));
   ember::Generator gen(8);
@@ -211,7 +214,8 @@ void BM_Gemm(benchmark::State& state) {
   Tensor c = Tensor::empty({m, n});
   const ember::cpu::GemmParams p{.m = m, .n = n, .k = k, .lda = k, .ldb = n, .ldc = n};
   for (auto _ : state) {
-    ember::cpu::gemm<float>(p, 1.0f, a.data(), b.data(), 0.0f, c.data());
+    if (serial) ember::cpu::gemm_serial<float>(p, 1.0f, a.data(), b.data(), 0.0f, c.data());
+    else ember::cpu::gemm<float>(p, 1.0f, a.data(), b.data(), 0.0f, c.data());
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }
@@ -220,8 +224,10 @@ void BM_Gemm(benchmark::State& state) {
 }
 BENCHMARK(BM_Gemm)
     ->ArgNames({"M", "N", "K", "threads"})
+    ->Args({64, 576, 288, -1})
     ->Args({64, 576, 288, 1})
     ->Args({64, 576, 288, 0})
+    ->Args({64, 128, 9216, 0})
     ->Args({512, 512, 512, 0})
     ->Apply(ember::bench::configure);
 
