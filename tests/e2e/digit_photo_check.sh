@@ -11,25 +11,13 @@
 # shellcheck disable=SC2086  # lists of words, split on purpose
 set -eu
 
-if [ $# -lt 2 ] || [ $# -gt 3 ]; then
-  echo "usage: $0 MNIST_TRAIN MNIST_INFER [DATA_DIR]" >&2
-  exit 2
-fi
+. "$(dirname "$0")/common.sh"
+e2e_args 2 3 "MNIST_TRAIN MNIST_INFER [DATA_DIR]" "$@"
 train=$1
 infer=$2
-data=${3:-${EMBER_DATA:-}}
-if [ -z "$data" ]; then
-  echo "SKIPPED: no MNIST folder (give DATA_DIR or set EMBER_DATA)"
-  exit 77
-fi
+e2e_data "${3:-}"
 fixtures=$(cd "$(dirname "$0")/../fixtures/png" && pwd)
-work=${EMBER_TEST_TMP:-${TMPDIR:-/tmp}}/digit_photo_check
-rm -rf "$work"
-mkdir -p "$work"
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+e2e_work digit_photo_check
 
 "$train" --data "$data" --limit-train 6000 --val-size 500 --limit-test 1000 --epochs 1 \
   --lr 0.02 --momentum 0.9 --threads 2 --log-interval 0 --save-model "$work/model.safetensors" \

@@ -6,13 +6,10 @@
 # $EMBER_TEST_TMP/flag_check (CTest sets it), else to a temporary folder.
 set -eu
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 BIN_DIR (the folder of mnist_train, mnist_infer, ...)" >&2
-  exit 2
-fi
+. "$(dirname "$0")/common.sh"
+e2e_args 1 1 "BIN_DIR (the folder of mnist_train, mnist_infer, ...)" "$@"
 bin=$1
-work=${EMBER_TEST_TMP:-${TMPDIR:-/tmp}}/flag_check
-rm -rf "$work"
+e2e_work flag_check
 mkdir -p "$work/empty"
 export EMBER_DATA="$work/empty"
 failures=0

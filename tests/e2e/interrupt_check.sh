@@ -14,26 +14,15 @@
 # shellcheck disable=SC2086  # $common is a list of words, split on purpose
 set -eu
 
-if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-  echo "usage: $0 MNIST_TRAIN [DATA_DIR]" >&2
-  exit 2
-fi
+. "$(dirname "$0")/common.sh"
+e2e_args 1 2 "MNIST_TRAIN [DATA_DIR]" "$@"
 train=$1
 case $train in /*) ;; *) train=$(pwd)/$train ;; esac  # part 3 runs it from another folder
-data=${2:-${EMBER_DATA:-}}
-if [ -z "$data" ]; then
-  echo "SKIPPED: no MNIST folder (give DATA_DIR or set EMBER_DATA)"
-  exit 77
-fi
-work=${EMBER_TEST_TMP:-${TMPDIR:-/tmp}}/interrupt_check
-rm -rf "$work"
+e2e_data "${2:-}"
+e2e_work interrupt_check
 mkdir -p "$work/cwd"
 common="--data $data --limit-train 600 --val-size 100 --limit-test 100 --threads 2 \
 --log-interval 0"
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 temporaries() {  # temporaries DIR: the names of the temporary files of saves in DIR
   find "$1" -name '*.tmp.*' | sort
 }

@@ -12,26 +12,14 @@
 # shellcheck disable=SC2086  # $common is a list of words, split on purpose
 set -eu
 
-if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-  echo "usage: $0 MNIST_TRAIN [DATA_DIR]" >&2
-  exit 2
-fi
+. "$(dirname "$0")/common.sh"
+e2e_args 1 2 "MNIST_TRAIN [DATA_DIR]" "$@"
 train=$1
-data=${2:-${EMBER_DATA:-}}
-if [ -z "$data" ]; then
-  echo "SKIPPED: no MNIST folder (give DATA_DIR or set EMBER_DATA)"
-  exit 77
-fi
-work=${EMBER_TEST_TMP:-${TMPDIR:-/tmp}}/resume_check
-rm -rf "$work"
-mkdir -p "$work"
+e2e_data "${2:-}"
+e2e_work resume_check
 
 common="--limit-train 3000 --val-size 500 --limit-test 1000 --threads 2 --step-size 1 \
 --log-interval 0"
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 
 run() {  # run LOG FLAGS...: mnist_train with the common flags, its output in LOG
   log=$1
