@@ -162,13 +162,10 @@ IdxSource load_idx_source(const std::string& images, const std::string& labels,
     const data::ImageDataset d = data::load_idx_dataset(images, labels, num_classes);
     src = {images, "'" + images + "'", d.images.contiguous(), d.labels.contiguous()};
   } else {
-    std::vector<std::int64_t> dims;
-    const std::vector<std::uint8_t> pixels = data::read_idx_u8(images, dims);
-    EMBER_CHECK(dims.size() == 3, "IDX file '", images, "': expected 3 dimensions (N, H, W), got ",
-                dims.size());
-    src = {
-        images, "'" + images + "'", Tensor<std::uint8_t>::empty({dims[0], dims[1], dims[2]}), {}};
-    std::copy(pixels.begin(), pixels.end(), src.images.data());
+    Tensor<std::uint8_t> pixels = data::read_idx_u8_tensor(images);
+    EMBER_CHECK(pixels.dim() == 3, "IDX file '", images,
+                "': expected 3 dimensions (N, H, W), got ", pixels.dim());
+    src = {images, "'" + images + "'", std::move(pixels), {}};
   }
   EMBER_CHECK(src.images.size(1) == image_side && src.images.size(2) == image_side, "IDX file '",
               src.name, "' holds ", src.images.size(2), " x ", src.images.size(1),
