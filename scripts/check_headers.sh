@@ -6,33 +6,41 @@ cd "$(dirname "$0")/.."
 eigen=$(pkg-config --cflags eigen3 2>/dev/null || echo "-I/usr/include/eigen3")
 eigen=${eigen//-I/-isystem }
 fail=0
-# backend/cuda/ is nvcc-only (each header says so with #error under a host compiler).
+jobs=$(nproc)
 headers=$(cd include && find ember -name '*.hpp' -not -path 'ember/backend/cuda/*' | sort)
 compilers=(g++)
 command -v clang++-16 >/dev/null && compilers+=(clang++-16)
+# one_header CXX HEADER: compiles HEADER alone; on failure prints the compiler's output.
+one_header() {
+  local out
+  if ! out=$(echo "#include \"$2\"" | $1 -std=c++20 -Wall -Wextra -Wpedantic -Werror \
+      -fsyntax-only -Iinclude $eigen -x c++ - 2>&1); then
+    printf '%s\ncheck_headers: %s does not compile on its own (%s)\n' "$out" "$2" "$1" >&2
+    return 1
+  fi
+}
+export -f one_header
+export eigen
+# every (compiler, header) pair, $jobs at a time
 for cxx in "${compilers[@]}"; do
-  for h in $headers; do
-    if ! echo "#include \"$h\"" | $cxx -std=c++20 -Wall -Wextra -Wpedantic -Werror -fsyntax-only \
-        -Iinclude $eigen -x c++ - ; then
-      echo "check_headers: $h does not compile on its own ($cxx)" >&2
-      fail=1
-    fi
-  done
-done
-[ $fail -eq 0 ] && echo "check_headers: $(echo "$headers" | wc -l) headers compile on their own (${compilers[*]})"
+  for h in $headers; do printf '%s %s\n' "$cxx" "$h"; done
+done | xargs -P "$jobs" -n 2 bash -c 'one_header "$0" "$1"' || fail=1
 if command -v nvcc >/dev/null; then
   mkdir -p build/check_headers/include/ember
   ln -sfn "$PWD/kernels" build/check_headers/include/ember/kernels
   # (register.hpp is every CUDA target's ember_cuda.cu, so the build compiles it alone already)
   cuda_headers=$(cd include && find ember/backend/cuda -name '*.hpp' -not -name register.hpp | sort)
-  for h in $cuda_headers; do
-    if ! echo "#include \"$h\"" | nvcc -std=c++20 -arch=sm_90 --expt-relaxed-constexpr \
+  one_cuda_header() {
+    local out
+    if ! out=$(echo "#include \"$1\"" | nvcc -std=c++20 -arch=sm_90 --expt-relaxed-constexpr \
         -Xcompiler -Wall,-Wextra,-Werror -Iinclude -Ibuild/check_headers/include $eigen -x cu \
-        -c - -o /dev/null; then
-      echo "check_headers: $h does not compile on its own (nvcc)" >&2
-      fail=1
+        -c - -o /dev/null 2>&1); then
+      printf '%s\ncheck_headers: %s does not compile on its own (nvcc)\n' "$out" "$1" >&2
+      return 1
     fi
-  done
+  }
+  export -f one_cuda_header
+  printf '%s\n' $cuda_headers | xargs -P "$jobs" -n 1 bash -c 'one_cuda_header "$0"' || fail=1
   [ $fail -eq 0 ] && echo "check_headers: $(echo "$cuda_headers" | wc -l) CUDA headers compile on their own (nvcc)"
 fi
 exit $fail
