@@ -6,6 +6,13 @@
 #
 #   scripts/check_levels.sh                       # g++ and clang-16 at x86-64-v2, -v3 and -v4
 #   EMBER_LEVELS="g++:x86-64-v4" scripts/check_levels.sh     # any subset, compiler:level
+#   EMBER_LEVELS="clang++-16:x86-64-v3:simd" ...  # only tests/levels/test_simd_paths.cpp
+#
+# An entry compiler:level builds every target; compiler:level:simd builds and runs only
+# test_simd_paths: the code whose instructions depend on -march (Eigen's GEMM, the convolution,
+# the int8 kernels, a training step through every CPU op), checked against plain loops, at a
+# twentieth of a full build's cost. scripts/test.sh builds one level in full and the other
+# compiler x level pairs this way.
 #
 # The op-level harness tests (test_cuda_ops_emu, label emu: CUDA kernels run on the CPU, with no
 # CPU-level-specific code) are left out: they are the slowest file to compile and are built and
@@ -30,24 +37,38 @@ echo "check_levels: this CPU runs: $runs"
 
 summary=()
 for entry in $levels; do
-  cxx="${entry%%:*}" level="${entry#*:}"
+  cxx="${entry%%:*}" rest="${entry#*:}"
+  level="${rest%%:*}" what="${rest#*:}"
+  [ "$what" = "$rest" ] && what=all
+  case $what in all | simd) ;; *) echo "check_levels: '$entry': expected compiler:level[:simd]" >&2; exit 2 ;; esac
   command -v "$cxx" >/dev/null || { echo "check_levels: $cxx not found (scripts/install_deps.sh installs it)" >&2; exit 1; }
-  dir="build/levels/${cxx}-${level}"
   start=$(date +%s)
-  cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DCMAKE_CXX_FLAGS="-march=$level" \
-    -DEMBER_NATIVE=OFF -DEMBER_ENABLE_CUDA=OFF -DEMBER_HARNESS_BACKEND_TESTS=OFF \
-    -DEMBER_BUILD_TESTS=ON -DEMBER_BUILD_EXAMPLES=ON -DEMBER_BUILD_BENCH=ON >/dev/null
-  cmake --build "$dir" -j"$jobs"
+  if [ "$what" = all ]; then
+    dir="build/levels/${cxx}-${level}"
+    cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DCMAKE_CXX_FLAGS="-march=$level" \
+      -DEMBER_NATIVE=OFF -DEMBER_ENABLE_CUDA=OFF -DEMBER_HARNESS_BACKEND_TESTS=OFF \
+      -DEMBER_BUILD_TESTS=ON -DEMBER_BUILD_EXAMPLES=ON -DEMBER_BUILD_BENCH=ON >/dev/null
+    cmake --build "$dir" -j"$jobs"
+    tests=(-LE "e2e|emu")
+  else
+    dir="build/levels/${cxx}-${level}-simd"
+    cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DCMAKE_CXX_FLAGS="-march=$level" \
+      -DEMBER_NATIVE=OFF -DEMBER_ENABLE_CUDA=OFF -DEMBER_HARNESS_BACKEND_TESTS=OFF \
+      -DEMBER_BUILD_TESTS=ON -DEMBER_BUILD_EXAMPLES=OFF -DEMBER_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$dir" -j"$jobs" --target test_simd_paths
+    tests=(-R '^test_simd_paths$')
+  fi
   built=$(( $(date +%s) - start ))
   if [[ " $runs " == *" $level=1 "* ]]; then
     start=$(date +%s)
-    ctest --test-dir "$dir" -LE "e2e|emu" -j"$jobs" --output-on-failure
+    ctest --test-dir "$dir" "${tests[@]}" -j"$jobs" --output-on-failure
     ran="tests passed in $(( $(date +%s) - start )) s"
   else
     ran="not run (this CPU lacks $level)"
   fi
-  summary+=("$(printf '%-12s %-10s built in %4d s, %s' "$cxx" "$level" "$built" "$ran")")
+  summary+=("$(printf '%-12s %-10s %-4s built in %4d s, %s' "$cxx" "$level" "$what" "$built" "$ran")")
 done
 echo "== check_levels"
 printf '  %s\n' "${summary[@]}"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds ember and runs every test: the Release build for this CPU (CTest), every public
-# header on its own, a consumer project built against the installed package and the CMake
-# checks for consumers, the tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang),
-# builds for every x86-64 level with g++ and clang (scripts/check_levels.sh), and each libFuzzer
+# header on its own (g++ and clang), a consumer project built against the installed package and
+# the CMake checks for consumers, the tests built with clang-16 under AddressSanitizer +
+# UndefinedBehaviorSanitizer, builds for every x86-64 level with g++ and clang
+# (scripts/check_levels.sh: one level in full, the -march-dependent code at the others), and each libFuzzer
 # harness for a bounded time (scripts/fuzz.sh). Set EMBER_DATA to the MNIST folder to include
 # the end-to-end training tests (they are skipped, with a message, otherwise). Prints the wall
 # time of each stage last.
@@ -10,7 +11,7 @@
 #   scripts/test.sh                            # everything
 #   EMBER_SKIP_SANITIZERS=1 scripts/test.sh    # without the sanitizer build
 #   EMBER_SKIP_LEVELS=1 EMBER_SKIP_FUZZ=1 ...  # without the CPU-level builds / the fuzzers
-#   EMBER_FUZZ_SECONDS=60                      # time per fuzz target (default 30 here)
+#   EMBER_FUZZ_SECONDS=60                      # time per fuzz target (default 20 here)
 #   EMBER_LEVELS="g++:x86-64-v3 clang++-16:x86-64-v4"   # other level builds (check_levels.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,7 @@ scripts/check_cmake.sh
 if [ "${EMBER_SKIP_SANITIZERS:-0}" != "1" ]; then
   # The end-to-end tests and the op-level CUDA tests on the harness backend (label emu) are too
   # slow unoptimised; every kernel still runs under the sanitizers in test_kernels.
-  stage "ASan + UBSan build"
+  stage "ASan + UBSan build (clang-16)"
   cmake --preset asan
   cmake --build --preset asan -j"$jobs"
   stage "Tests under ASan + UBSan (end-to-end and harness-backend tests excluded)"
@@ -62,21 +63,26 @@ if [ "${EMBER_SKIP_SANITIZERS:-0}" != "1" ]; then
 fi
 
 if [ "${EMBER_SKIP_LEVELS:-0}" != "1" ]; then
-  # The native build covers this CPU's level. Within CI's time (a full build is ~13 min on 2
-  # cores) one more g++ build runs: x86-64-v4 on a CPU without AVX-512 (its AVX-512 paths are
-  # compiled nowhere else), else the x86-64-v2 baseline (no AVX). scripts/check_levels.sh alone
-  # does every level with g++ and clang.
+  # The native g++ build and the clang sanitizer build cover this CPU's level. Within CI's time
+  # (a full build is ~13 min on 2 cores) one more g++ build runs in full: x86-64-v4 on a CPU
+  # without AVX-512 (its AVX-512 paths are compiled nowhere else), else the x86-64-v2 baseline
+  # (no AVX). Every other compiler x level pair builds tests/levels/test_simd_paths.cpp, the
+  # code whose instructions depend on -march, and runs it where the CPU can.
   if [ -z "${EMBER_LEVELS:-}" ]; then
-    if grep -q -w avx512bw /proc/cpuinfo; then EMBER_LEVELS="g++:x86-64-v2"
-    else EMBER_LEVELS="g++:x86-64-v4"; fi
+    if grep -q -w avx512bw /proc/cpuinfo; then full="g++:x86-64-v2"; else full="g++:x86-64-v4"; fi
+    EMBER_LEVELS=$full
+    for pair in g++:x86-64-v2 g++:x86-64-v3 g++:x86-64-v4 clang++-16:x86-64-v2 \
+        clang++-16:x86-64-v3 clang++-16:x86-64-v4; do
+      [ "$pair" = "$full" ] || EMBER_LEVELS="$EMBER_LEVELS $pair:simd"
+    done
     export EMBER_LEVELS
   fi
-  stage "Builds for other x86-64 levels: $EMBER_LEVELS (scripts/check_levels.sh)"
+  stage "Builds for every x86-64 level (scripts/check_levels.sh): $EMBER_LEVELS"
   scripts/check_levels.sh
 fi
 
 if [ "${EMBER_SKIP_FUZZ:-0}" != "1" ]; then
-  export EMBER_FUZZ_SECONDS="${EMBER_FUZZ_SECONDS:-30}"
+  export EMBER_FUZZ_SECONDS="${EMBER_FUZZ_SECONDS:-20}"
   stage "libFuzzer harnesses, $EMBER_FUZZ_SECONDS s each (scripts/fuzz.sh)"
   scripts/fuzz.sh
 fi
