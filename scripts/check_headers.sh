@@ -25,6 +25,7 @@ export eigen
 for cxx in "${compilers[@]}"; do
   for h in $headers; do printf '%s %s\n' "$cxx" "$h"; done
 done | xargs -P "$jobs" -n 2 bash -c 'one_header "$0" "$1"' || fail=1
+[ $fail -eq 0 ] && echo "check_headers: $(echo "$headers" | wc -l) headers compile on their own (${compilers[*]})"
 if command -v nvcc >/dev/null; then
   mkdir -p build/check_headers/include/ember
   ln -sfn "$PWD/kernels" build/check_headers/include/ember/kernels
