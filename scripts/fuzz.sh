@@ -13,6 +13,7 @@
 # EMBER_FUZZ_MALLOC_MB (1024: one allocation this large is a finding), EMBER_FUZZ_RSS_MB
 # (2048), EMBER_FUZZ_TIMEOUT (10 s for one input), EMBER_FUZZ_BUILD_JOBS (nproc),
 # EMBER_FUZZ_TMP (/dev/shm, else the system's temporary folder), ASAN_OPTIONS, UBSAN_OPTIONS.
+# EMBER_FUZZ_JOBS (nproc): how many harnesses run at once.
 # A finding's input is kept in <build>/findings/<target>/; rerun it with
 # <build>/tests/fuzz/<target> <file>. Needs clang-16 and libclang-rt-16-dev (libFuzzer); when
 # they are missing it runs scripts/install_deps.sh, which installs them (root or sudo).
@@ -75,9 +76,10 @@ else
 fi
 [ ${#targets[@]} -gt 0 ] || die "no harness built in $build/tests/fuzz"
 
-results=()
-failed=0
-for target in "${targets[@]}"; do
+# One target: its run in $scratch/<target>/, its table row in $scratch/<target>/result; fails
+# when the harness did. The targets run fuzz_jobs at a time (each harness is one process).
+fuzz_one() {
+  local target=$1 exe name work args rc execs result kept found
   exe="$build/tests/fuzz/$target"
   name=${target#fuzz_}
   work="$scratch/$target"
@@ -106,7 +108,6 @@ for target in "${targets[@]}"; do
   if [ "$rc" -eq 0 ]; then
     result="ok"
   else
-    failed=1
     kept="$build/findings/$target"
     mkdir -p "$kept"
     cp "$work/log" "$kept/log.txt"
@@ -120,7 +121,32 @@ for target in "${targets[@]}"; do
     grep -m 3 -E "ERROR|SUMMARY|runtime error|property violated" "$work/log" |
       sed 's/^/    /' || true
   fi
-  results+=("$target|$execs|$result")
+  echo "$target|$execs|$result" >"$work/result"
+  [ "$rc" -eq 0 ]
+}
+fuzz_jobs=${EMBER_FUZZ_JOBS:-$(nproc)}
+failed=0
+running=0
+for target in "${targets[@]}"; do
+  fuzz_one "$target" &
+  running=$((running + 1))
+  if [ "$running" -ge "$fuzz_jobs" ]; then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
+done
+while [ "$running" -gt 0 ]; do
+  wait -n || failed=1
+  running=$((running - 1))
+done
+results=()
+for target in "${targets[@]}"; do
+  if [ -f "$scratch/$target/result" ]; then
+    results+=("$(cat "$scratch/$target/result")")
+  else
+    results+=("$target|0|FAILED: no result")
+    failed=1
+  fi
 done
 t2=$(date +%s)
 
