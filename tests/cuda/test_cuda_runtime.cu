@@ -22,6 +22,7 @@
 #include "ember/backend/cuda/select.hpp"
 #include "ember/backend/params.hpp"
 #include "ember/core/error.hpp"
+#include "support/reference.hpp"
 
 namespace ecuda = ember::cuda;  // not `cuda`: libcu++ owns ::cuda
 using Catch::Matchers::Contains;
@@ -88,31 +89,6 @@ double conv_tolerance(double abs_sum) {
   return (std::is_same_v<T, float> ? 1e-4 : 1e-11) * abs_sum + 1e-30;
 }
 
-// Reference row-major GEMM (the ember::cpu::gemm contract) in double.
-template <class T>
-void reference_gemm(const ember::GemmParams& p, double alpha, const std::vector<T>& a,
-                    const std::vector<T>& b, double beta, const std::vector<T>& c0,
-                    std::vector<double>& c, std::vector<double>& abs_sum) {
-  c.assign(c0.size(), 0.0);
-  abs_sum.assign(c0.size(), 0.0);
-  for (std::int64_t i = 0; i < p.m; ++i)
-    for (std::int64_t j = 0; j < p.n; ++j) {
-      double acc = 0, mag = 0;
-      for (std::int64_t l = 0; l < p.k; ++l) {
-        const double av = p.trans_a ? a[static_cast<std::size_t>(l * p.lda + i)]
-                                    : a[static_cast<std::size_t>(i * p.lda + l)];
-        const double bv = p.trans_b ? b[static_cast<std::size_t>(j * p.ldb + l)]
-                                    : b[static_cast<std::size_t>(l * p.ldb + j)];
-        acc += av * bv;
-        mag += std::fabs(av * bv);
-      }
-      const std::size_t idx = static_cast<std::size_t>(i * p.ldc + j);
-      const double prev = beta == 0.0 ? 0.0 : beta * static_cast<double>(c0[idx]);
-      c[idx] = alpha * acc + prev;
-      abs_sum[idx] = std::fabs(alpha) * mag + std::fabs(prev);
-    }
-}
-
 template <class T>
 void check_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
                 T beta, unsigned seed) {
@@ -129,7 +105,7 @@ void check_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k
   ecuda::cublas_gemm<T>(p, alpha, da.data(), db.data(), beta, dc.data(), kDev);
   const auto got = dc.host();
   std::vector<double> want, mag;
-  reference_gemm(p, alpha, a, b, beta, c0, want, mag);
+  ember::test::reference::gemm(p, alpha, a, b, beta, c0, want, mag);
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < p.ldc; ++j) {
       const std::size_t idx = static_cast<std::size_t>(i * p.ldc + j);
@@ -543,7 +519,7 @@ TEST_CASE("cuda: cuBLAS and cuDNN calls replay from a graph", "[cuda][graph]") {
   g.replay();
 
   std::vector<double> want, mag;
-  reference_gemm<float>(gp, 1.0, a2, b2, 0.0, std::vector<float>(17 * 9, 0.0f), want, mag);
+  ember::test::reference::gemm<float>(gp, 1.0, a2, b2, 0.0, std::vector<float>(17 * 9, 0.0f), want, mag);
   const auto got = c.host();
   for (std::size_t i = 0; i < got.size(); ++i)
     REQUIRE(std::fabs(static_cast<double>(got[i]) - want[i]) <= tolerance<float>(mag[i]));

@@ -3,7 +3,7 @@
 // kernels (compiled for their own targets at any level), and the MNIST net's training step,
 // which reaches every CPU op through autograd. scripts/check_levels.sh compiles this file for
 // every compiler and x86-64 level that CI does not build in full, and runs it where the CPU
-// can: each result is checked against a plain loop in double precision.
+// can: each result is checked against the plain loops of support/reference.hpp, in double.
 
 #include <catch2/catch.hpp>
 
@@ -17,6 +17,7 @@
 #include "ember/backend/cpu/gemm.hpp"
 #include "ember/ember.hpp"
 #include "ember/quant/int8_gemm.hpp"
+#include "support/reference.hpp"
 
 namespace {
 
@@ -28,27 +29,6 @@ std::vector<T> ramp(std::int64_t n, int seed) {
   for (std::int64_t i = 0; i < n; ++i)
     v[static_cast<std::size_t>(i)] = static_cast<T>(((i * 37 + seed * 11) % 23) - 11) / T(8);
   return v;
-}
-
-// C = alpha * op(A) op(B) + beta * C in double, op transposes when asked.
-template <class T>
-std::vector<double> gemm_reference(const GemmParams& p, double alpha, const std::vector<T>& a,
-                                   const std::vector<T>& b, double beta, const std::vector<T>& c) {
-  std::vector<double> out(c.begin(), c.end());
-  for (std::int64_t i = 0; i < p.m; ++i)
-    for (std::int64_t j = 0; j < p.n; ++j) {
-      double acc = 0;
-      for (std::int64_t k = 0; k < p.k; ++k) {
-        const double x = p.trans_a ? a[static_cast<std::size_t>(k * p.lda + i)]
-                                   : a[static_cast<std::size_t>(i * p.lda + k)];
-        const double y = p.trans_b ? b[static_cast<std::size_t>(j * p.ldb + k)]
-                                   : b[static_cast<std::size_t>(k * p.ldb + j)];
-        acc += x * y;
-      }
-      const auto at = static_cast<std::size_t>(i * p.ldc + j);
-      out[at] = alpha * acc + beta * out[at];
-    }
-  return out;
 }
 
 template <class T>
@@ -64,7 +44,8 @@ void check_gemm(bool serial) {
         GemmParams p{ta, tb, m, n, k, ta ? m : k, tb ? k : n, n};
         const auto a = ramp<T>(m * k, 1), b = ramp<T>(k * n, 2);
         auto c = ramp<T>(m * n, 3);
-        const auto want = gemm_reference<T>(p, 0.5, a, b, 0.25, c);
+        std::vector<double> want, abs_sum;
+        ember::test::reference::gemm<T>(p, 0.5, a, b, 0.25, c, want, abs_sum);
         if (serial)
           ember::cpu::gemm_serial<T>(p, T(0.5), a.data(), b.data(), T(0.25), c.data());
         else
@@ -93,27 +74,11 @@ TEMPLATE_TEST_CASE("conv2d_forward matches a direct convolution", "[levels]", fl
   const auto x = ramp<TestType>(p.n * p.c * p.h * p.w, 4);
   const auto w = ramp<TestType>(p.k * p.c * p.r * p.s, 5);
   const auto bias = ramp<TestType>(p.k, 6);
-  const std::int64_t P = p.p(), Q = p.q();
-  std::vector<TestType> y(static_cast<std::size_t>(p.n * p.k * P * Q));
+  std::vector<TestType> y(static_cast<std::size_t>(p.n * p.k * p.p() * p.q()));
   ember::cpu::conv2d_forward<TestType>(p, x.data(), w.data(), bias.data(), y.data());
+  const std::vector<double> want = ember::test::reference::conv2d_forward(p, x, w, bias);
   double worst = 0;
-  for (std::int64_t n = 0; n < p.n; ++n)
-    for (std::int64_t k = 0; k < p.k; ++k)
-      for (std::int64_t i = 0; i < P; ++i)
-        for (std::int64_t j = 0; j < Q; ++j) {
-          double acc = bias[static_cast<std::size_t>(k)];
-          for (std::int64_t c = 0; c < p.c; ++c)
-            for (std::int64_t r = 0; r < p.r; ++r)
-              for (std::int64_t s = 0; s < p.s; ++s) {
-                const std::int64_t h = i * p.stride_h - p.pad_h + r * p.dil_h;
-                const std::int64_t v = j * p.stride_w - p.pad_w + s * p.dil_w;
-                if (h < 0 || h >= p.h || v < 0 || v >= p.w) continue;
-                acc += double{x[static_cast<std::size_t>(((n * p.c + c) * p.h + h) * p.w + v)]} *
-                       w[static_cast<std::size_t>(((k * p.c + c) * p.r + r) * p.s + s)];
-              }
-          const double got = y[static_cast<std::size_t>(((n * p.k + k) * P + i) * Q + j)];
-          worst = std::max(worst, std::abs(got - acc));
-        }
+  for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(y[i] - want[i]));
   CHECK(worst <= (sizeof(TestType) == 4 ? 1e-5 : 1e-12));
 }
 

@@ -8,8 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "ember/backend/cpu/conv.hpp"
-#include "ember/backend/cpu/pool.hpp"
+#include "ember/backend/params.hpp"
 
 namespace ember::test::reference {
 
@@ -114,6 +113,32 @@ void max_pool2d_forward(const ember::MaxPool2dParams& p, const std::vector<T>& x
         y[o] = best;
         argmax[o] = static_cast<std::int32_t>(best_i);
       }
+}
+
+// c = alpha * op(a) op(b) + beta * c0, row-major (the ember::cpu::gemm contract), in double;
+// op transposes when p asks. abs_sum holds the same sum of magnitudes, for error bounds.
+template <class T>
+void gemm(const ember::GemmParams& p, double alpha, const std::vector<T>& a,
+          const std::vector<T>& b, double beta, const std::vector<T>& c0,
+          std::vector<double>& c, std::vector<double>& abs_sum) {
+  c.assign(c0.size(), 0.0);
+  abs_sum.assign(c0.size(), 0.0);
+  for (std::int64_t i = 0; i < p.m; ++i)
+    for (std::int64_t j = 0; j < p.n; ++j) {
+      double acc = 0, mag = 0;
+      for (std::int64_t l = 0; l < p.k; ++l) {
+        const double av = p.trans_a ? a[static_cast<std::size_t>(l * p.lda + i)]
+                                    : a[static_cast<std::size_t>(i * p.lda + l)];
+        const double bv = p.trans_b ? b[static_cast<std::size_t>(j * p.ldb + l)]
+                                    : b[static_cast<std::size_t>(l * p.ldb + j)];
+        acc += av * bv;
+        mag += std::fabs(av * bv);
+      }
+      const std::size_t idx = static_cast<std::size_t>(i * p.ldc + j);
+      const double prev = beta == 0.0 ? 0.0 : beta * static_cast<double>(c0[idx]);
+      c[idx] = alpha * acc + prev;
+      abs_sum[idx] = std::fabs(alpha) * mag + std::fabs(prev);
+    }
 }
 
 // c (M, N) = a (M, K) * b (K, N), all row-major, accumulated in double.
