@@ -41,13 +41,19 @@ namespace detail {
 inline constexpr std::int64_t pgm_max_side = std::int64_t{1} << 14;
 inline constexpr std::size_t pgm_max_token = 32;  // longer header tokens are an error
 
+// Skips a '#' comment (the next character is '#') up to and including its end of line.
+inline void pgm_skip_comment(std::istream& in) {
+  int c;
+  while ((c = in.get()) != EOF && c != '\n' && c != '\r') {
+  }
+}
+
 // Skips whitespace and '#' comments; returns the next character (EOF at the end), unread.
 inline int pgm_skip_space(std::istream& in) {
   int c;
   while ((c = in.peek()) != EOF) {
     if (c == '#') {
-      while ((c = in.get()) != EOF && c != '\n' && c != '\r') {
-      }
+      pgm_skip_comment(in);
     } else if (std::isspace(c)) {
       in.get();
     } else {
@@ -173,13 +179,10 @@ inline Tensor<std::uint8_t> read_pgm(const std::string& path, const PgmOptions& 
   EMBER_CHECK(n <= options.max_pixels, where, w, " x ", h, " image has ", n,
               " pixels, more than the limit of ", options.max_pixels);
   // After maxval: one whitespace character, or a comment up to its newline.
-  if (in.peek() == '#') {
-    int c;
-    while ((c = in.get()) != EOF && c != '\n' && c != '\r') {
-    }
-  } else {
+  if (in.peek() == '#')
+    detail::pgm_skip_comment(in);
+  else
     in.get();
-  }
   EMBER_CHECK(!in.bad(), where, "read error in the header");
   in.clear();  // an EOF here shows below as truncated data
   const std::streamoff header = in.tellg();
