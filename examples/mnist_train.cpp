@@ -295,7 +295,7 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
           draws_per_step = gen.end_capture();
           graph_lr = opt.lr();
         }
-        backend::cuda_training().set_u64(device.index, rng_offset_ptr, gen.offset());
+        backend::cuda<op::SetU64, float>(device.index, rng_offset_ptr, gen.offset());
         gen.reserve(draws_per_step);
         graph.replay();
       }

@@ -2,6 +2,7 @@
 // One include for users: the whole of ember.
 
 #include "ember/backend/device_backend.hpp"
+#include "ember/backend/dispatch.hpp"
 #include "ember/backend/graph.hpp"
 #include "ember/core/allocator.hpp"
 #include "ember/core/device.hpp"
@@ -38,3 +39,10 @@
 #include "ember/io/onnx.hpp"
 #include "ember/quant/quantize.hpp"
 #include "ember/quant/serialize.hpp"
+
+// EMBER_CUDA_NO_AUTO_REGISTER: for nvcc files that only want the kernels (the kernel tests),
+// so that each does not compile the whole backend again; one file of the program must
+// register it.
+#if defined(__CUDACC__) && !defined(EMBER_CUDA_NO_AUTO_REGISTER)
+#include "ember/backend/cuda/register.hpp"
+#endif

@@ -85,7 +85,7 @@ TEST_CASE("a training step replayed as a CUDA graph matches eager steps bit for 
         draws = replayed.gen.end_capture();
         CHECK(draws > 0);  // the two dropout layers draw
       }
-      ember::backend::cuda_training().set_u64(cuda.index, offset_ptr, replayed.gen.offset());
+      ember::backend::cuda<ember::op::SetU64, float>(cuda.index, offset_ptr, replayed.gen.offset());
       replayed.gen.reserve(draws);
       graph.replay();
     }

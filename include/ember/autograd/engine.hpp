@@ -8,7 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/ops/elementwise_tags.hpp"
 
 namespace ember {
 namespace autograd {
@@ -20,7 +22,7 @@ void add_on_device(const Tensor<T>& a, const Tensor<T>& b, const Tensor<T>& out)
   EMBER_CHECK(a.device() == b.device(), "backward: gradients on different devices: ",
               a.device().str(), " and ", b.device().str());
   if (out.numel() == 0) return;
-  backend::cuda_math<T>().binary(a.device().index, backend::BinaryOp::add, a.data(), a.view_desc(),
+  backend::cuda<op::Binary, T>(a.device().index, backend::BinaryOp::add, a.data(), a.view_desc(),
                                  b.data(), b.view_desc(), out.data(), out.numel());
 }
 

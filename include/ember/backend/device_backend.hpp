@@ -1,11 +1,13 @@
 #pragma once
-// The seam between ember's ops and a GPU backend.
+// The seam between ember's core and a GPU backend: memory, copies, graphs (the op kernels
+// are a table of their own, backend/dispatch.hpp).
 //
 // Ops are templates compiled by whichever compiler includes them, so they must not change
 // with __CUDACC__ (two translation units of one program would then disagree about the same
-// inline function). Instead every op calls the CUDA backend through the interfaces below, and
-// the backend registers itself at start-up from any translation unit compiled by nvcc
-// (backend/cuda/register.hpp, included at the end of this header under __CUDACC__). A program
+// inline function). Instead every op calls the CUDA backend through the interfaces below and
+// the op table, and the backend registers itself at start-up from any translation unit
+// compiled by nvcc that includes <ember/ember.hpp> (backend/cuda/register.hpp, included at
+// the end of ember.hpp under __CUDACC__). A program
 // with no such translation unit has no CUDA backend, and asking it for a CUDA tensor throws
 // ember::Error saying so.
 //
@@ -70,51 +72,6 @@ class DeviceCopy {
   virtual void cast(int device, const T* src, void* dst, DType dst_type, std::int64_t n) = 0;
 };
 
-// Arithmetic: float and double.
-template <class T>
-class DeviceMath {
- public:
-  virtual ~DeviceMath() = default;
-  virtual void binary(int device, BinaryOp op, const T* a, const StridedView& va, const T* b,
-                      const StridedView& vb, T* out, std::int64_t n) = 0;
-  virtual void unary(int device, UnaryOp op, const T* a, T* out, std::int64_t n, T scalar) = 0;
-  virtual void sum_to(int device, const T* g, const StridedView& vg, T* out,
-                      const StridedView& vout, std::int64_t out_n) = 0;
-  virtual void sum_all(int device, const T* x, std::int64_t n, T* out, T scale) = 0;
-  virtual void argmax_rows(int device, const T* x, std::int64_t rows, std::int64_t cols,
-                           std::int64_t* out) = 0;
-  virtual void count_correct(int device, const T* x, std::int64_t rows, std::int64_t cols,
-                             const std::int64_t* labels, std::int64_t* out) = 0;
-  virtual void gemm(int device, const GemmParams& p, T alpha, const T* a, const T* b, T beta,
-                    T* c) = 0;
-  virtual void conv2d_forward(int device, const Conv2dParams& p, const T* x, const T* w,
-                              const T* bias, T* y) = 0;
-  virtual void conv2d_backward_data(int device, const Conv2dParams& p, const T* w, const T* gy,
-                                    T* gx) = 0;
-  virtual void conv2d_backward_weight(int device, const Conv2dParams& p, const T* x, const T* gy,
-                                      T* gw, T* gb) = 0;
-  virtual void max_pool2d_forward(int device, const MaxPool2dParams& p, const T* x, T* y,
-                                  std::int32_t* argmax) = 0;
-  virtual void max_pool2d_backward(int device, const MaxPool2dParams& p, const T* gy,
-                                   const std::int32_t* argmax, T* gx) = 0;
-  virtual void relu_forward(int device, const T* x, T* y, std::int64_t n) = 0;
-  virtual void relu_backward(int device, const T* g, const T* y, T* gx, std::int64_t n) = 0;
-  // y (rows, cols) += bias[col]; y (n, c, hw) += bias[c]
-  virtual void bias_add_rows(int device, T* y, const T* bias, std::int64_t rows, std::int64_t cols) = 0;
-  virtual void bias_add_channels(int device, T* y, const T* bias, std::int64_t n, std::int64_t c,
-                                 std::int64_t hw) = 0;
-  virtual void bias_grad_rows(int device, const T* g, T* gb, std::int64_t rows, std::int64_t cols) = 0;
-  virtual void log_softmax_forward(int device, const T* x, T* y, std::int64_t rows, std::int64_t cols) = 0;
-  virtual void log_softmax_backward(int device, const T* g, const T* y, T* gx, std::int64_t rows,
-                                    std::int64_t cols) = 0;
-  // Throws ember::Error for a label outside [0, cols) unless the stream is being captured.
-  virtual void nll_forward(int device, const T* logp, const std::int64_t* labels, std::int64_t rows,
-                           std::int64_t cols, T* out, bool mean) = 0;
-  virtual void nll_backward(int device, const T* g, const std::int64_t* labels, std::int64_t rows,
-                            std::int64_t cols, T* gx, bool mean) = 0;
-  virtual void dropout_mask(int device, PhiloxArgs rng, float p, T scale, T* mask, std::int64_t n) = 0;
-};
-
 // One parameter's slice of a fused SGD step.
 struct SgdTensorRef {
   float* param;
@@ -127,21 +84,6 @@ struct SgdStepArgs {
   bool nesterov, first_step;
 };
 
-// Training-loop helpers (float): the fused optimiser step and on-device batching.
-class DeviceTraining {
- public:
-  virtual ~DeviceTraining() = default;
-  virtual void sgd_step(int device, const SgdTensorRef* tensors, int count, SgdStepArgs args) = 0;
-  virtual void gather_normalize(int device, const std::uint8_t* images, const std::int64_t* indices,
-                                std::int64_t batch, std::int64_t pixels, float mean, float std,
-                                float* out) = 0;
-  virtual void gather_labels(int device, const std::int64_t* labels, const std::int64_t* indices,
-                             std::int64_t batch, std::int64_t* out) = 0;
-  // *p = value, ordered on the stream (a kernel, so that it is captured by a graph as a node
-  // whose value is fixed; used to hand a fresh Philox offset to each graph replay).
-  virtual void set_u64(int device, std::uint64_t* p, std::uint64_t value) = 0;
-};
-
 struct CudaBackend {
   DeviceRuntime* runtime = nullptr;
   DeviceCopy<float>* copy_f32 = nullptr;
@@ -149,9 +91,6 @@ struct CudaBackend {
   DeviceCopy<std::int64_t>* copy_i64 = nullptr;
   DeviceCopy<std::int32_t>* copy_i32 = nullptr;
   DeviceCopy<std::uint8_t>* copy_u8 = nullptr;
-  DeviceMath<float>* math_f32 = nullptr;
-  DeviceMath<double>* math_f64 = nullptr;
-  DeviceTraining* training = nullptr;
 };
 
 inline CudaBackend& cuda_registry() {
@@ -184,17 +123,6 @@ template <class T>
   else if constexpr (std::is_same_v<T, std::int32_t>) return *b.copy_i32;
   else return *b.copy_u8;
 }
-template <class T>
-[[nodiscard]] DeviceMath<T>& cuda_math() {
-  (void)cuda_runtime();
-  if constexpr (std::is_same_v<T, float>) return *cuda_registry().math_f32;
-  else return *cuda_registry().math_f64;
-}
-[[nodiscard]] inline DeviceTraining& cuda_training() {
-  (void)cuda_runtime();
-  return *cuda_registry().training;
-}
-
 }  // namespace ember::backend
 
 namespace ember {
@@ -208,9 +136,3 @@ inline void check_device_available(const Device& d) {
               " requested, but this machine has ", count, " CUDA device(s)");
 }
 }  // namespace ember
-
-// EMBER_CUDA_NO_AUTO_REGISTER: for nvcc files that only want kernels/ (the kernel tests), so
-// that each does not compile the whole backend again; one file of the program must register it.
-#if defined(__CUDACC__) && !defined(EMBER_CUDA_NO_AUTO_REGISTER)
-#include "ember/backend/cuda/register.hpp"
-#endif

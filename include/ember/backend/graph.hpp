@@ -7,8 +7,19 @@
 
 #include <utility>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/backend/device_backend.hpp"
 #include "ember/core/device.hpp"
+
+namespace ember::op {
+// *p = value, ordered on the device's stream: a kernel, so that a graph captures it as a node
+// whose value is fixed (used to hand a fresh Philox offset to each graph replay).
+struct SetU64 {
+  static constexpr const char* name = "set_u64";
+  template <class T>
+  using sig = void(std::uint64_t* p, std::uint64_t value);
+};
+}  // namespace ember::op
 
 namespace ember {
 

@@ -105,6 +105,65 @@ struct MaxPool2dParams {
   }
 };
 
+// A pooling window over (planes, h, w): kernel, stride and padding per axis, with PyTorch's
+// output size (ceil_mode: a last window may start in the input's right/bottom edge, never in
+// the padding beyond it) and averaging divisor (count_include_pad: the window clipped to the
+// padded input, else to the input).
+struct Pool2dParams {
+  std::int64_t planes = 0, h = 0, w = 0;
+  std::int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+  bool ceil_mode = false, count_include_pad = true;
+
+  [[nodiscard]] static EMBER_HOST_DEVICE std::int64_t out_size(std::int64_t in, std::int64_t k,
+                                                               std::int64_t s, std::int64_t pad,
+                                                               bool ceil) {
+    const std::int64_t num = in + 2 * pad - k;
+    std::int64_t o = (ceil ? (num + s - 1) / s : num / s) + 1;
+    if (ceil && (o - 1) * s >= in + pad) --o;
+    return o;
+  }
+  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t p() const { return out_size(h, kh, sh, ph, ceil_mode); }
+  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t q() const { return out_size(w, kw, sw, pw, ceil_mode); }
+
+  // Output (oh, ow)'s window clipped to the input, [h0, h1) x [w0, w1), and its averaging
+  // divisor (PyTorch's: the window clipped to the padded input when count_include_pad).
+  struct Window {
+    std::int64_t h0, h1, w0, w1, divisor;
+  };
+  [[nodiscard]] EMBER_HOST_DEVICE Window window(std::int64_t oh, std::int64_t ow) const {
+    const std::int64_t hs = oh * sh - ph, ws = ow * sw - pw;
+    const std::int64_t he = hs + kh < h + ph ? hs + kh : h + ph;
+    const std::int64_t we = ws + kw < w + pw ? ws + kw : w + pw;
+    Window r{hs > 0 ? hs : 0, he < h ? he : h, ws > 0 ? ws : 0, we < w ? we : w, 0};
+    r.divisor = count_include_pad ? (he - hs) * (we - ws) : (r.h1 - r.h0) * (r.w1 - r.w0);
+    return r;
+  }
+  // The outputs whose windows contain input (ih, iw): rows [oh0, oh1), columns [ow0, ow1).
+  struct Cover {
+    std::int64_t oh0, oh1, ow0, ow1;
+  };
+  [[nodiscard]] EMBER_HOST_DEVICE Cover cover(std::int64_t ih, std::int64_t iw) const {
+    const std::int64_t P = p(), Q = q();
+    const std::int64_t a = ih + ph - kh + 1, b = iw + pw - kw + 1;
+    const std::int64_t oh1 = (ih + ph) / sh + 1, ow1 = (iw + pw) / sw + 1;
+    return {a <= 0 ? 0 : (a + sh - 1) / sh, oh1 < P ? oh1 : P, b <= 0 ? 0 : (b + sw - 1) / sw,
+            ow1 < Q ? ow1 : Q};
+  }
+
+  // Host only: every size positive or zero as it must be, padding at most half the kernel (as
+  // PyTorch requires), the padded input at least one window. Afterwards p() and q() are >= 1.
+  void check(const std::string& what) const {
+    EMBER_CHECK(planes >= 0 && h >= 0 && w >= 0, what, ": negative size (planes ", planes, ", h ",
+                h, ", w ", w, ")");
+    EMBER_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1, what, ": kernel ", kh, "x", kw,
+                " and stride ", sh, "x", sw, " must be positive");
+    EMBER_CHECK(ph >= 0 && pw >= 0 && ph <= kh / 2 && pw <= kw / 2, what, ": padding ", ph, "x", pw,
+                " must be in [0, kernel / 2] for kernel ", kh, "x", kw);
+    EMBER_CHECK(h + 2 * ph >= kh && w + 2 * pw >= kw, what, ": input ", h, " x ", w, " with padding ",
+                ph, "x", pw, " is smaller than the window ", kh, "x", kw);
+  }
+};
+
 // Shape and element strides of a tensor of rank <= kMaxDims, passed to kernels by value.
 // Broadcast operands carry stride 0 on the dimensions they are expanded along.
 inline constexpr int kMaxDims = 8;

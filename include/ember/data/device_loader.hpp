@@ -11,10 +11,28 @@
 #include <utility>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/backend/device_backend.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/data/dataloader.hpp"
 #include "ember/data/mnist.hpp"
+
+namespace ember::op {
+// out (batch, pixels) = (images[indices[b]] / 255 - mean) / std, from uint8 images on the device
+struct GatherNormalize {
+  static constexpr const char* name = "DeviceDataLoader gather";
+  template <class T>
+  using sig = void(const std::uint8_t* images, const std::int64_t* indices, std::int64_t batch,
+                   std::int64_t pixels, float mean, float std, float* out);
+};
+// out[b] = labels[indices[b]]
+struct GatherLabels {
+  static constexpr const char* name = "DeviceDataLoader labels";
+  template <class T>
+  using sig = void(const std::int64_t* labels, const std::int64_t* indices, std::int64_t batch,
+                   std::int64_t* out);
+};
+}  // namespace ember::op
 
 namespace ember::data {
 
@@ -90,10 +108,9 @@ class DeviceDataLoader {
     images.bump_version("DeviceDataLoader.batch_into");  // both are overwritten in place
     labels.bump_version("DeviceDataLoader.batch_into");
     const std::int64_t* idx = order_.data() + i * options_.batch_size;
-    auto& t = backend::cuda_training();
-    t.gather_normalize(device_.index, pixels_.data(), idx, count, h_ * w_, options_.mean, options_.std,
-                       images.data());
-    t.gather_labels(device_.index, labels_.data(), idx, count, labels.data());
+    backend::cuda<op::GatherNormalize, float>(device_.index, pixels_.data(), idx, count, h_ * w_,
+                                              options_.mean, options_.std, images.data());
+    backend::cuda<op::GatherLabels, float>(device_.index, labels_.data(), idx, count, labels.data());
   }
 
  private:

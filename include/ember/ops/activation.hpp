@@ -7,12 +7,33 @@
 #include <limits>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/reduce.hpp"
 
 namespace ember {
+
+namespace op {
+// gx = gy where y > 0, else 0
+struct ReluBackward {
+  static constexpr const char* name = "relu backward";
+  template <class T>
+  using sig = void(const T* gy, const T* y, T* gx, std::int64_t n);
+};
+// Rows of (rows, cols), contiguous.
+struct LogSoftmaxForward {
+  static constexpr const char* name = "log_softmax";
+  template <class T>
+  using sig = void(const T* x, T* y, std::int64_t rows, std::int64_t cols);
+};
+struct LogSoftmaxBackward {
+  static constexpr const char* name = "log_softmax backward";
+  template <class T>
+  using sig = void(const T* gy, const T* y, T* gx, std::int64_t rows, std::int64_t cols);
+};
+}  // namespace op
 
 template <Real T>
 Tensor<T> relu(const Tensor<T>& x) {
@@ -25,7 +46,7 @@ Tensor<T> relu(const Tensor<T>& x) {
     Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
     if (y.device().is_cuda()) {
       if (y.numel() > 0)
-        backend::cuda_math<T>().relu_backward(y.device().index, gc.data(), y.data(), gx.data(), y.numel());
+        backend::cuda<op::ReluBackward, T>(y.device().index, gc.data(), y.data(), gx.data(), y.numel());
       return std::vector<Tensor<T>>{gx};
     }
     const T* py = y.data();
@@ -54,13 +75,13 @@ Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
     const Tensor<T> xc = x.contiguous();
     Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
     const int dev = x.device().index;
-    if (y.numel() > 0) backend::cuda_math<T>().log_softmax_forward(dev, xc.data(), y.data(), sp.outer, sp.size);
+    if (y.numel() > 0) backend::cuda<op::LogSoftmaxForward, T>(dev, xc.data(), y.data(), sp.outer, sp.size);
     autograd::record(y, "LogSoftmaxBackward0", {x}, autograd::saved(y),
                      [y = y.detach(), sp, dev](const Tensor<T>& g) {
       const Tensor<T> gc = g.contiguous();
       Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
       if (y.numel() > 0)
-        backend::cuda_math<T>().log_softmax_backward(dev, gc.data(), y.data(), gx.data(), sp.outer, sp.size);
+        backend::cuda<op::LogSoftmaxBackward, T>(dev, gc.data(), y.data(), gx.data(), sp.outer, sp.size);
       return std::vector<Tensor<T>>{gx};
     });
     return y;

@@ -4,11 +4,31 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/backend/cpu/conv.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
 
 namespace ember {
+
+namespace op {
+struct Conv2dForward {
+  static constexpr const char* name = "conv2d";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::conv2d_forward<T>;
+};
+// The CPU computes both gradients in one pass (cpu::conv2d_backward); CUDA in two kernels.
+struct Conv2dBackwardData {
+  static constexpr const char* name = "conv2d backward (input)";
+  template <class T>
+  using sig = void(const Conv2dParams& p, const T* w, const T* gy, T* gx);
+};
+struct Conv2dBackwardWeight {
+  static constexpr const char* name = "conv2d backward (weight)";
+  template <class T>
+  using sig = void(const Conv2dParams& p, const T* x, const T* gy, T* gw, T* gb);
+};
+}  // namespace op
 
 struct Conv2dOptions {
   std::int64_t stride = 1, padding = 0, dilation = 1;
@@ -46,13 +66,9 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   const Tensor<T> xc = x.contiguous(), wc = weight.contiguous();
   const Tensor<T> bc = bias.defined() ? bias.contiguous() : Tensor<T>();
   Tensor<T> y = Tensor<T>::empty({p.n, p.k, p.p(), p.q()}, dev);
-  if (dev.is_cuda()) {
-    if (y.numel() > 0)
-      backend::cuda_math<T>().conv2d_forward(dev.index, p, xc.data(), wc.data(),
-                                             bc.defined() ? bc.data() : nullptr, y.data());
-  } else {
-    cpu::conv2d_forward<T>(p, xc.data(), wc.data(), bc.defined() ? bc.data() : nullptr, y.data());
-  }
+  if (y.numel() > 0 || dev.is_cpu())
+    backend::run<op::Conv2dForward, T>(dev, p, xc.data(), wc.data(), bc.defined() ? bc.data() : nullptr,
+                                       y.data());
 
   std::vector<Tensor<T>> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
@@ -66,12 +82,12 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                      Tensor<T> gw = need_w ? Tensor<T>::empty(wc.shape(), dev) : Tensor<T>();
                      Tensor<T> gb = need_b ? Tensor<T>::empty({p.k}, dev) : Tensor<T>();
                      if (dev.is_cuda()) {
-                       auto& m = backend::cuda_math<T>();
-                       if (need_x) m.conv2d_backward_data(dev.index, p, wc.data(), gc.data(), gx.data());
+                       if (need_x)
+                         backend::cuda<op::Conv2dBackwardData, T>(dev.index, p, wc.data(), gc.data(), gx.data());
                        if (need_w || need_b)
-                         m.conv2d_backward_weight(dev.index, p, xc.data(), gc.data(),
-                                                  need_w ? gw.data() : nullptr,
-                                                  need_b ? gb.data() : nullptr);
+                         backend::cuda<op::Conv2dBackwardWeight, T>(dev.index, p, xc.data(), gc.data(),
+                                                                    need_w ? gw.data() : nullptr,
+                                                                    need_b ? gb.data() : nullptr);
                        std::vector<Tensor<T>> grads{gx, gw};
                        if (has_b) grads.push_back(gb);
                        return grads;

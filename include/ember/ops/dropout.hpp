@@ -7,11 +7,21 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/core/random.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
 
 namespace ember {
+
+namespace op {
+// mask[i] = scale where Philox's uniform for element i is >= p, else 0
+struct DropoutMask {
+  static constexpr const char* name = "dropout";
+  template <class T>
+  using sig = void(PhiloxArgs rng, float p, T scale, T* mask, std::int64_t n);
+};
+}  // namespace op
 
 namespace detail {
 // A mask of `shape` holding 0 or 1 / (1 - p).
@@ -22,8 +32,8 @@ Tensor<T> dropout_mask(const Shape& shape, double p, Generator& gen, Device devi
   const T scale = static_cast<T>(1.0 / (1.0 - p));
   if (device.is_cuda()) {
     if (mask.numel() > 0)
-      backend::cuda_math<T>().dropout_mask(device.index, gen.philox_args(first), static_cast<float>(p),
-                                           scale, mask.data(), mask.numel());
+      backend::cuda<op::DropoutMask, T>(device.index, gen.philox_args(first), static_cast<float>(p),
+                                        scale, mask.data(), mask.numel());
     return mask;
   }
   T* pm = mask.data();

@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "ember/backend/device_backend.hpp"
+#include "ember/backend/dispatch.hpp"
 #include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/ops/elementwise_tags.hpp"
 
 namespace ember {
 
@@ -78,7 +80,7 @@ Tensor<T> binary_map(const Tensor<T>& a, const Tensor<T>& b, backend::BinaryOp o
   Tensor<T> out = Tensor<T>::empty(shape, a.device());
   if (a.device().is_cuda()) {
     if (out.numel() > 0)
-      backend::cuda_math<T>().binary(a.device().index, op, a.impl().storage->data(),
+      backend::cuda<op::Binary, T>(a.device().index, op, a.impl().storage->data(),
                                      broadcast_view(a, shape), b.impl().storage->data(),
                                      broadcast_view(b, shape), out.data(), out.numel());
     return out;
@@ -107,7 +109,7 @@ Tensor<T> unary_map(const Tensor<T>& a, backend::UnaryOp op, T scalar, F f) {
   Tensor<T> out = Tensor<T>::empty(a.shape(), a.device());
   if (a.device().is_cuda()) {
     if (out.numel() > 0)
-      backend::cuda_math<T>().unary(a.device().index, op, ac.data(), out.data(), out.numel(), scalar);
+      backend::cuda<op::Unary, T>(a.device().index, op, ac.data(), out.data(), out.numel(), scalar);
     return out;
   }
   const T* pa = ac.data();
@@ -158,7 +160,7 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
   // Read `out` with broadcast strides: every g element adds into its reduced slot.
   if (g.device().is_cuda()) {
     if (out.numel() > 0)
-      backend::cuda_math<T>().sum_to(g.device().index, g.impl().storage->data(), g.view_desc(),
+      backend::cuda<op::SumTo, T>(g.device().index, g.impl().storage->data(), g.view_desc(),
                                      out.data(), detail::broadcast_view(out, g.shape()), out.numel());
   } else {
     const Shape out_st = detail::broadcast_strides(out, g.shape());

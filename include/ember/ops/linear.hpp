@@ -5,10 +5,32 @@
 #include <vector>
 
 #include "ember/backend/cpu/gemm.hpp"
+#include "ember/backend/dispatch.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/reduce.hpp"
 
 namespace ember {
+
+namespace op {
+// c = alpha * op(a) op(b) + beta * c (GemmParams: sizes, transposes, leading dimensions)
+struct Gemm {
+  static constexpr const char* name = "gemm";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::gemm<T>;
+};
+// y (rows, cols) += bias[col]
+struct BiasAddRows {
+  static constexpr const char* name = "linear bias";
+  template <class T>
+  using sig = void(T* y, const T* bias, std::int64_t rows, std::int64_t cols);
+};
+// gb[col] = sum over rows of gy (rows, cols)
+struct BiasGradRows {
+  static constexpr const char* name = "linear bias gradient";
+  template <class T>
+  using sig = void(const T* gy, T* gb, std::int64_t rows, std::int64_t cols);
+};
+}  // namespace op
 
 // C = op(A) op(B) for 2-D tensors (made contiguous first).
 namespace detail {
@@ -26,11 +48,7 @@ Tensor<T> gemm_2d(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
   p.ldc = p.n;
   detail::check_same_device(a.device(), b.device());
   Tensor<T> c = Tensor<T>::empty({p.m, p.n}, a.device());
-  if (a.device().is_cuda()) {
-    if (c.numel() > 0) backend::cuda_math<T>().gemm(a.device().index, p, T(1), ac.data(), bc.data(), T(0), c.data());
-    return c;
-  }
-  cpu::gemm<T>(p, T(1), ac.data(), bc.data(), T(0), c.data());
+  if (c.numel() > 0) backend::run<op::Gemm, T>(a.device(), p, T(1), ac.data(), bc.data(), T(0), c.data());
   return c;
 }
 }  // namespace detail
@@ -68,7 +86,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     T* po = out.data();
     const T* pb = bc.data();
     if (out.device().is_cuda()) {
-      if (out.numel() > 0) backend::cuda_math<T>().bias_add_rows(out.device().index, po, pb, n, o);
+      if (out.numel() > 0) backend::cuda<op::BiasAddRows, T>(out.device().index, po, pb, n, o);
     } else {
       for (std::int64_t i = 0; i < n; ++i)
         for (std::int64_t j = 0; j < o; ++j) po[i * o + j] += pb[j];
@@ -86,8 +104,8 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                        if (g.device().is_cuda()) {
                          const Tensor<T> gc = g.contiguous();
                          Tensor<T> gb = Tensor<T>::empty({gc.size(1)}, g.device());
-                         backend::cuda_math<T>().bias_grad_rows(g.device().index, gc.data(), gb.data(),
-                                                                gc.size(0), gc.size(1));
+                         backend::cuda<op::BiasGradRows, T>(g.device().index, gc.data(), gb.data(),
+                                                                            gc.size(0), gc.size(1));
                          grads.push_back(gb);
                        } else {
                          grads.push_back(sum(g.detach(), 0));

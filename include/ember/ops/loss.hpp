@@ -4,10 +4,27 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/activation.hpp"
 
 namespace ember {
+
+namespace op {
+// out[0] = -sum (or mean) over rows of logp[row, labels[row]]; a label outside [0, cols) is an error
+struct NllForward {
+  static constexpr const char* name = "nll_loss";
+  template <class T>
+  using sig = void(const T* logp, const std::int64_t* labels, std::int64_t rows, std::int64_t cols,
+                   T* out, bool mean);
+};
+struct NllBackward {
+  static constexpr const char* name = "nll_loss backward";
+  template <class T>
+  using sig = void(const T* gy, const std::int64_t* labels, std::int64_t rows, std::int64_t cols,
+                   T* gx, bool mean);
+};
+}  // namespace op
 
 enum class Reduction { mean, sum };
 
@@ -27,12 +44,12 @@ Tensor<T> nll_loss(const Tensor<T>& input, const Tensor<std::int64_t>& target,
   if (input.device().is_cuda()) {
     const int dev = input.device().index;
     Tensor<T> out = Tensor<T>::empty({}, input.device());
-    backend::cuda_math<T>().nll_forward(dev, ic.data(), tc.data(), n, c, out.data(), mean);
+    backend::cuda<op::NllForward, T>(dev, ic.data(), tc.data(), n, c, out.data(), mean);
     autograd::record(out, "NllLossBackward0", {input}, autograd::saved(tc),
                      [tc, n, c, mean, dev](const Tensor<T>& g) {
       Tensor<T> gx = Tensor<T>::empty({n, c}, g.device());
       const Tensor<T> gc = g.contiguous();
-      if (gx.numel() > 0) backend::cuda_math<T>().nll_backward(dev, gc.data(), tc.data(), n, c, gx.data(), mean);
+      if (gx.numel() > 0) backend::cuda<op::NllBackward, T>(dev, gc.data(), tc.data(), n, c, gx.data(), mean);
       return std::vector<Tensor<T>>{gx};
     });
     return out;

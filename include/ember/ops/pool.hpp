@@ -4,11 +4,25 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/backend/cpu/pool.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
 
 namespace ember {
+
+namespace op {
+struct MaxPool2dForward {
+  static constexpr const char* name = "max_pool2d";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::max_pool2d_forward<T>;
+};
+struct MaxPool2dBackward {
+  static constexpr const char* name = "max_pool2d backward";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::max_pool2d_backward<T>;
+};
+}  // namespace op
 
 // x (N, C, H, W) -> (N, C, P, Q). stride 0 means stride = kernel, as in PyTorch.
 template <Real T>
@@ -28,22 +42,13 @@ Tensor<T> max_pool2d(const Tensor<T>& x, std::int64_t kernel, std::int64_t strid
   const Device dev = x.device();
   Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), p.p(), p.q()}, dev);
   auto argmax = Tensor<std::int32_t>::empty(y.shape(), dev);
-  if (dev.is_cuda()) {
-    if (y.numel() > 0)
-      backend::cuda_math<T>().max_pool2d_forward(dev.index, p, xc.data(), y.data(), argmax.data());
-  } else {
-    cpu::max_pool2d_forward<T>(p, xc.data(), y.data(), argmax.data());
-  }
+  if (y.numel() > 0) backend::run<op::MaxPool2dForward, T>(dev, p, xc.data(), y.data(), argmax.data());
   autograd::record(y, "MaxPool2DWithIndicesBackward0", {x},
                    [p, argmax, in_shape = x.shape(), dev](const Tensor<T>& g) {
                      const Tensor<T> gc = g.contiguous();
                      Tensor<T> gx = Tensor<T>::empty(in_shape, dev);
-                     if (dev.is_cuda()) {
-                       if (gx.numel() > 0)
-                         backend::cuda_math<T>().max_pool2d_backward(dev.index, p, gc.data(), argmax.data(), gx.data());
-                       return std::vector<Tensor<T>>{gx};
-                     }
-                     cpu::max_pool2d_backward<T>(p, gc.data(), argmax.data(), gx.data());
+                     if (gx.numel() > 0)
+                       backend::run<op::MaxPool2dBackward, T>(dev, p, gc.data(), argmax.data(), gx.data());
                      return std::vector<Tensor<T>>{gx};
                    });
   return y;

@@ -10,6 +10,28 @@
 
 namespace ember {
 
+namespace op {
+// out[0] = scale * sum(x[0..n))
+struct SumAll {
+  static constexpr const char* name = "sum";
+  template <class T>
+  using sig = void(const T* x, std::int64_t n, T* out, T scale);
+};
+// out[r] = argmax of row r of x (rows, cols); NaN wins
+struct ArgmaxRows {
+  static constexpr const char* name = "argmax";
+  template <class T>
+  using sig = void(const T* x, std::int64_t rows, std::int64_t cols, std::int64_t* out);
+};
+// out[0] = number of rows of x (rows, cols) whose argmax is labels[row]
+struct CountCorrect {
+  static constexpr const char* name = "count_correct";
+  template <class T>
+  using sig = void(const T* x, std::int64_t rows, std::int64_t cols, const std::int64_t* labels,
+                   std::int64_t* out);
+};
+}  // namespace op
+
 namespace detail {
 // Views a contiguous tensor as [outer, size, inner] around dimension d.
 struct DimSplit {
@@ -38,7 +60,7 @@ Tensor<T> sum(const Tensor<T>& a) {
   Tensor<T> ac = a.contiguous();
   if (a.device().is_cuda()) {
     Tensor<T> out = Tensor<T>::zeros({}, a.device());
-    if (a.numel() > 0) backend::cuda_math<T>().sum_all(a.device().index, ac.data(), ac.numel(), out.data(), T(1));
+    if (a.numel() > 0) backend::cuda<op::SumAll, T>(a.device().index, ac.data(), ac.numel(), out.data(), T(1));
     autograd::record(out, "SumBackward0", {a}, [s = a.shape()](const Tensor<T>& g) {
       return std::vector<Tensor<T>>{broadcast_to(g, s)};
     });
@@ -105,7 +127,7 @@ Tensor<std::int64_t> argmax(const Tensor<T>& a, std::int64_t dim, bool keepdim =
       Tensor<T> ac = a.contiguous();
       auto out = Tensor<std::int64_t>::empty(detail::reduced_shape(a.shape(), d, keepdim), a.device());
       if (out.numel() > 0)
-        backend::cuda_math<T>().argmax_rows(a.device().index, ac.data(), sp.outer, sp.size, out.data());
+        backend::cuda<op::ArgmaxRows, T>(a.device().index, ac.data(), sp.outer, sp.size, out.data());
       return out;
     } else {
       EMBER_CHECK(false, "argmax of an integer tensor on ", a.device().str(), " is not supported; use .cpu()");
@@ -142,8 +164,8 @@ std::int64_t count_correct(const Tensor<T>& scores, const Tensor<std::int64_t>& 
     const Tensor<T> sc = scores.contiguous();
     const Tensor<std::int64_t> lc = labels.contiguous();
     auto count = Tensor<std::int64_t>::empty({}, scores.device());
-    backend::cuda_math<T>().count_correct(scores.device().index, sc.data(), sc.size(0), sc.size(1),
-                                          lc.data(), count.data());
+    backend::cuda<op::CountCorrect, T>(scores.device().index, sc.data(), sc.size(0), sc.size(1),
+                                       lc.data(), count.data());
     return count.item();
   }
   const auto pred = argmax(scores, 1).to_vector();

@@ -14,8 +14,18 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/dispatch.hpp"
 #include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
+
+namespace ember::op {
+// One fused SGD step over `count` float parameters on a device (PyTorch's rule).
+struct SgdStep {
+  static constexpr const char* name = "SGD step";
+  template <class T>
+  using sig = void(const backend::SgdTensorRef* tensors, int count, backend::SgdStepArgs args);
+};
+}  // namespace ember::op
 
 namespace ember::optim {
 
@@ -107,11 +117,11 @@ class SGD {
     backend::SgdStepArgs args{static_cast<float>(options_.lr), static_cast<float>(options_.momentum),
                               static_cast<float>(1.0 - options_.dampening),
                               static_cast<float>(options_.weight_decay), options_.nesterov, false};
-    auto& training = backend::cuda_training();
-    if (!rest.empty()) training.sgd_step(dev.index, rest.data(), static_cast<int>(rest.size()), args);
+    using Step = op::SgdStep;
+    if (!rest.empty()) backend::cuda<Step, float>(dev.index, rest.data(), static_cast<int>(rest.size()), args);
     if (!first.empty()) {
       args.first_step = true;
-      training.sgd_step(dev.index, first.data(), static_cast<int>(first.size()), args);
+      backend::cuda<Step, float>(dev.index, first.data(), static_cast<int>(first.size()), args);
     }
     ++steps_;
   }

@@ -2,4 +2,4 @@
 // nvcc registers the backend (backend/cuda/register.hpp), after which every op of the program,
 // in CUDA or plain C++ files alike, can run on CUDA devices. CMake's ember::cuda target adds
 // this file to the programs that link it.
-#include "ember/backend/device_backend.hpp"
+#include "ember/ember.hpp"

@@ -1,7 +1,7 @@
 #pragma once
-// The CUDA backend behind ember's ops: the interfaces of backend/device_backend.hpp carried out
-// with the hand-written kernels of kernels/ or, where selected (backend/cuda/select.hpp), with
-// cuBLAS and cuDNN. Compiled only by nvcc; registered at start-up by every translation unit that
+// The CUDA backend behind ember's ops: the runtime interfaces of backend/device_backend.hpp,
+// and the op table (backend/cuda/ops.hpp) in the real CUDA context, where the hand-written
+// kernels or, where selected (backend/cuda/select.hpp), cuBLAS and cuDNN do the work. Compiled only by nvcc; registered at start-up by every translation unit that
 // includes ember under nvcc (the registration is idempotent).
 
 #if !defined(__CUDACC__)
@@ -19,20 +19,10 @@
 #include "ember/backend/cuda/graph.hpp"
 #include "ember/backend/cuda/runtime.hpp"
 #include "ember/backend/cuda/select.hpp"
+#include "ember/backend/cuda/ops.hpp"
 #include "ember/backend/device_backend.hpp"
 
-#include <ember/kernels/activation.cuh>
-#include <ember/kernels/conv.cuh>
-#include <ember/kernels/data.cuh>
-#include <ember/kernels/dropout.cuh>
 #include <ember/kernels/elementwise.cuh>
-#include <ember/kernels/loss.cuh>
-#include <ember/kernels/pool.cuh>
-#include <ember/kernels/reduce.cuh>
-#include <ember/kernels/scalar.cuh>
-#include <ember/kernels/sgd.cuh>
-#include <ember/kernels/sgemm.cuh>
-#include <ember/kernels/softmax.cuh>
 
 namespace ember::cuda {
 
@@ -133,175 +123,44 @@ class Copy final : public backend::DeviceCopy<T> {
   }
 };
 
-template <class T>
-class Math final : public backend::DeviceMath<T> {
- public:
-  void binary(int device, backend::BinaryOp op, const T* a, const StridedView& va, const T* b,
-              const StridedView& vb, T* out, std::int64_t n) override {
-    DeviceGuard g(device);
-    kernels::binary<T>(static_cast<kernels::BinaryOp>(op), a, va, b, vb, out, n, stream(device));
+// The execution context of the op table (backend/cuda/ops.hpp) on a real GPU.
+struct CudaContext {
+  struct Guard {
+    explicit Guard(int device) : g(device) {}
+    DeviceGuard g;
+  };
+  static cudaStream_t stream(int device) { return cuda::stream(device); }
+  template <class U>
+  using Scratch = detail::Scratch<U>;
+  static bool capturing(int device) { return cuda::capturing(device); }
+  static void to_host(int device, void* dst, const void* src, std::size_t bytes) {
+    cuda::copy_to_host(dst, src, bytes, device);
   }
-  void unary(int device, backend::UnaryOp op, const T* a, T* out, std::int64_t n, T scalar) override {
-    DeviceGuard g(device);
-    kernels::unary<T>(static_cast<kernels::UnaryOp>(op), a, out, n, scalar, stream(device));
+  template <class T>
+  static bool vendor_gemm(int device, const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c) {
+    if (gemm_backend() != GemmBackend::cublas) return false;
+    cublas_gemm<T>(p, alpha, a, b, beta, c, device);
+    return true;
   }
-  void sum_to(int device, const T* gr, const StridedView& vg, T* out, const StridedView& vout,
-              std::int64_t out_n) override {
-    DeviceGuard g(device);
-    kernels::sum_to<T>(gr, vg, out, vout, out_n, stream(device));
+  template <class T>
+  static bool vendor_conv2d_forward(int device, const Conv2dParams& p, const T* x, const T* w, const T* bias,
+                                    T* y) {
+    if (conv_backend() != ConvBackend::cudnn) return false;
+    cudnn_conv2d_forward<T>(p, x, w, bias, y, device);
+    return true;
   }
-  void sum_all(int device, const T* x, std::int64_t n, T* out, T scale) override {
-    DeviceGuard g(device);
-    detail::Scratch<T> ws(device, kernels::reduce_workspace_elems<T>(n));
-    kernels::sum_all<T>(x, n, out, scale, ws.get(), stream(device));
+  template <class T>
+  static bool vendor_conv2d_backward_data(int device, const Conv2dParams& p, const T* w, const T* gy, T* gx) {
+    if (conv_backend() != ConvBackend::cudnn) return false;
+    cudnn_conv2d_backward_data<T>(p, w, gy, gx, device);
+    return true;
   }
-  void argmax_rows(int device, const T* x, std::int64_t rows, std::int64_t cols, std::int64_t* out) override {
-    DeviceGuard g(device);
-    kernels::argmax_rows<T>(x, rows, cols, out, stream(device));
-  }
-  void count_correct(int device, const T* x, std::int64_t rows, std::int64_t cols,
-                     const std::int64_t* labels, std::int64_t* out) override {
-    DeviceGuard g(device);
-    kernels::count_correct<T>(x, rows, cols, labels, out, stream(device));
-  }
-  void gemm(int device, const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c) override {
-    DeviceGuard g(device);
-    if (gemm_backend() == GemmBackend::cublas) {
-      cublas_gemm<T>(p, alpha, a, b, beta, c, device);
-      return;
-    }
-    detail::Scratch<T> ws(device, kernels::gemm_workspace_bytes<T>(p) / sizeof(T));
-    kernels::gemm<T>(p, alpha, a, b, beta, c, stream(device), ws.get());  // null: no split-K
-  }
-  void conv2d_forward(int device, const Conv2dParams& p, const T* x, const T* w, const T* bias,
-                      T* y) override {
-    DeviceGuard g(device);
-    if (conv_backend() == ConvBackend::cudnn) {
-      cudnn_conv2d_forward<T>(p, x, w, bias, y, device);
-      return;
-    }
-    detail::Scratch<T> ws(device, kernels::conv2d_workspace_elems<T>(p));
-    kernels::conv2d_forward<T>(p, x, w, bias, y, ws.get(), stream(device));
-  }
-  void conv2d_backward_data(int device, const Conv2dParams& p, const T* w, const T* gy, T* gx) override {
-    DeviceGuard g(device);
-    if (conv_backend() == ConvBackend::cudnn) {
-      cudnn_conv2d_backward_data<T>(p, w, gy, gx, device);
-      return;
-    }
-    detail::Scratch<T> ws(device, kernels::conv2d_workspace_elems<T>(p));
-    kernels::conv2d_backward_data<T>(p, w, gy, gx, ws.get(), stream(device));
-  }
-  void conv2d_backward_weight(int device, const Conv2dParams& p, const T* x, const T* gy, T* gw,
-                              T* gb) override {
-    DeviceGuard g(device);
-    if (conv_backend() == ConvBackend::cudnn) {
-      cudnn_conv2d_backward_weight<T>(p, x, gy, gw, gb, device);
-      return;
-    }
-    detail::Scratch<T> ws(device, kernels::conv2d_workspace_elems<T>(p));
-    kernels::conv2d_backward_weight<T>(p, x, gy, gw, gb, ws.get(), stream(device));
-  }
-  void max_pool2d_forward(int device, const MaxPool2dParams& p, const T* x, T* y,
-                          std::int32_t* argmax) override {
-    DeviceGuard g(device);
-    kernels::max_pool2d_forward<T>(p, x, y, argmax, stream(device));
-  }
-  void max_pool2d_backward(int device, const MaxPool2dParams& p, const T* gy, const std::int32_t* argmax,
-                           T* gx) override {
-    DeviceGuard g(device);
-    kernels::max_pool2d_backward<T>(p, gy, argmax, gx, stream(device));
-  }
-  void relu_forward(int device, const T* x, T* y, std::int64_t n) override {
-    DeviceGuard g(device);
-    kernels::relu_forward<T>(x, y, n, stream(device));
-  }
-  void relu_backward(int device, const T* gr, const T* y, T* gx, std::int64_t n) override {
-    DeviceGuard g(device);
-    kernels::relu_backward<T>(gr, y, gx, n, stream(device));
-  }
-  void bias_add_rows(int device, T* y, const T* bias, std::int64_t rows, std::int64_t cols) override {
-    DeviceGuard g(device);
-    kernels::bias_add_rows<T>(y, bias, rows, cols, stream(device));
-  }
-  void bias_add_channels(int device, T* y, const T* bias, std::int64_t n, std::int64_t c,
-                         std::int64_t hw) override {
-    DeviceGuard g(device);
-    kernels::bias_add_channels<T>(y, bias, n, c, hw, stream(device));
-  }
-  void bias_grad_rows(int device, const T* gr, T* gb, std::int64_t rows, std::int64_t cols) override {
-    DeviceGuard g(device);
-    kernels::bias_grad_rows<T>(gr, gb, rows, cols, stream(device));
-  }
-  void log_softmax_forward(int device, const T* x, T* y, std::int64_t rows, std::int64_t cols) override {
-    DeviceGuard g(device);
-    kernels::log_softmax_forward<T>(x, y, rows, cols, stream(device));
-  }
-  void log_softmax_backward(int device, const T* gr, const T* y, T* gx, std::int64_t rows,
-                            std::int64_t cols) override {
-    DeviceGuard g(device);
-    kernels::log_softmax_backward<T>(gr, y, gx, rows, cols, stream(device));
-  }
-  void nll_forward(int device, const T* logp, const std::int64_t* labels, std::int64_t rows,
-                   std::int64_t cols, T* out, bool mean) override {
-    DeviceGuard g(device);
-    if (capturing(device)) {  // no host read inside a graph: the loss is NaN on a bad label
-      kernels::nll_forward<T>(logp, labels, rows, cols, out, mean, nullptr, stream(device));
-      return;
-    }
-    detail::Scratch<int> flag(device, 1);
-    EMBER_CUDA_CHECK(cudaMemsetAsync(flag.get(), 0, sizeof(int), stream(device)));
-    kernels::nll_forward<T>(logp, labels, rows, cols, out, mean, flag.get(), stream(device));
-    int bad = 0;
-    cuda::copy_to_host(&bad, flag.get(), sizeof(int), device);
-    EMBER_CHECK(bad == 0, "nll_loss: a target is out of range for ", cols, " classes (on cuda:", device,
-                ")");
-  }
-  void nll_backward(int device, const T* gr, const std::int64_t* labels, std::int64_t rows,
-                    std::int64_t cols, T* gx, bool mean) override {
-    DeviceGuard g(device);
-    kernels::nll_backward<T>(gr, labels, rows, cols, gx, mean, stream(device));
-  }
-  void dropout_mask(int device, backend::PhiloxArgs rng, float p, T scale, T* mask, std::int64_t n) override {
-    DeviceGuard g(device);
-    // scale: static_cast<T>(1.0 / (1.0 - p)) worked out on the host from the double p, as the CPU does
-    kernels::dropout_mask<T>(rng, p, scale, mask, n, stream(device));
-  }
-};
-
-class Training final : public backend::DeviceTraining {
- public:
-  void sgd_step(int device, const backend::SgdTensorRef* tensors, int count, backend::SgdStepArgs args) override {
-    DeviceGuard g(device);
-    kernels::SgdArgs a{args.lr, args.momentum, args.dampening_factor, args.weight_decay, args.nesterov,
-                       args.first_step};
-    // Passed by value in the kernel's parameters (chunks of kernels::kSgdMaxTensors), so that a
-    // captured graph holds the list itself and needs no host buffer.
-    for (int start = 0; start < count; start += kernels::kSgdMaxTensors) {
-      kernels::SgdTensorList list{};
-      list.count = std::min(kernels::kSgdMaxTensors, count - start);
-      std::int64_t max_n = 0;
-      for (int i = 0; i < list.count; ++i) {
-        const backend::SgdTensorRef& r = tensors[start + i];
-        list.t[i] = kernels::SgdTensor{r.param, r.grad, r.momentum, r.n};
-        max_n = std::max(max_n, r.n);
-      }
-      kernels::sgd_step(list, max_n, a, stream(device));
-    }
-  }
-  void gather_normalize(int device, const std::uint8_t* images, const std::int64_t* indices,
-                        std::int64_t batch, std::int64_t pixels, float mean, float std, float* out) override {
-    DeviceGuard g(device);
-    kernels::gather_normalize(images, indices, batch, pixels, mean, std, out, stream(device));
-  }
-  void gather_labels(int device, const std::int64_t* labels, const std::int64_t* indices, std::int64_t batch,
-                     std::int64_t* out) override {
-    DeviceGuard g(device);
-    kernels::gather_labels(labels, indices, batch, out, stream(device));
-  }
-  void set_u64(int device, std::uint64_t* p, std::uint64_t value) override {
-    DeviceGuard g(device);
-    kernels::set_u64(p, value, stream(device));
+  template <class T>
+  static bool vendor_conv2d_backward_weight(int device, const Conv2dParams& p, const T* x, const T* gy, T* gw,
+                                            T* gb) {
+    if (conv_backend() != ConvBackend::cudnn) return false;
+    cudnn_conv2d_backward_weight<T>(p, x, gy, gw, gb, device);
+    return true;
   }
 };
 
@@ -313,10 +172,8 @@ inline const bool backend_registered = [] {
   static Copy<std::int64_t> ci64;
   static Copy<std::int32_t> ci32;
   static Copy<std::uint8_t> cu8;
-  static Math<float> m32;
-  static Math<double> m64;
-  static Training training;
-  backend::register_cuda_backend({&runtime, &c32, &c64, &ci64, &ci32, &cu8, &m32, &m64, &training});
+  backend::register_cuda_backend({&runtime, &c32, &c64, &ci64, &ci32, &cu8});
+  cuda_ops::register_ops<CudaContext>();
   return true;
 }();
 

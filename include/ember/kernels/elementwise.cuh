@@ -48,15 +48,15 @@ namespace elementwise_impl {
 
 // ---- math, per precision ---------------------------------------------------------------------------
 EMBER_DEVICE float kexp(float x) { return expf(x); }
-EMBER_DEVICE double kexp(double x) { return exp(x); }
+EMBER_DEVICE double kexp(double x) { return ::exp(x); }
 EMBER_DEVICE float klog(float x) { return logf(x); }
-EMBER_DEVICE double klog(double x) { return log(x); }
+EMBER_DEVICE double klog(double x) { return ::log(x); }
 EMBER_DEVICE float kpow(float x, float p) { return powf(x, p); }
-EMBER_DEVICE double kpow(double x, double p) { return pow(x, p); }
+EMBER_DEVICE double kpow(double x, double p) { return ::pow(x, p); }
 EMBER_DEVICE float ksqrt(float x) { return sqrtf(x); }
-EMBER_DEVICE double ksqrt(double x) { return sqrt(x); }
+EMBER_DEVICE double ksqrt(double x) { return ::sqrt(x); }
 EMBER_DEVICE float kabs(float x) { return fabsf(x); }
-EMBER_DEVICE double kabs(double x) { return fabs(x); }
+EMBER_DEVICE double kabs(double x) { return ::fabs(x); }
 
 template <class T>
 EMBER_DEVICE T relu_value(T v) {

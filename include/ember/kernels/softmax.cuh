@@ -108,9 +108,9 @@ EMBER_DEVICE void log_softmax_forward_rows(const T* __restrict__ x, T* __restric
     m = row_allreduce<kBlock>(m, smax, MaxOp{});
     double s = 0;
     for (std::int64_t c = L.first_col; c < cols; c += L.col_step)
-      s += exp(static_cast<double>(xr[c] - m));
+      s += ::exp(static_cast<double>(xr[c] - m));
     s = row_allreduce<kBlock>(s, ssum, SumOp{});
-    const T lse = m + static_cast<T>(log(s));
+    const T lse = m + static_cast<T>(::log(s));
     for (std::int64_t c = L.first_col; c < cols; c += L.col_step) yr[c] = xr[c] - lse;
   }
 }
@@ -128,7 +128,7 @@ EMBER_DEVICE void log_softmax_backward_rows(const T* __restrict__ g, const T* __
     for (std::int64_t c = L.first_col; c < cols; c += L.col_step) gs += static_cast<double>(gr[c]);
     gs = row_allreduce<kBlock>(gs, ssum, SumOp{});
     for (std::int64_t c = L.first_col; c < cols; c += L.col_step)
-      gxr[c] = gr[c] - static_cast<T>(__dmul_rn(exp(static_cast<double>(yr[c])), gs));
+      gxr[c] = gr[c] - static_cast<T>(__dmul_rn(::exp(static_cast<double>(yr[c])), gs));
   }
 }
 
