@@ -1,4 +1,11 @@
 #pragma once
+// Pooling over (N*C) planes.
+//
+// Average pooling (Pool2dParams): one thread per output sums its window clipped to the input
+// in window order and divides by the window's divisor; backward is a gather, one thread per
+// input element adding gy / divisor of the windows that contain it in output order. Both are
+// the loops of ember::cpu::avg_pool2d_forward/backward, so CPU and CUDA agree exactly.
+//
 // Max pooling over (N*C) planes with the semantics of ember::cpu::max_pool2d_forward/backward
 // (backend/cpu/pool.hpp): x (planes, H, W) -> y (planes, P, Q) and an int32 argmax holding the
 // flat index h * W + w (within the plane) of the winning input.
@@ -134,6 +141,63 @@ void max_pool2d_backward(const MaxPool2dParams& p, const T* gy, const std::int32
   if (total <= 0) return;
   EMBER_LAUNCH(max_pool2d_backward_kernel<T>, grid_for(total, threads), threads, 0, stream)(p, gy, argmax, gx);
   check_launch("max_pool2d_backward_kernel");
+}
+
+template <class T>
+EMBER_KERNEL void avg_pool2d_forward_kernel(Pool2dParams p, const T* __restrict__ x, T* __restrict__ y) {
+  const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
+  const std::int64_t total = p.planes * P * Q;
+  const std::int64_t stride = static_cast<std::int64_t>(blockDim.x) * gridDim.x;
+  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += stride) {
+    const std::int64_t plane = o / (P * Q);
+    const std::int64_t rem = o - plane * P * Q;
+    const std::int64_t oh = rem / Q, ow = rem - oh * Q;
+    const Pool2dParams::Window win = p.window(oh, ow);
+    const T* xp = x + plane * H * W;
+    T acc = T(0);
+    for (std::int64_t ih = win.h0; ih < win.h1; ++ih)
+      for (std::int64_t iw = win.w0; iw < win.w1; ++iw) acc += xp[ih * W + iw];
+    y[o] = acc / static_cast<T>(win.divisor);
+  }
+}
+
+template <class T>
+EMBER_KERNEL void avg_pool2d_backward_kernel(Pool2dParams p, const T* __restrict__ gy, T* __restrict__ gx) {
+  const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
+  const std::int64_t total = p.planes * H * W;
+  const std::int64_t stride = static_cast<std::int64_t>(blockDim.x) * gridDim.x;
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
+    const std::int64_t plane = e / (H * W);
+    const std::int64_t rem = e - plane * H * W;
+    const std::int64_t ih = rem / W, iw = rem - ih * W;
+    const Pool2dParams::Cover c = p.cover(ih, iw);
+    const T* gp = gy + plane * P * Q;
+    T acc = T(0);
+    for (std::int64_t oh = c.oh0; oh < c.oh1; ++oh)
+      for (std::int64_t ow = c.ow0; ow < c.ow1; ++ow)
+        acc += gp[oh * Q + ow] / static_cast<T>(p.window(oh, ow).divisor);
+    gx[e] = acc;
+  }
+}
+
+// y (planes, P, Q) <- x (planes, H, W)
+template <class T>
+void avg_pool2d_forward(const Pool2dParams& p, const T* x, T* y, Stream stream, int threads = 256) {
+  (void)stream;
+  const std::int64_t total = p.planes * p.p() * p.q();
+  if (p.p() <= 0 || p.q() <= 0 || total <= 0) return;
+  EMBER_LAUNCH(avg_pool2d_forward_kernel<T>, grid_for(total, threads), threads, 0, stream)(p, x, y);
+  check_launch("avg_pool2d_forward_kernel");
+}
+
+// gx (planes, H, W) <- gy (planes, P, Q) (gx is overwritten)
+template <class T>
+void avg_pool2d_backward(const Pool2dParams& p, const T* gy, T* gx, Stream stream, int threads = 256) {
+  (void)stream;
+  const std::int64_t total = p.planes * p.h * p.w;
+  if (total <= 0) return;
+  EMBER_LAUNCH(avg_pool2d_backward_kernel<T>, grid_for(total, threads), threads, 0, stream)(p, gy, gx);
+  check_launch("avg_pool2d_backward_kernel");
 }
 
 }  // namespace ember::kernels

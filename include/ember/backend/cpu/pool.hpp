@@ -1,6 +1,11 @@
 #pragma once
-// CPU max pooling over (N*C) planes, threaded. The forward pass records, for every output,
-// the flat index (h * W + w) of the input element that won, which the backward pass uses.
+// CPU pooling over (N*C) planes, threaded over planes.
+//  * Max pooling: the forward pass records, for every output, the flat index (h * W + w) of
+//    the input element that won, which the backward pass uses.
+//  * Average pooling (Pool2dParams: any window, ceil_mode, count_include_pad): each output is
+//    the sum of its window clipped to the input, in window order, divided by the window's
+//    divisor; the backward pass is a gather, every input adding gy / divisor of the windows
+//    that contain it in output order, as kernels/pool.cuh does (so the two agree exactly).
 
 #include <algorithm>
 #include <cstdint>
@@ -99,6 +104,47 @@ void max_pool2d_backward(const MaxPool2dParams& p, const T* gy, const std::int32
       T* gp = gx + pl * HW;
       for (std::int64_t i = 0; i < HW; ++i) gp[i] = T(0);
       for (std::int64_t o = 0; o < PQ; ++o) gp[argmax[pl * PQ + o]] += gy[pl * PQ + o];
+    }
+  });
+}
+
+// y (planes, P, Q) <- x (planes, H, W)
+template <class T>
+void avg_pool2d_forward(const Pool2dParams& p, const T* x, T* y) {
+  const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
+  parallel_for(0, p.planes, 8, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t pl = lo; pl < hi; ++pl) {
+      const T* xp = x + pl * H * W;
+      T* yp = y + pl * P * Q;
+      for (std::int64_t oh = 0; oh < P; ++oh)
+        for (std::int64_t ow = 0; ow < Q; ++ow) {
+          const Pool2dParams::Window win = p.window(oh, ow);
+          T acc = T(0);
+          for (std::int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (std::int64_t iw = win.w0; iw < win.w1; ++iw) acc += xp[ih * W + iw];
+          yp[oh * Q + ow] = acc / static_cast<T>(win.divisor);
+        }
+    }
+  });
+}
+
+// gx (planes, H, W) <- gy (planes, P, Q) (gx is overwritten)
+template <class T>
+void avg_pool2d_backward(const Pool2dParams& p, const T* gy, T* gx) {
+  const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
+  parallel_for(0, p.planes, 8, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t pl = lo; pl < hi; ++pl) {
+      const T* gp = gy + pl * P * Q;
+      T* xp = gx + pl * H * W;
+      for (std::int64_t ih = 0; ih < H; ++ih)
+        for (std::int64_t iw = 0; iw < W; ++iw) {
+          const Pool2dParams::Cover c = p.cover(ih, iw);
+          T acc = T(0);
+          for (std::int64_t oh = c.oh0; oh < c.oh1; ++oh)
+            for (std::int64_t ow = c.ow0; ow < c.ow1; ++ow)
+              acc += gp[oh * Q + ow] / static_cast<T>(p.window(oh, ow).divisor);
+          xp[ih * W + iw] = acc;
+        }
     }
   });
 }

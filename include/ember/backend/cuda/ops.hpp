@@ -126,6 +126,15 @@ struct Launch {
     kernels::max_pool2d_backward<T>(p, gy, argmax, gx, Ctx::stream(d));
   }
 
+  static void avg_pool2d_forward(int d, const Pool2dParams& p, const T* x, T* y) {
+    G g(d);
+    kernels::avg_pool2d_forward<T>(p, x, y, Ctx::stream(d));
+  }
+  static void avg_pool2d_backward(int d, const Pool2dParams& p, const T* gy, T* gx) {
+    G g(d);
+    kernels::avg_pool2d_backward<T>(p, gy, gx, Ctx::stream(d));
+  }
+
   // -- activations, losses, dropout ----------------------------------------------------------
   static void relu_backward(int d, const T* gy, const T* y, T* gx, std::int64_t n) {
     G g(d);
@@ -223,6 +232,8 @@ void register_typed() {
   set_cuda_kernel<op::Conv2dBackwardWeight, T>(&L::conv2d_backward_weight);
   set_cuda_kernel<op::MaxPool2dForward, T>(&L::max_pool2d_forward);
   set_cuda_kernel<op::MaxPool2dBackward, T>(&L::max_pool2d_backward);
+  set_cuda_kernel<op::AvgPool2dForward, T>(&L::avg_pool2d_forward);
+  set_cuda_kernel<op::AvgPool2dBackward, T>(&L::avg_pool2d_backward);
   set_cuda_kernel<op::ReluBackward, T>(&L::relu_backward);
   set_cuda_kernel<op::LogSoftmaxForward, T>(&L::log_softmax_forward);
   set_cuda_kernel<op::LogSoftmaxBackward, T>(&L::log_softmax_backward);
