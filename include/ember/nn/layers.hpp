@@ -1,6 +1,7 @@
 #pragma once
 // The layers of the MNIST example and their PyTorch names and printed forms.
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -191,6 +192,82 @@ class LogSoftmax : public Module {
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
     return {{.op = Step::Op::log_softmax, .name = step_name(prefix), .dim = dim_}};
   }
+  [[nodiscard]] std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
+
+ private:
+  std::int64_t dim_;
+};
+
+// The activations of ops/activation.hpp as modules, printed as PyTorch prints them. They list
+// no steps (Module::list_steps refuses), so a model using them cannot be exported or quantized.
+namespace detail {
+// A double as Python's repr prints it: 0.01, 1.0, 1e-05.
+inline std::string py_float(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, r.ptr);
+  if (s.find_first_of(".eni") == std::string::npos) s += ".0";
+  return s;
+}
+}  // namespace detail
+
+class Sigmoid : public Module {
+ public:
+  Sigmoid() : Module("Sigmoid") {}
+  Tensor forward(const Tensor& x) override { return sigmoid(x); }
+};
+
+class Tanh : public Module {
+ public:
+  Tanh() : Module("Tanh") {}
+  Tensor forward(const Tensor& x) override { return ember::tanh(x); }
+};
+
+class GELU : public Module {
+ public:
+  explicit GELU(std::string approximate = "none") : Module("GELU"), approximate_(std::move(approximate)) {
+    EMBER_CHECK(approximate_ == "none" || approximate_ == "tanh",
+                "GELU: approximate must be 'none' or 'tanh', got '", approximate_, "'");
+  }
+  Tensor forward(const Tensor& x) override { return gelu(x, approximate_); }
+  [[nodiscard]] std::string extra_repr() const override { return "approximate='" + approximate_ + "'"; }
+
+ private:
+  std::string approximate_;
+};
+
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : Module("LeakyReLU"), slope_(negative_slope) {}
+  Tensor forward(const Tensor& x) override { return leaky_relu(x, slope_); }
+  [[nodiscard]] std::string extra_repr() const override {
+    return "negative_slope=" + detail::py_float(slope_);
+  }
+
+ private:
+  double slope_;
+};
+
+class ELU : public Module {
+ public:
+  explicit ELU(double alpha = 1.0) : Module("ELU"), alpha_(alpha) {}
+  Tensor forward(const Tensor& x) override { return elu(x, alpha_); }
+  [[nodiscard]] std::string extra_repr() const override { return "alpha=" + detail::py_float(alpha_); }
+
+ private:
+  double alpha_;
+};
+
+class SiLU : public Module {
+ public:
+  SiLU() : Module("SiLU") {}
+  Tensor forward(const Tensor& x) override { return silu(x); }
+};
+
+class Softmax : public Module {
+ public:
+  explicit Softmax(std::int64_t dim) : Module("Softmax"), dim_(dim) {}
+  Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
   [[nodiscard]] std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
 
  private:

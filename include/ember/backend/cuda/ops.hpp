@@ -149,6 +149,27 @@ struct Launch {
     G g(d);
     kernels::log_softmax_backward<T>(gy, y, gx, rows, cols, Ctx::stream(d));
   }
+  static void activation_forward(int d, ActivationKind kind, T a, const T* x, T* y, std::int64_t n) {
+    static_assert(static_cast<int>(ActivationKind::silu) == static_cast<int>(kernels::ActivationKind::silu));
+    G g(d);
+    kernels::activation_forward<T>(static_cast<kernels::ActivationKind>(kind), a, x, y, n, Ctx::stream(d));
+  }
+  static void activation_backward(int d, ActivationKind kind, T a, const T* gy, const T* s, T* gx,
+                                  std::int64_t n) {
+    G g(d);
+    kernels::activation_backward<T>(static_cast<kernels::ActivationKind>(kind), a, gy, s, gx, n, Ctx::stream(d));
+  }
+  static void softmax_forward(int d, const T* x, T* y, std::int64_t outer, std::int64_t size, std::int64_t inner) {
+    EMBER_CHECK(inner == 1, "softmax: the CUDA kernel takes the last dimension only");
+    G g(d);
+    kernels::softmax_forward<T>(x, y, outer, size, Ctx::stream(d));
+  }
+  static void softmax_backward(int d, const T* gy, const T* y, T* gx, std::int64_t outer, std::int64_t size,
+                               std::int64_t inner) {
+    EMBER_CHECK(inner == 1, "softmax backward: the CUDA kernel takes the last dimension only");
+    G g(d);
+    kernels::softmax_backward<T>(gy, y, gx, outer, size, Ctx::stream(d));
+  }
   static void nll_forward(int d, const T* logp, const std::int64_t* labels, std::int64_t rows,
                           std::int64_t cols, T* out, bool mean) {
     G g(d);
@@ -237,6 +258,10 @@ void register_typed() {
   set_cuda_kernel<op::ReluBackward, T>(&L::relu_backward);
   set_cuda_kernel<op::LogSoftmaxForward, T>(&L::log_softmax_forward);
   set_cuda_kernel<op::LogSoftmaxBackward, T>(&L::log_softmax_backward);
+  set_cuda_kernel<op::ActivationForward, T>(&L::activation_forward);
+  set_cuda_kernel<op::ActivationBackward, T>(&L::activation_backward);
+  set_cuda_kernel<op::SoftmaxForward, T>(&L::softmax_forward);
+  set_cuda_kernel<op::SoftmaxBackward, T>(&L::softmax_backward);
   set_cuda_kernel<op::NllForward, T>(&L::nll_forward);
   set_cuda_kernel<op::NllBackward, T>(&L::nll_backward);
   set_cuda_kernel<op::DropoutMask, T>(&L::dropout_mask);
