@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -290,4 +291,27 @@ TEST_CASE("Mismatched shapes are refused with both shapes named", "[ops][element
                        ember::Error, ErrorContains({"[3, 1, 5]", "[4, 2]"}));
   CHECK_THROWS_AS(ember::sub(a, Tensor<float>::ones({3, 2})), ember::Error);
   CHECK_THROWS_AS(ember::div(a, Tensor<float>::ones({2, 2})), ember::Error);
+}
+
+TEST_CASE("scalar arithmetic takes any arithmetic literal, converted to the tensor's type", "[elementwise][scalar]") {
+  const ember::Tensor<float> x = ember::Tensor<float>::from_vector({1.5f, -2.0f, 4.0f}, {3});
+  CHECK((x * 2.0).to_vector() == std::vector<float>{3.0f, -4.0f, 8.0f});
+  CHECK((x * 2).to_vector() == std::vector<float>{3.0f, -4.0f, 8.0f});
+  CHECK((3u * x).to_vector() == std::vector<float>{4.5f, -6.0f, 12.0f});
+  CHECK((1 - x).to_vector() == std::vector<float>{-0.5f, 3.0f, -3.0f});
+  CHECK((x - 0.5).to_vector() == std::vector<float>{1.0f, -2.5f, 3.5f});
+  CHECK((x + 1L).to_vector() == std::vector<float>{2.5f, -1.0f, 5.0f});
+  CHECK((x / 2).to_vector() == std::vector<float>{0.75f, -1.0f, 2.0f});
+  CHECK((2 / x).to_vector() == std::vector<float>{2.0f / 1.5f, -1.0f, 0.5f});
+  CHECK(ember::pow(x, 2).to_vector() == std::vector<float>{2.25f, 4.0f, 16.0f});
+  static_assert(std::is_same_v<decltype(x * 2.0), ember::Tensor<float>>);
+  static_assert(std::is_same_v<decltype(1 - ember::Tensor<double>()), ember::Tensor<double>>);
+
+  // gradients: d/dx sum(3 * x - 1 + 2 / x + x / 4) = 3 - 2 / x^2 + 1/4
+  ember::Tensor<double> xd = ember::Tensor<double>::from_vector({0.5, -2.0, 4.0}, {3});
+  xd.requires_grad_();
+  ember::sum(3 * xd - 1 + 2 / xd + xd / 4).backward();
+  const std::vector<double> g = xd.grad().to_vector();
+  const std::vector<double> x0{0.5, -2.0, 4.0};
+  for (std::size_t i = 0; i < 3; ++i) CHECK(g[i] == Approx(3.0 - 2.0 / (x0[i] * x0[i]) + 0.25));
 }

@@ -3,7 +3,9 @@
 // broadcasting's gradients are made of: broadcast_to and sum_to (each the other's backward).
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "ember/backend/device_backend.hpp"
@@ -281,12 +283,28 @@ template <Real T> Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { 
 template <Real T> Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }
 template <Real T> Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) { return div(a, b); }
 template <Real T> Tensor<T> operator-(const Tensor<T>& a) { return neg(a); }
-template <Real T> Tensor<T> operator+(const Tensor<T>& a, T s) { return add_scalar(a, s); }
-template <Real T> Tensor<T> operator+(T s, const Tensor<T>& a) { return add_scalar(a, s); }
-template <Real T> Tensor<T> operator-(const Tensor<T>& a, T s) { return add_scalar(a, -s); }
-template <Real T> Tensor<T> operator-(T s, const Tensor<T>& a) { return add_scalar(neg(a), s); }
-template <Real T> Tensor<T> operator*(const Tensor<T>& a, T s) { return mul_scalar(a, s); }
-template <Real T> Tensor<T> operator*(T s, const Tensor<T>& a) { return mul_scalar(a, s); }
-template <Real T> Tensor<T> operator/(const Tensor<T>& a, T s) { return mul_scalar(a, T(1) / s); }
+
+// A scalar operand: any arithmetic type but bool (`x * 2`, `x * 2.0`, `1 - x` on a float or
+// double tensor). As in PyTorch, the tensor's type wins: the scalar is converted to T.
+template <class S>
+concept Scalar = std::is_arithmetic_v<S> && !std::same_as<S, bool>;
+
+template <Real T, Scalar S> Tensor<T> operator+(const Tensor<T>& a, S s) { return add_scalar(a, static_cast<T>(s)); }
+template <Real T, Scalar S> Tensor<T> operator+(S s, const Tensor<T>& a) { return add_scalar(a, static_cast<T>(s)); }
+template <Real T, Scalar S> Tensor<T> operator-(const Tensor<T>& a, S s) { return add_scalar(a, -static_cast<T>(s)); }
+template <Real T, Scalar S> Tensor<T> operator-(S s, const Tensor<T>& a) { return add_scalar(neg(a), static_cast<T>(s)); }
+template <Real T, Scalar S> Tensor<T> operator*(const Tensor<T>& a, S s) { return mul_scalar(a, static_cast<T>(s)); }
+template <Real T, Scalar S> Tensor<T> operator*(S s, const Tensor<T>& a) { return mul_scalar(a, static_cast<T>(s)); }
+template <Real T, Scalar S> Tensor<T> operator/(const Tensor<T>& a, S s) { return mul_scalar(a, T(1) / static_cast<T>(s)); }
+// s / a, elementwise (PyTorch's reciprocal times s); the gradient is -s / a^2.
+template <Real T, Scalar S> Tensor<T> operator/(S s, const Tensor<T>& a) {
+  return div(Tensor<T>::full(a.shape(), static_cast<T>(s), a.device()), a);
+}
+// a^p for an exponent of any arithmetic type (`pow(x, 2)`).
+template <Real T, Scalar S>
+  requires(!std::same_as<S, T>)
+Tensor<T> pow(const Tensor<T>& a, S p) {
+  return pow(a, static_cast<T>(p));
+}
 
 }  // namespace ember
