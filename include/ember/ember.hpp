@@ -28,6 +28,7 @@
 #include "ember/nn/init.hpp"
 #include "ember/nn/layers.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/nn/pooling.hpp"
 #include "ember/optim/sgd.hpp"
 #include "ember/data/dataloader.hpp"
 #include "ember/data/device_loader.hpp"

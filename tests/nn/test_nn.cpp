@@ -20,9 +20,11 @@
 #include "ember/nn/evaluate.hpp"
 #include "ember/nn/layers.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/nn/pooling.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/linear.hpp"
+#include "support/matchers.hpp"
 #include "ember/ops/pool.hpp"
 #include "ember/ops/reduce.hpp"
 
@@ -518,4 +520,28 @@ TEST_CASE("evaluate() checks the model's scores against the batch and the classe
   FixedScores extra_row(10, 1);
   REQUIRE_THROWS_WITH(ember::nn::evaluate(extra_row, loader),
                       Catch::Contains("shape [5, 10] for a batch of 4 images"));
+}
+
+TEST_CASE("AvgPool2d and AdaptiveAvgPool2d: the functions, PyTorch's printed forms, refused by the exporter by name",
+          "[nn][pooling]") {
+  using ember::nn::AdaptiveAvgPool2d;
+  using ember::nn::AvgPool2d;
+  ember::Generator gen(3);
+  const ember::Tensor<float> x = ember::Tensor<float>::uniform({2, 3, 9, 8}, -1.0, 1.0, gen);
+  AvgPool2d pool(3, 2, 1, true, false);
+  CHECK(pool.forward(x).to_vector() == ember::avg_pool2d(x, 3, 2, 1, true, false).to_vector());
+  AdaptiveAvgPool2d gap(1);
+  CHECK(gap.forward(x).shape() == ember::Shape{2, 3, 1, 1});
+  CHECK(gap.forward(x).to_vector() == ember::adaptive_avg_pool2d(x, 1).to_vector());
+
+  std::ostringstream a, b, c;
+  a << AvgPool2d(2);
+  b << AvgPool2d({3, 2}, {2, 1}, {1, 0});
+  c << AdaptiveAvgPool2d({2, 3});
+  CHECK(a.str() == "AvgPool2d(kernel_size=2, stride=2, padding=0)");
+  CHECK(b.str() == "AvgPool2d(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0))");
+  CHECK(c.str() == "AdaptiveAvgPool2d(output_size=(2, 3))");
+
+  ember::nn::Sequential net{std::make_shared<ember::nn::ReLU>(), std::make_shared<AvgPool2d>(2)};
+  CHECK_THROWS_MATCHES(net.steps(), ember::Error, ember::test::ErrorContains({"AvgPool2d", "cannot be exported"}));
 }

@@ -108,11 +108,13 @@ struct MaxPool2dParams {
 // A pooling window over (planes, h, w): kernel, stride and padding per axis, with PyTorch's
 // output size (ceil_mode: a last window may start in the input's right/bottom edge, never in
 // the padding beyond it) and averaging divisor (count_include_pad: the window clipped to the
-// padded input, else to the input).
+// padded input, else to the input). Adaptive pooling (out_h, out_w > 0) has PyTorch's adaptive
+// windows instead: output i of n over an axis of size s spans [floor(i s / n), ceil((i+1) s / n)).
 struct Pool2dParams {
   std::int64_t planes = 0, h = 0, w = 0;
   std::int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
   bool ceil_mode = false, count_include_pad = true;
+  std::int64_t out_h = 0, out_w = 0;  // > 0: adaptive pooling to this size
 
   [[nodiscard]] static EMBER_HOST_DEVICE std::int64_t out_size(std::int64_t in, std::int64_t k,
                                                                std::int64_t s, std::int64_t pad,
@@ -122,8 +124,13 @@ struct Pool2dParams {
     if (ceil && (o - 1) * s >= in + pad) --o;
     return o;
   }
-  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t p() const { return out_size(h, kh, sh, ph, ceil_mode); }
-  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t q() const { return out_size(w, kw, sw, pw, ceil_mode); }
+  [[nodiscard]] EMBER_HOST_DEVICE bool adaptive() const { return out_h > 0; }
+  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t p() const {
+    return adaptive() ? out_h : out_size(h, kh, sh, ph, ceil_mode);
+  }
+  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t q() const {
+    return adaptive() ? out_w : out_size(w, kw, sw, pw, ceil_mode);
+  }
 
   // Output (oh, ow)'s window clipped to the input, [h0, h1) x [w0, w1), and its averaging
   // divisor (PyTorch's: the window clipped to the padded input when count_include_pad).
@@ -131,6 +138,12 @@ struct Pool2dParams {
     std::int64_t h0, h1, w0, w1, divisor;
   };
   [[nodiscard]] EMBER_HOST_DEVICE Window window(std::int64_t oh, std::int64_t ow) const {
+    if (adaptive()) {
+      Window r{oh * h / out_h, ((oh + 1) * h + out_h - 1) / out_h, ow * w / out_w,
+               ((ow + 1) * w + out_w - 1) / out_w, 0};
+      r.divisor = (r.h1 - r.h0) * (r.w1 - r.w0);
+      return r;
+    }
     const std::int64_t hs = oh * sh - ph, ws = ow * sw - pw;
     const std::int64_t he = hs + kh < h + ph ? hs + kh : h + ph;
     const std::int64_t we = ws + kw < w + pw ? ws + kw : w + pw;
@@ -144,6 +157,10 @@ struct Pool2dParams {
   };
   [[nodiscard]] EMBER_HOST_DEVICE Cover cover(std::int64_t ih, std::int64_t iw) const {
     const std::int64_t P = p(), Q = q();
+    if (adaptive()) {
+      const std::int64_t oh1 = ((ih + 1) * P + h - 1) / h, ow1 = ((iw + 1) * Q + w - 1) / w;
+      return {ih * P / h, oh1 < P ? oh1 : P, iw * Q / w, ow1 < Q ? ow1 : Q};
+    }
     const std::int64_t a = ih + ph - kh + 1, b = iw + pw - kw + 1;
     const std::int64_t oh1 = (ih + ph) / sh + 1, ow1 = (iw + pw) / sw + 1;
     return {a <= 0 ? 0 : (a + sh - 1) / sh, oh1 < P ? oh1 : P, b <= 0 ? 0 : (b + sw - 1) / sw,
@@ -155,6 +172,11 @@ struct Pool2dParams {
   void check(const std::string& what) const {
     EMBER_CHECK(planes >= 0 && h >= 0 && w >= 0, what, ": negative size (planes ", planes, ", h ",
                 h, ", w ", w, ")");
+    if (adaptive() || out_w > 0) {
+      EMBER_CHECK(out_h >= 1 && out_w >= 1, what, ": output size ", out_h, "x", out_w, " must be positive");
+      EMBER_CHECK(h >= 1 && w >= 1, what, ": input planes of ", h, " x ", w, " are empty");
+      return;
+    }
     EMBER_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1, what, ": kernel ", kh, "x", kw,
                 " and stride ", sh, "x", sw, " must be positive");
     EMBER_CHECK(ph >= 0 && pw >= 0 && ph <= kh / 2 && pw <= kw / 2, what, ": padding ", ph, "x", pw,

@@ -1,5 +1,6 @@
 #pragma once
-// max_pool2d (floor mode, dilation 1) and avg_pool2d (PyTorch's options), forward and backward.
+// max_pool2d (floor mode, dilation 1), avg_pool2d (PyTorch's options) and adaptive_avg_pool2d,
+// forward and backward.
 
 #include <cstdint>
 #include <vector>
@@ -95,6 +96,30 @@ Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, Size2 stride = {}, Size2 
   Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), p.p(), p.q()}, dev);
   if (y.numel() > 0) backend::run<op::AvgPool2dForward, T>(dev, p, xc.data(), y.data());
   autograd::record(y, "AvgPool2DBackward0", {x}, [p, in_shape = x.shape(), dev](const Tensor<T>& g) {
+    const Tensor<T> gc = g.contiguous();
+    Tensor<T> gx = Tensor<T>::empty(in_shape, dev);
+    if (gx.numel() > 0) backend::run<op::AvgPool2dBackward, T>(dev, p, gc.data(), gx.data());
+    return std::vector<Tensor<T>>{gx};
+  });
+  return y;
+}
+
+// PyTorch's F.adaptive_avg_pool2d: x (N, C, H, W) or (C, H, W) -> (..., out.h, out.w); output
+// i of n over an axis of size s averages [floor(i s / n), ceil((i+1) s / n)). Output {1, 1}
+// is global average pooling.
+template <Real T>
+Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, Size2 output_size) {
+  EMBER_CHECK(x.dim() == 3 || x.dim() == 4, "adaptive_avg_pool2d: input must be (N, C, H, W) or (C, H, W), got ",
+              shape_str(x.shape()));
+  if (x.dim() == 3) return adaptive_avg_pool2d(x.unsqueeze(0), output_size).squeeze(0);
+  Pool2dParams p{.planes = x.size(0) * x.size(1), .h = x.size(2), .w = x.size(3), .out_h = output_size.h,
+                 .out_w = output_size.w};
+  p.check("adaptive_avg_pool2d");
+  const Tensor<T> xc = x.contiguous();
+  const Device dev = x.device();
+  Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), p.p(), p.q()}, dev);
+  if (y.numel() > 0) backend::run<op::AvgPool2dForward, T>(dev, p, xc.data(), y.data());
+  autograd::record(y, "AdaptiveAvgPool2DBackward0", {x}, [p, in_shape = x.shape(), dev](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
     Tensor<T> gx = Tensor<T>::empty(in_shape, dev);
     if (gx.numel() > 0) backend::run<op::AvgPool2dBackward, T>(dev, p, gc.data(), gx.data());
