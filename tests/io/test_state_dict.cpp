@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -14,6 +15,7 @@
 #include "ember/io/state_dict.hpp"
 #include "ember/models/mnist_net.hpp"
 #include "ember/nn/layers.hpp"
+#include "support/matchers.hpp"
 #include "support/tmp.hpp"
 
 namespace {
@@ -168,4 +170,21 @@ TEST_CASE("sizes in a model file are checked before they are used", "[io]") {
     }
   }
   CHECK(lin.weight.to_vector() == before);
+}
+
+TEST_CASE("an int64 scalar (PyTorch's num_batches_tracked) reads into a float buffer; other int64 tensors do not",
+          "[io][state_dict]") {
+  auto int64_record = [](std::vector<std::int64_t> shape, std::vector<std::int64_t> values) {
+    ember::io::TensorRecord r{"I64", std::move(shape), {}};
+    r.data.resize(values.size() * sizeof(std::int64_t));
+    std::memcpy(r.data.data(), values.data(), r.data.size());
+    return r;
+  };
+  const auto t = ember::io::from_record<float>(int64_record({}, {1234}), "bn.num_batches_tracked");
+  CHECK(t.dim() == 0);
+  CHECK(t.item() == 1234.0f);
+  CHECK_THROWS_MATCHES(ember::io::from_record<float>(int64_record({}, {(1LL << 24) + 1}), "n"), ember::Error,
+                       ember::test::ErrorContains({"int64 value 16777217 is not exactly a float32"}));
+  CHECK_THROWS_MATCHES(ember::io::from_record<float>(int64_record({2}, {1, 2}), "w"), ember::Error,
+                       ember::test::ErrorContains({"tensor 'w' has dtype I64"}));
 }

@@ -186,6 +186,16 @@ struct Pool2dParams {
   }
 };
 
+// Batch normalization over x (n, c, s): s is the product of the dimensions after the channel
+// (1 for (N, C), L for (N, C, L), H*W for (N, C, H, W)). training: normalize with the batch's
+// per-channel mean and biased variance; else with the given running statistics.
+struct BatchNormParams {
+  std::int64_t n = 0, c = 0, s = 1;
+  double eps = 1e-5;
+  bool training = true;
+  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t per_channel() const { return n * s; }
+};
+
 // Shape and element strides of a tensor of rank <= kMaxDims, passed to kernels by value.
 // Broadcast operands carry stride 0 on the dimensions they are expanded along.
 inline constexpr int kMaxDims = 8;

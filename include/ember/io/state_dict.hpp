@@ -35,14 +35,16 @@ namespace detail {
 }
 }  // namespace detail
 
-// A record as a Tensor<T>. F32 and F64 records convert to either floating type; every
-// other dtype must match T exactly. The dtype, shape and data size are checked before the
+// A record as a Tensor<T>. F32 and F64 records convert to either floating type, and so does
+// an I64 scalar whose value the type holds exactly (a counter such as BatchNorm's
+// num_batches_tracked, int64 in PyTorch); every other dtype must match T exactly. The dtype, shape and data size are checked before the
 // tensor is allocated; the data is converted straight into it.
 template <Element T>
 [[nodiscard]] Tensor<T> from_record(const TensorRecord& r, const std::string& name) {
   const std::string where = "tensor '" + ::ember::detail::clip_text(name) + "'";
   const std::string want(safetensors_dtype(dtype_of<T>()));
-  const bool real_source = r.dtype == "F32" || r.dtype == "F64";
+  const bool int_counter = Real<T> && r.dtype == "I64" && r.shape.empty();
+  const bool real_source = r.dtype == "F32" || r.dtype == "F64" || int_counter;
   if (Real<T> ? !real_source : r.dtype != want) {
     throw Error(where + " has dtype " + ::ember::detail::clip_text(r.dtype, 20) +
                 ", which cannot be read as " + want);
@@ -69,6 +71,14 @@ template <Element T>
     return out;
   };
   if constexpr (Real<T>) {
+    if (int_counter) {
+      Tensor<T> out = convert(std::int64_t{});
+      std::int64_t v = 0;
+      std::memcpy(&v, r.data.data(), sizeof v);
+      EMBER_CHECK(static_cast<std::int64_t>(out.item()) == v, where, ": the int64 value ", v, " is not exactly a ",
+                  dtype_name(dtype_of<T>()));
+      return out;
+    }
     return r.dtype == "F32" ? convert(float{}) : convert(double{});
   } else {
     return convert(T{});

@@ -23,6 +23,7 @@
 #include "ember/backend/graph.hpp"
 #include "ember/data/device_loader.hpp"
 #include "ember/ops/activation.hpp"
+#include "ember/ops/batch_norm.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/dropout.hpp"
 #include "ember/ops/elementwise.hpp"
@@ -33,6 +34,7 @@
 #include "ember/optim/sgd.hpp"
 
 #include <ember/kernels/activation.cuh>
+#include <ember/kernels/batch_norm.cuh>
 #include <ember/kernels/conv.cuh>
 #include <ember/kernels/data.cuh>
 #include <ember/kernels/dropout.cuh>
@@ -133,6 +135,20 @@ struct Launch {
   static void avg_pool2d_backward(int d, const Pool2dParams& p, const T* gy, T* gx) {
     G g(d);
     kernels::avg_pool2d_backward<T>(p, gy, gx, Ctx::stream(d));
+  }
+
+  static void batch_norm_forward(int d, const BatchNormParams& p, const T* x, const T* w, const T* b,
+                                 const T* running_mean, const T* running_var, T* save_mean, T* save_var, T* y) {
+    G g(d);
+    Scratch<double> ws(d, kernels::batch_norm_workspace_elems(p));
+    kernels::batch_norm_forward<T>(p, x, w, b, running_mean, running_var, save_mean, save_var, y, ws.get(),
+                                   Ctx::stream(d));
+  }
+  static void batch_norm_backward(int d, const BatchNormParams& p, const T* gy, const T* x, const T* w,
+                                  const T* save_mean, const T* save_var, T* gx, T* gw, T* gb) {
+    G g(d);
+    Scratch<double> ws(d, kernels::batch_norm_workspace_elems(p));
+    kernels::batch_norm_backward<T>(p, gy, x, w, save_mean, save_var, gx, gw, gb, ws.get(), Ctx::stream(d));
   }
 
   // -- activations, losses, dropout ----------------------------------------------------------
@@ -255,6 +271,8 @@ void register_typed() {
   set_cuda_kernel<op::MaxPool2dBackward, T>(&L::max_pool2d_backward);
   set_cuda_kernel<op::AvgPool2dForward, T>(&L::avg_pool2d_forward);
   set_cuda_kernel<op::AvgPool2dBackward, T>(&L::avg_pool2d_backward);
+  set_cuda_kernel<op::BatchNormForward, T>(&L::batch_norm_forward);
+  set_cuda_kernel<op::BatchNormBackward, T>(&L::batch_norm_backward);
   set_cuda_kernel<op::ReluBackward, T>(&L::relu_backward);
   set_cuda_kernel<op::LogSoftmaxForward, T>(&L::log_softmax_forward);
   set_cuda_kernel<op::LogSoftmaxBackward, T>(&L::log_softmax_backward);
