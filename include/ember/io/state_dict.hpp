@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -72,12 +73,14 @@ template <Element T>
   };
   if constexpr (Real<T>) {
     if (int_counter) {
-      Tensor<T> out = convert(std::int64_t{});
       std::int64_t v = 0;
+      EMBER_CHECK(r.data.size() == sizeof v, where, ": ", r.data.size(), " bytes for an I64 scalar");
       std::memcpy(&v, r.data.data(), sizeof v);
-      EMBER_CHECK(static_cast<std::int64_t>(out.item()) == v, where, ": the int64 value ", v, " is not exactly a ",
+      // every integer of magnitude up to 2^24 (float) or 2^53 (double) is exact in T
+      constexpr std::int64_t exact = std::int64_t{1} << std::numeric_limits<T>::digits;
+      EMBER_CHECK(v >= -exact && v <= exact, where, ": the int64 value ", v, " is not exactly a ",
                   dtype_name(dtype_of<T>()));
-      return out;
+      return convert(std::int64_t{});
     }
     return r.dtype == "F32" ? convert(float{}) : convert(double{});
   } else {
