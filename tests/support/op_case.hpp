@@ -82,6 +82,18 @@ std::pair<Tensor<T>, std::vector<Tensor<T>>> forward_backward(const OpFn<T>& f, 
 }
 }  // namespace detail
 
+// CHECKs every element of `got` (on any device) within `margin` of the golden `want`.
+template <class T>
+void check_golden(const Tensor<T>& got, const std::vector<double>& want, double margin, const std::string& what) {
+  INFO(what);
+  const std::vector<T> g = got.to(Device::cpu()).to_vector();
+  REQUIRE(g.size() == want.size());
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    INFO("element " << i << ": got " << static_cast<double>(g[i]) << ", want " << want[i]);
+    CHECK(std::abs(static_cast<double>(g[i]) - want[i]) <= margin);
+  }
+}
+
 // Every non-CPU device's output and input gradients against the CPU's.
 template <class T>
 void check_devices_agree(const OpFn<T>& f, const std::vector<Tensor<T>>& inputs, double tol,
