@@ -2,16 +2,13 @@
 // relu and log_softmax, forward and backward; sigmoid, tanh, gelu, leaky_relu, elu, silu and
 // softmax (PyTorch's), with their CPU kernels in backend/cpu/activation.hpp.
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <limits>
 #include <string_view>
 #include <vector>
 
 #include "ember/backend/cpu/activation.hpp"
+#include "ember/backend/cpu/softmax.hpp"
 #include "ember/backend/dispatch.hpp"
-#include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/reduce.hpp"
@@ -23,18 +20,18 @@ namespace op {
 struct ReluBackward {
   static constexpr const char* name = "relu backward";
   template <class T>
-  using sig = void(const T* gy, const T* y, T* gx, std::int64_t n);
+  static constexpr auto cpu = &ember::cpu::relu_backward<T>;
 };
-// Rows of (rows, cols), contiguous.
+// The middle axis of (outer, size, inner), contiguous; the CUDA kernels take inner == 1 only.
 struct LogSoftmaxForward {
   static constexpr const char* name = "log_softmax";
   template <class T>
-  using sig = void(const T* x, T* y, std::int64_t rows, std::int64_t cols);
+  static constexpr auto cpu = &ember::cpu::log_softmax_forward<T>;
 };
 struct LogSoftmaxBackward {
   static constexpr const char* name = "log_softmax backward";
   template <class T>
-  using sig = void(const T* gy, const T* y, T* gx, std::int64_t rows, std::int64_t cols);
+  static constexpr auto cpu = &ember::cpu::log_softmax_backward<T>;
 };
 }  // namespace op
 
@@ -47,83 +44,30 @@ Tensor<T> relu(const Tensor<T>& x) {
                    [y = y.detach()](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
     Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
-    if (y.device().is_cuda()) {
-      if (y.numel() > 0)
-        backend::cuda<op::ReluBackward, T>(y.device().index, gc.data(), y.data(), gx.data(), y.numel());
-      return std::vector<Tensor<T>>{gx};
-    }
-    const T* py = y.data();
-    const T* pg = gc.data();
-    T* po = gx.data();
-    parallel_for(0, y.numel(), 1 << 15, [=](std::int64_t lo, std::int64_t hi) {
-      // restrict-qualified locals let the compiler vectorise the select (no branches)
-      const T* __restrict a = py;
-      const T* __restrict b = pg;
-      T* __restrict o = po;
-      for (std::int64_t i = lo; i < hi; ++i) o[i] = a[i] > T(0) ? b[i] : T(0);
-    });
+    if (y.numel() > 0) backend::run<op::ReluBackward, T>(y.device(), gc.data(), y.data(), gx.data(), y.numel());
     return std::vector<Tensor<T>>{gx};
   });
   return y;
 }
 
-// log_softmax along `dim`: y = x - max - log(sum(exp(x - max))).
+// log_softmax along `dim`: y = x - max - log(sum(exp(x - max))); dx = g - softmax * sum(g).
 template <Real T>
 Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
   const std::int64_t d = wrap_dim(dim, x.dim());
   const auto sp = detail::split_at(x.shape(), d);
-  if (x.device().is_cuda()) {
-    // The kernels work on rows: another dimension is moved last and back (autograd follows).
-    if (sp.inner != 1) return log_softmax(x.transpose(d, -1), -1).transpose(d, -1);
-    const Tensor<T> xc = x.contiguous();
-    Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
-    const int dev = x.device().index;
-    if (y.numel() > 0) backend::cuda<op::LogSoftmaxForward, T>(dev, xc.data(), y.data(), sp.outer, sp.size);
-    autograd::record(y, "LogSoftmaxBackward0", {x}, autograd::saved(y),
-                     [y = y.detach(), sp, dev](const Tensor<T>& g) {
-      const Tensor<T> gc = g.contiguous();
-      Tensor<T> gx = Tensor<T>::empty(y.shape(), y.device());
-      if (y.numel() > 0)
-        backend::cuda<op::LogSoftmaxBackward, T>(dev, gc.data(), y.data(), gx.data(), sp.outer, sp.size);
-      return std::vector<Tensor<T>>{gx};
-    });
-    return y;
-  }
+  const Device dev = x.device();
+  // The CUDA kernels work on rows: another dimension is moved last and back (autograd follows).
+  if (!dev.is_cpu() && sp.inner != 1) return log_softmax(x.transpose(d, -1), -1).transpose(d, -1);
   const Tensor<T> xc = x.contiguous();
-  Tensor<T> y = Tensor<T>::empty(x.shape());
-  const T* px = xc.data();
-  T* py = y.data();
-  parallel_for(0, sp.outer, 16, [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t o = lo; o < hi; ++o)
-      for (std::int64_t i = 0; i < sp.inner; ++i) {
-        const T* row = px + o * sp.size * sp.inner + i;
-        T* out = py + o * sp.size * sp.inner + i;
-        T m = -std::numeric_limits<T>::infinity();
-        for (std::int64_t s = 0; s < sp.size; ++s) m = std::max(m, row[s * sp.inner]);
-        double acc = 0;
-        for (std::int64_t s = 0; s < sp.size; ++s) acc += std::exp(double(row[s * sp.inner] - m));
-        const T lse = m + static_cast<T>(std::log(acc));
-        for (std::int64_t s = 0; s < sp.size; ++s) out[s * sp.inner] = row[s * sp.inner] - lse;
-      }
-  });
-  // dx = g - softmax * sum(g) along dim
+  Tensor<T> y = Tensor<T>::empty(x.shape(), dev);
+  if (y.numel() > 0)
+    backend::run<op::LogSoftmaxForward, T>(dev, xc.data(), y.data(), sp.outer, sp.size, sp.inner);
   autograd::record(y, "LogSoftmaxBackward0", {x}, autograd::saved(y),
-                   [y = y.detach(), sp](const Tensor<T>& g) {
+                   [y = y.detach(), sp, dev](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
-    Tensor<T> gx = Tensor<T>::empty(y.shape());
-    const T* pg = gc.data();
-    const T* py = y.data();
-    T* po = gx.data();
-    for (std::int64_t o = 0; o < sp.outer; ++o)
-      for (std::int64_t i = 0; i < sp.inner; ++i) {
-        const std::int64_t base = o * sp.size * sp.inner + i;
-        double gs = 0;
-        for (std::int64_t s = 0; s < sp.size; ++s) gs += pg[base + s * sp.inner];
-        for (std::int64_t s = 0; s < sp.size; ++s) {
-          const std::int64_t k = base + s * sp.inner;
-          po[k] = pg[k] - static_cast<T>(std::exp(double(py[k])) * gs);
-        }
-      }
+    Tensor<T> gx = Tensor<T>::empty(y.shape(), dev);
+    if (gx.numel() > 0)
+      backend::run<op::LogSoftmaxBackward, T>(dev, gc.data(), y.data(), gx.data(), sp.outer, sp.size, sp.inner);
     return std::vector<Tensor<T>>{gx};
   });
   return y;

@@ -17,16 +17,12 @@ struct Conv2dForward {
   template <class T>
   static constexpr auto cpu = &ember::cpu::conv2d_forward<T>;
 };
-// The CPU computes both gradients in one pass (cpu::conv2d_backward); CUDA in two kernels.
-struct Conv2dBackwardData {
-  static constexpr const char* name = "conv2d backward (input)";
+// Both gradients: gx (null: not wanted), gw and gb (each null when not wanted). The CPU computes
+// them in one pass (cpu::conv2d_backward); the CUDA backend in two kernels (input, weight).
+struct Conv2dBackward {
+  static constexpr const char* name = "conv2d backward";
   template <class T>
-  using sig = void(const Conv2dParams& p, const T* w, const T* gy, T* gx);
-};
-struct Conv2dBackwardWeight {
-  static constexpr const char* name = "conv2d backward (weight)";
-  template <class T>
-  using sig = void(const Conv2dParams& p, const T* x, const T* gy, T* gw, T* gb);
+  static constexpr auto cpu = &ember::cpu::conv2d_backward<T>;
 };
 }  // namespace op
 
@@ -81,21 +77,11 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                      Tensor<T> gx = need_x ? Tensor<T>::empty(xc.shape(), dev) : Tensor<T>();
                      Tensor<T> gw = need_w ? Tensor<T>::empty(wc.shape(), dev) : Tensor<T>();
                      Tensor<T> gb = need_b ? Tensor<T>::empty({p.k}, dev) : Tensor<T>();
-                     if (dev.is_cuda()) {
-                       if (need_x)
-                         backend::cuda<op::Conv2dBackwardData, T>(dev.index, p, wc.data(), gc.data(), gx.data());
-                       if (need_w || need_b)
-                         backend::cuda<op::Conv2dBackwardWeight, T>(dev.index, p, xc.data(), gc.data(),
-                                                                    need_w ? gw.data() : nullptr,
-                                                                    need_b ? gb.data() : nullptr);
-                       std::vector<Tensor<T>> grads{gx, gw};
-                       if (has_b) grads.push_back(gb);
-                       return grads;
-                     }
-                     cpu::conv2d_backward<T>(p, xc.data(), wc.data(), gc.data(),
-                                             need_x ? gx.data() : nullptr,
-                                             need_w ? gw.data() : nullptr,
-                                             need_b ? gb.data() : nullptr);
+                     if (need_x || need_w || need_b)
+                       backend::run<op::Conv2dBackward, T>(dev, p, xc.data(), wc.data(), gc.data(),
+                                                           need_x ? gx.data() : nullptr,
+                                                           need_w ? gw.data() : nullptr,
+                                                           need_b ? gb.data() : nullptr);
                      std::vector<Tensor<T>> grads{gx, gw};
                      if (has_b) grads.push_back(gb);
                      return grads;

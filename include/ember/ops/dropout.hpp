@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/cpu/dropout.hpp"
 #include "ember/backend/dispatch.hpp"
 #include "ember/core/random.hpp"
 #include "ember/core/tensor.hpp"
@@ -19,7 +20,7 @@ namespace op {
 struct DropoutMask {
   static constexpr const char* name = "dropout";
   template <class T>
-  using sig = void(PhiloxArgs rng, float p, T scale, T* mask, std::int64_t n);
+  static constexpr auto cpu = &ember::cpu::dropout_mask<T>;
 };
 }  // namespace op
 
@@ -30,15 +31,9 @@ Tensor<T> dropout_mask(const Shape& shape, double p, Generator& gen, Device devi
   Tensor<T> mask = Tensor<T>::empty(shape, device);
   const std::uint64_t first = gen.reserve(static_cast<std::uint64_t>(mask.numel()));
   const T scale = static_cast<T>(1.0 / (1.0 - p));
-  if (device.is_cuda()) {
-    if (mask.numel() > 0)
-      backend::cuda<op::DropoutMask, T>(device.index, gen.philox_args(first), static_cast<float>(p),
-                                        scale, mask.data(), mask.numel());
-    return mask;
-  }
-  T* pm = mask.data();
-  for (std::int64_t i = 0; i < mask.numel(); ++i)
-    pm[i] = Philox::uniform<float>(gen.seed(), first + i) >= static_cast<float>(p) ? scale : T(0);
+  if (mask.numel() > 0)
+    backend::run<op::DropoutMask, T>(device, gen.philox_args(first), static_cast<float>(p), scale, mask.data(),
+                                     mask.numel());
   return mask;
 }
 

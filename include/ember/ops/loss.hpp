@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/cpu/loss.hpp"
 #include "ember/backend/dispatch.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/activation.hpp"
@@ -19,14 +20,12 @@ namespace op {
 struct NllForward {
   static constexpr const char* name = "nll_loss";
   template <class T>
-  using sig = void(const T* logp, const std::int64_t* labels, std::int64_t rows, std::int64_t cols,
-                   T* out, bool mean);
+  static constexpr auto cpu = &ember::cpu::nll_forward<T>;
 };
 struct NllBackward {
   static constexpr const char* name = "nll_loss backward";
   template <class T>
-  using sig = void(const T* gy, const std::int64_t* labels, std::int64_t rows, std::int64_t cols,
-                   T* gx, bool mean);
+  static constexpr auto cpu = &ember::cpu::nll_backward<T>;
 };
 }  // namespace op
 
@@ -47,33 +46,14 @@ Tensor<T> nll_loss(const Tensor<T>& input, const Tensor<std::int64_t>& target,
   const Tensor<T> ic = input.contiguous();
   const Tensor<std::int64_t> tc = target.contiguous();
   const bool mean = reduction == Reduction::mean;
-  if (input.device().is_cuda()) {
-    const int dev = input.device().index;
-    Tensor<T> out = Tensor<T>::empty({}, input.device());
-    backend::cuda<op::NllForward, T>(dev, ic.data(), tc.data(), n, c, out.data(), mean);
-    autograd::record(out, "NllLossBackward0", {input}, autograd::saved(tc),
-                     [tc, n, c, mean, dev](const Tensor<T>& g) {
-      Tensor<T> gx = Tensor<T>::empty({n, c}, g.device());
-      const Tensor<T> gc = g.contiguous();
-      if (gx.numel() > 0) backend::cuda<op::NllBackward, T>(dev, gc.data(), tc.data(), n, c, gx.data(), mean);
-      return std::vector<Tensor<T>>{gx};
-    });
-    return out;
-  }
-  const std::int64_t* pt = tc.data();
-  double acc = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    EMBER_CHECK(pt[i] >= 0 && pt[i] < c, "nll_loss: target ", pt[i], " at index ", i,
-                " is out of range for ", c, " classes");
-    acc -= ic.data()[i * c + pt[i]];
-  }
-  const T scale = reduction == Reduction::mean ? T(1) / static_cast<T>(n) : T(1);
-  Tensor<T> out = Tensor<T>::scalar(static_cast<T>(acc) * scale);
+  const Device dev = input.device();
+  Tensor<T> out = Tensor<T>::empty({}, dev);
+  backend::run<op::NllForward, T>(dev, ic.data(), tc.data(), n, c, out.data(), mean);
   autograd::record(out, "NllLossBackward0", {input}, autograd::saved(tc),
-                   [tc, n, c, scale](const Tensor<T>& g) {
-    Tensor<T> gx = Tensor<T>::zeros({n, c});
-    const T gv = g.item() * scale;
-    for (std::int64_t i = 0; i < n; ++i) gx.data()[i * c + tc.data()[i]] = -gv;
+                   [tc, n, c, mean, dev](const Tensor<T>& g) {
+    Tensor<T> gx = Tensor<T>::empty({n, c}, dev);
+    const Tensor<T> gc = g.contiguous();
+    if (gx.numel() > 0) backend::run<op::NllBackward, T>(dev, gc.data(), tc.data(), n, c, gx.data(), mean);
     return std::vector<Tensor<T>>{gx};
   });
   return out;

@@ -14,16 +14,16 @@
 #include <cstdint>
 #include <vector>
 
+#include "ember/backend/cpu/sgd.hpp"
 #include "ember/backend/dispatch.hpp"
-#include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
 
 namespace ember::op {
-// One fused SGD step over `count` float parameters on a device (PyTorch's rule).
+// One SGD step over `count` float parameters (PyTorch's rule), fused on a device.
 struct SgdStep {
   static constexpr const char* name = "SGD step";
   template <class T>
-  using sig = void(const backend::SgdTensorRef* tensors, int count, backend::SgdStepArgs args);
+  static constexpr auto cpu = &ember::cpu::sgd_step<T>;
 };
 }  // namespace ember::op
 
@@ -50,47 +50,10 @@ class SGD {
       EMBER_CHECK(p.is_leaf() && p.is_contiguous(), "SGD: parameters must be contiguous leaves");
   }
 
+  // One step of every parameter with a gradient: those taking their first momentum step in one
+  // call of the device's kernel (backend/cpu/sgd.hpp, kernels/sgd.cuh), the rest in another.
   void step() {
-    if (!params_.empty() && params_.front().device().is_cuda()) {
-      step_on_device();
-      return;
-    }
-    const auto lr = static_cast<float>(options_.lr), mom = static_cast<float>(options_.momentum);
-    const auto damp = static_cast<float>(1.0 - options_.dampening);
-    const auto wd = static_cast<float>(options_.weight_decay);
-    for (std::size_t k = 0; k < params_.size(); ++k) {
-      Tensor<float>& p = params_[k];
-      Tensor<float> grad = p.grad();
-      if (!grad.defined()) continue;
-      EMBER_CHECK(grad.shape() == p.shape(), "SGD: gradient of shape ", shape_str(grad.shape()),
-                  " for a parameter of shape ", shape_str(p.shape()));
-      grad = grad.contiguous();  // a gradient set by set_grad() may be any view
-      const bool first = mom != 0 && !momentum_[k].defined();
-      if (first) momentum_[k] = Tensor<float>::empty(p.shape());
-      p.bump_version("SGD.step");  // an in-place update: a graph that saved p sees it
-      if (mom != 0) momentum_[k].bump_version("SGD.step");
-      float* pp = p.data();
-      const float* pg = grad.data();
-      float* pb = mom != 0 ? momentum_[k].data() : nullptr;
-      const bool nesterov = options_.nesterov;
-      parallel_for(0, p.numel(), 1 << 16, [&](std::int64_t lo, std::int64_t hi) {
-        for (std::int64_t i = lo; i < hi; ++i) {
-          float g = pg[i];
-          if (wd != 0) g += wd * pp[i];
-          if (pb != nullptr) {
-            pb[i] = first ? g : mom * pb[i] + damp * g;
-            g = nesterov ? g + mom * pb[i] : pb[i];
-          }
-          pp[i] -= lr * g;
-        }
-      });
-    }
-    ++steps_;
-  }
-
-  // One fused launch per group of parameters (those taking their first momentum step, and the
-  // rest), with the same arithmetic as the CPU loop.
-  void step_on_device() {
+    if (params_.empty()) return;
     const Device dev = params_.front().device();
     std::vector<backend::SgdTensorRef> first, rest;
     const bool use_momentum = options_.momentum != 0;
@@ -104,11 +67,11 @@ class SGD {
                   " for a parameter of shape ", shape_str(p.shape()));
       EMBER_CHECK(grad.device() == dev, "SGD: gradient on ", grad.device().str(), " for a parameter on ",
                   dev.str());
-      grad = grad.contiguous();
+      grad = grad.contiguous();  // a gradient set by set_grad() may be any view
       if (!grad.shares_storage(p.grad())) p.set_grad(grad);  // keep the contiguous copy alive
       const bool is_first = use_momentum && !momentum_[k].defined();
       if (is_first) momentum_[k] = Tensor<float>::empty(p.shape(), dev);
-      p.bump_version("SGD.step");
+      p.bump_version("SGD.step");  // an in-place update: a graph that saved p sees it
       if (use_momentum) momentum_[k].bump_version("SGD.step");
       backend::SgdTensorRef ref{p.data(), grad.data(), use_momentum ? momentum_[k].data() : nullptr,
                                 p.numel()};
@@ -118,10 +81,10 @@ class SGD {
                               static_cast<float>(1.0 - options_.dampening),
                               static_cast<float>(options_.weight_decay), options_.nesterov, false};
     using Step = op::SgdStep;
-    if (!rest.empty()) backend::cuda<Step, float>(dev.index, rest.data(), static_cast<int>(rest.size()), args);
+    if (!rest.empty()) backend::run<Step, float>(dev, rest.data(), static_cast<int>(rest.size()), args);
     if (!first.empty()) {
       args.first_step = true;
-      backend::cuda<Step, float>(dev.index, first.data(), static_cast<int>(first.size()), args);
+      backend::run<Step, float>(dev, first.data(), static_cast<int>(first.size()), args);
     }
     ++steps_;
   }

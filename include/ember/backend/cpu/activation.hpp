@@ -177,5 +177,17 @@ void softmax_backward(const T* g, const T* y, T* gx, std::int64_t outer, std::in
   });
 }
 
+// relu's backward: gx = gy where the saved output y > 0, else 0 (as kernels/activation.cuh).
+template <class T>
+void relu_backward(const T* gy, const T* y, T* gx, std::int64_t n) {
+  parallel_for(0, n, 1 << 15, [=](std::int64_t lo, std::int64_t hi) {
+    // restrict-qualified locals let the compiler vectorise the select (no branches)
+    const T* __restrict a = y;
+    const T* __restrict b = gy;
+    T* __restrict o = gx;
+    for (std::int64_t i = lo; i < hi; ++i) o[i] = a[i] > T(0) ? b[i] : T(0);
+  });
+}
+
 }  // namespace cpu
 }  // namespace ember

@@ -118,6 +118,13 @@ struct Launch {
     Scratch<T> ws(d, kernels::conv2d_workspace_elems<T>(p));
     kernels::conv2d_backward_weight<T>(p, x, gy, gw, gb, ws.get(), Ctx::stream(d));
   }
+  // Both gradients, as the CPU's one-pass conv2d_backward: the input's, then the weight's and
+  // bias's (each pointer null when not wanted).
+  static void conv2d_backward(int d, const Conv2dParams& p, const T* x, const T* w, const T* gy, T* gx, T* gw,
+                              T* gb) {
+    if (gx != nullptr) conv2d_backward_data(d, p, w, gy, gx);
+    if (gw != nullptr || gb != nullptr) conv2d_backward_weight(d, p, x, gy, gw, gb);
+  }
   static void max_pool2d_forward(int d, const MaxPool2dParams& p, const T* x, T* y, std::int32_t* argmax) {
     G g(d);
     kernels::max_pool2d_forward<T>(p, x, y, argmax, Ctx::stream(d));
@@ -156,14 +163,17 @@ struct Launch {
     G g(d);
     kernels::relu_backward<T>(gy, y, gx, n, Ctx::stream(d));
   }
-  static void log_softmax_forward(int d, const T* x, T* y, std::int64_t rows, std::int64_t cols) {
+  static void log_softmax_forward(int d, const T* x, T* y, std::int64_t outer, std::int64_t size,
+                                  std::int64_t inner) {
+    EMBER_CHECK(inner == 1, "log_softmax: the CUDA kernel takes the last dimension only");
     G g(d);
-    kernels::log_softmax_forward<T>(x, y, rows, cols, Ctx::stream(d));
+    kernels::log_softmax_forward<T>(x, y, outer, size, Ctx::stream(d));
   }
-  static void log_softmax_backward(int d, const T* gy, const T* y, T* gx, std::int64_t rows,
-                                   std::int64_t cols) {
+  static void log_softmax_backward(int d, const T* gy, const T* y, T* gx, std::int64_t outer,
+                                   std::int64_t size, std::int64_t inner) {
+    EMBER_CHECK(inner == 1, "log_softmax backward: the CUDA kernel takes the last dimension only");
     G g(d);
-    kernels::log_softmax_backward<T>(gy, y, gx, rows, cols, Ctx::stream(d));
+    kernels::log_softmax_backward<T>(gy, y, gx, outer, size, Ctx::stream(d));
   }
   static void activation_forward(int d, ActivationKind kind, T a, const T* x, T* y, std::int64_t n) {
     static_assert(static_cast<int>(ActivationKind::silu) == static_cast<int>(kernels::ActivationKind::silu));
@@ -265,8 +275,7 @@ void register_typed() {
   set_cuda_kernel<op::BiasAddRows, T>(&L::bias_add_rows);
   set_cuda_kernel<op::BiasGradRows, T>(&L::bias_grad_rows);
   set_cuda_kernel<op::Conv2dForward, T>(&L::conv2d_forward);
-  set_cuda_kernel<op::Conv2dBackwardData, T>(&L::conv2d_backward_data);
-  set_cuda_kernel<op::Conv2dBackwardWeight, T>(&L::conv2d_backward_weight);
+  set_cuda_kernel<op::Conv2dBackward, T>(&L::conv2d_backward);
   set_cuda_kernel<op::MaxPool2dForward, T>(&L::max_pool2d_forward);
   set_cuda_kernel<op::MaxPool2dBackward, T>(&L::max_pool2d_backward);
   set_cuda_kernel<op::AvgPool2dForward, T>(&L::avg_pool2d_forward);
