@@ -9,6 +9,7 @@
 
 #include "ember/core/error.hpp"
 #include "ember/core/macros.hpp"
+#include "ember/core/strided_view.hpp"
 
 namespace ember {
 
@@ -194,27 +195,6 @@ struct BatchNormParams {
   double eps = 1e-5;
   bool training = true;
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t per_channel() const { return n * s; }
-};
-
-// Shape and element strides of a tensor of rank <= kMaxDims, passed to kernels by value.
-// Broadcast operands carry stride 0 on the dimensions they are expanded along.
-inline constexpr int kMaxDims = 8;
-struct StridedView {
-  int rank = 0;
-  std::int64_t shape[kMaxDims] = {};
-  std::int64_t strides[kMaxDims] = {};
-  std::int64_t offset = 0;
-
-  // Storage index of element i (in C order of shape).
-  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t index(std::int64_t i) const {
-    std::int64_t off = offset;
-    for (int d = rank - 1; d >= 0; --d) {
-      const std::int64_t q = i / shape[d];
-      off += (i - q * shape[d]) * strides[d];
-      i = q;
-    }
-    return off;
-  }
 };
 
 namespace cpu {

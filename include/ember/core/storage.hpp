@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "ember/backend/device_backend.hpp"
 #include "ember/core/allocator.hpp"
 #include "ember/core/device.hpp"
+#include "ember/core/device_runtime.hpp"
 #include "ember/core/dtype.hpp"
 
 namespace ember {

@@ -337,7 +337,8 @@ class Tensor {
   void bump_version(const char* op = "a write through data()") const {
     impl().storage->version_counter().bump(op);
   }
-  // Back-propagates from this tensor. A non-scalar needs an explicit gradient.
+  // Back-propagates from this tensor. A non-scalar needs an explicit gradient. Defined by the
+  // autograd engine (autograd/engine.hpp), which every op header and <ember/ember.hpp> include.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
 
   // This tensor's geometry as a kernel operand (rank <= 8).
@@ -742,5 +743,3 @@ Tensor<T> Tensor<T>::contiguous() const {
 }
 
 }  // namespace ember
-
-#include "ember/autograd/engine.hpp"

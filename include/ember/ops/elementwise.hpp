@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ember/autograd/engine.hpp"
 #include "ember/backend/device_backend.hpp"
 #include "ember/backend/dispatch.hpp"
 #include "ember/core/parallel.hpp"
