@@ -62,6 +62,7 @@ struct Launch {
     kernels::binary<T>(static_cast<kernels::BinaryOp>(op), a, va, b, vb, out, n, Ctx::stream(d));
   }
   static void unary(int d, backend::UnaryOp op, const T* a, T* out, std::int64_t n, T scalar) {
+    static_assert(static_cast<int>(backend::UnaryOp::sign) == static_cast<int>(kernels::UnaryOp::sign));
     G g(d);
     kernels::unary<T>(static_cast<kernels::UnaryOp>(op), a, out, n, scalar, Ctx::stream(d));
   }
