@@ -100,6 +100,14 @@ TEST_CASE("cat and stack match PyTorch's values and gradients on every device", 
     CHECK(skipped.to(ember::Device::cpu()).to_vector() == x.to(ember::Device::cpu()).to_vector());
     CHECK_FALSE(ember::cat<double>({x}).shares_storage(x));  // a copy, as in PyTorch
     CHECK(ember::cat<double>({Tensor<double>::empty({0}, dev), Tensor<double>::empty({0}, dev)}).shape() == Shape{0});
+    // integer tensors and masks too
+    const auto labels = Tensor<std::int64_t>::from_list({3, 1, 4, 1, 5, 9}, {2, 3}).to(dev);
+    CHECK(ember::cat<std::int64_t>({labels, labels.slice(1, 1, 3)}, 1).to(ember::Device::cpu()).to_vector() ==
+          std::vector<std::int64_t>{3, 1, 4, 1, 4, 1, 5, 9, 5, 9});
+    const auto mask = Tensor<std::uint8_t>::from_list({1, 0, 0, 1}).to(dev);
+    CHECK(ember::stack<std::uint8_t>({mask, mask}, 1).to(ember::Device::cpu()).to_vector() ==
+          std::vector<std::uint8_t>{1, 1, 0, 0, 0, 0, 1, 1});
+    CHECK(ember::chunk(mask, 2)[1].to(ember::Device::cpu()).to_vector() == std::vector<std::uint8_t>{0, 1});
   }
 }
 

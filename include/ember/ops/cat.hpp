@@ -1,6 +1,7 @@
 #pragma once
 // Joining and splitting along a dimension, with PyTorch's names and semantics: cat, stack,
-// split (by size or by sizes) and chunk.
+// split (by size or by sizes) and chunk, for every element type (gradients for float and
+// double).
 //
 // These are compositions of existing device ops and need no kernel of their own: cat copies
 // each input into its slice of the output (Tensor::slice + copy_, a strided copy on every
@@ -39,7 +40,7 @@ inline std::int64_t wrap_dim_for(const char* op, std::int64_t dim, std::int64_t 
 // Concatenates `tensors` along `dim` (negative counts from the end). All must have the same
 // rank and device and equal sizes outside `dim`; as in PyTorch, 1-D empty tensors (shape [0])
 // are skipped whatever the others' shapes.
-template <Real T>
+template <Element T>
 Tensor<T> cat(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
   EMBER_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
   auto skipped = [](const Tensor<T>& t) { return t.dim() == 1 && t.numel() == 0; };
@@ -98,7 +99,7 @@ Tensor<T> cat(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
 
 // Joins `tensors`, which must all have the same shape, along a new dimension `dim` (in
 // [-(rank + 1), rank]).
-template <Real T>
+template <Element T>
 Tensor<T> stack(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
   EMBER_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
   const std::int64_t d = detail::wrap_dim_for("stack", dim, tensors[0].dim() + 1);
@@ -118,7 +119,7 @@ Tensor<T> stack(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
 
 // Splits `input` along `dim` into pieces of `split_size` (the last one smaller when the size
 // does not divide), as views.
-template <Real T>
+template <Element T>
 std::vector<Tensor<T>> split(const Tensor<T>& input, std::int64_t split_size, std::int64_t dim = 0) {
   EMBER_CHECK(input.dim() > 0, "split: expected at least a 1-dimensional tensor");
   const std::int64_t d = detail::wrap_dim_for("split", dim, input.dim());
@@ -139,7 +140,7 @@ std::vector<Tensor<T>> split(const Tensor<T>& input, std::int64_t split_size, st
 
 // Splits `input` along `dim` into pieces of the given sizes (which must sum to its size there),
 // as views: PyTorch's split with a list (split_with_sizes).
-template <Real T>
+template <Element T>
 std::vector<Tensor<T>> split(const Tensor<T>& input, const std::vector<std::int64_t>& split_sizes,
                              std::int64_t dim = 0) {
   EMBER_CHECK(input.dim() > 0, "split: expected at least a 1-dimensional tensor");
@@ -164,7 +165,7 @@ std::vector<Tensor<T>> split(const Tensor<T>& input, const std::vector<std::int6
 
 // Splits `input` along `dim` into `chunks` pieces of ceil(size / chunks) (the last smaller),
 // as views; fewer than `chunks` when the size runs out first, as in PyTorch.
-template <Real T>
+template <Element T>
 std::vector<Tensor<T>> chunk(const Tensor<T>& input, std::int64_t chunks, std::int64_t dim = 0) {
   EMBER_CHECK(input.dim() > 0, "chunk: expected at least a 1-dimensional tensor");
   EMBER_CHECK(chunks > 0, "chunk: expected 'chunks' to be greater than 0, got: ", chunks);
