@@ -19,6 +19,8 @@
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/batch_norm.hpp"
+#include "ember/ops/cat.hpp"
+#include "ember/ops/compare.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/dropout.hpp"
 #include "ember/ops/elementwise.hpp"

@@ -289,6 +289,8 @@ const char* name(ek::UnaryOp op) {
     case ek::UnaryOp::relu: return "relu";
     case ek::UnaryOp::sqrt: return "sqrt";
     case ek::UnaryOp::abs: return "abs";
+    case ek::UnaryOp::rsqrt: return "rsqrt";
+    case ek::UnaryOp::sign: return "sign";
   }
   return "?";
 }
@@ -304,11 +306,12 @@ std::vector<T> unary_reference(ek::UnaryOp op, const Tensor<T>& a, T s) {
     case ek::UnaryOp::pow_scalar: return ember::pow(a, s).to_vector();
     case ek::UnaryOp::rsub_scalar: return (s - a).to_vector();
     case ek::UnaryOp::relu: return ember::relu(a).to_vector();
-    default: break;
+    case ek::UnaryOp::sqrt: return ember::sqrt(a).to_vector();
+    case ek::UnaryOp::abs: return ember::abs(a).to_vector();
+    case ek::UnaryOp::rsqrt: return ember::rsqrt(a).to_vector();
+    case ek::UnaryOp::sign: return ember::sign(a).to_vector();
   }
-  std::vector<T> v = a.to_vector();  // sqrt and abs have no CPU tensor op
-  for (T& x : v) x = op == ek::UnaryOp::sqrt ? std::sqrt(x) : std::abs(x);
-  return v;
+  return {};
 }
 
 }  // namespace
@@ -319,13 +322,13 @@ TEMPLATE_TEST_CASE("unary kernels match the CPU ops", "[kernels][elementwise]", 
   const ek::UnaryOp ops[] = {ek::UnaryOp::neg,        ek::UnaryOp::exp,        ek::UnaryOp::log,
                              ek::UnaryOp::add_scalar, ek::UnaryOp::mul_scalar, ek::UnaryOp::pow_scalar,
                              ek::UnaryOp::rsub_scalar, ek::UnaryOp::relu,      ek::UnaryOp::sqrt,
-                             ek::UnaryOp::abs};
+                             ek::UnaryOp::abs,        ek::UnaryOp::rsqrt,      ek::UnaryOp::sign};
   std::uint64_t seed = 300;
   for (const ek::UnaryOp op : ops)
     for (const std::int64_t n : kSizes)
       for (const std::int64_t offset : {0, 1}) {
         const bool positive = op == ek::UnaryOp::log || op == ek::UnaryOp::pow_scalar ||
-                              op == ek::UnaryOp::sqrt;
+                              op == ek::UnaryOp::sqrt || op == ek::UnaryOp::rsqrt;
         Tensor<T> A = positive ? random_tensor<T>({n + offset}, seed++, 0.1, 3)
                                : random_tensor<T>({n + offset}, seed++, -3, 3);
         if (n >= 6) {  // special values, each op's own rule for them

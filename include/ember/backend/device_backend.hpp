@@ -12,7 +12,9 @@
 namespace ember::backend {
 
 enum class BinaryOp { add, sub, mul, div, pow, relu_grad, max, min };
-enum class UnaryOp { neg, exp, log, add_scalar, mul_scalar, pow_scalar, rsub_scalar, relu, sqrt, abs };
+enum class UnaryOp {
+  neg, exp, log, add_scalar, mul_scalar, pow_scalar, rsub_scalar, relu, sqrt, abs, rsqrt, sign
+};
 
 using ember::PhiloxArgs;
 

@@ -197,6 +197,28 @@ struct BatchNormParams {
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t per_channel() const { return n * s; }
 };
 
+// The comparison of ember::eq, ne, lt, le, gt, ge (IEEE: NaN compares unequal to everything).
+enum class CompareOp { eq, ne, lt, le, gt, ge };
+
+// clamp's bounds (ember::clamp, clamp_min, clamp_max). A missing bound is not applied; a NaN
+// bound makes every output NaN, as in PyTorch. y = min(max(x, min), max) with NaN-propagating
+// max and min (so min > max gives max everywhere); the gradient passes where
+// min < x < max strictly (0 at the bounds and for NaN, as PyTorch 2's ClampBackward1).
+template <class T>
+struct ClampParams {
+  T min = T(0), max = T(0);
+  bool has_min = false, has_max = false;
+
+  [[nodiscard]] EMBER_HOST_DEVICE T apply(T x) const {
+    if (has_min) x = x != x ? x : (min != min ? min : (x < min ? min : x));
+    if (has_max) x = x != x ? x : (max != max ? max : (max < x ? max : x));
+    return x;
+  }
+  [[nodiscard]] EMBER_HOST_DEVICE bool passes_gradient(T x) const {
+    return (!has_min || x > min) && (!has_max || x < max);
+  }
+};
+
 namespace cpu {
 using ember::GemmParams;
 }  // namespace cpu

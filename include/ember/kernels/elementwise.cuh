@@ -42,6 +42,8 @@ enum class UnaryOp {
   relu,         // x > 0 ? x : 0, NaN stays NaN (ember::relu)
   sqrt,
   abs,
+  rsqrt,  // 1 / sqrt(x) (a division, not the approximate rsqrtf: bit-identical to the CPU)
+  sign,   // 1, -1 or 0 (0 for +-0 and NaN, as PyTorch's sign)
 };
 
 namespace elementwise_impl {
@@ -86,7 +88,9 @@ EMBER_DEVICE T unary_apply(T x, T s) {
   else if constexpr (Op == UnaryOp::rsub_scalar) return s - x;
   else if constexpr (Op == UnaryOp::relu) return relu_value(x);
   else if constexpr (Op == UnaryOp::sqrt) return ksqrt(x);
-  else return kabs(x);
+  else if constexpr (Op == UnaryOp::abs) return kabs(x);
+  else if constexpr (Op == UnaryOp::rsqrt) return T(1) / ksqrt(x);
+  else return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
 }
 
 // ---- 16-byte vectors --------------------------------------------------------------------------------
@@ -511,6 +515,8 @@ void unary(UnaryOp op, const T* a, T* out, std::int64_t n, T scalar, Stream stre
     case UnaryOp::relu: return unary_launch<T, UnaryOp::relu>(a, out, n, scalar, stream, threads);
     case UnaryOp::sqrt: return unary_launch<T, UnaryOp::sqrt>(a, out, n, scalar, stream, threads);
     case UnaryOp::abs: return unary_launch<T, UnaryOp::abs>(a, out, n, scalar, stream, threads);
+    case UnaryOp::rsqrt: return unary_launch<T, UnaryOp::rsqrt>(a, out, n, scalar, stream, threads);
+    case UnaryOp::sign: return unary_launch<T, UnaryOp::sign>(a, out, n, scalar, stream, threads);
   }
   EMBER_CHECK(false, "unary: unknown operation ", static_cast<int>(op));
 }

@@ -279,6 +279,47 @@ Tensor<T> pow(const Tensor<T>& a, T p) {
   return out;
 }
 
+// PyTorch's sign: 1, -1, or 0 for +-0 and NaN. Its gradient is zero (not recorded).
+template <Real T>
+Tensor<T> sign(const Tensor<T>& a) {
+  return detail::unary_map(a, backend::UnaryOp::sign, T(0),
+                           [](T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); });
+}
+
+// d sqrt(x) = g / (2 sqrt(x)), from the saved output (inf at 0, as PyTorch).
+template <Real T>
+Tensor<T> sqrt(const Tensor<T>& a) {
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::sqrt, T(0), [](T x) { return std::sqrt(x); });
+  autograd::record(out, "SqrtBackward0", {a}, autograd::saved(out),
+                   [o = out.detach()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{div(g, mul_scalar(o, T(2)))};
+  });
+  return out;
+}
+
+// 1 / sqrt(x); d rsqrt(x) = -g y^3 / 2 with y the saved output.
+template <Real T>
+Tensor<T> rsqrt(const Tensor<T>& a) {
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::rsqrt, T(0),
+                                    [](T x) { return T(1) / std::sqrt(x); });
+  autograd::record(out, "RsqrtBackward0", {a}, autograd::saved(out),
+                   [o = out.detach()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{mul(g, mul_scalar(mul(mul(o, o), o), T(-0.5)))};
+  });
+  return out;
+}
+
+// |x|; d |x| = g sign(x) (0 at 0 and for NaN, as PyTorch).
+template <Real T>
+Tensor<T> abs(const Tensor<T>& a) {
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::abs, T(0), [](T x) { return std::abs(x); });
+  autograd::record(out, "AbsBackward0", {a}, autograd::saved(a),
+                   [a = a.detach()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{mul(g, sign(a))};
+  });
+  return out;
+}
+
 template <Real T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
 template <Real T> Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { return sub(a, b); }
 template <Real T> Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }

@@ -24,6 +24,7 @@
 #include "ember/data/device_loader.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/batch_norm.hpp"
+#include "ember/ops/compare.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/dropout.hpp"
 #include "ember/ops/elementwise.hpp"
@@ -35,6 +36,7 @@
 
 #include <ember/kernels/activation.cuh>
 #include <ember/kernels/batch_norm.cuh>
+#include <ember/kernels/compare.cuh>
 #include <ember/kernels/conv.cuh>
 #include <ember/kernels/data.cuh>
 #include <ember/kernels/dropout.cuh>
@@ -62,6 +64,7 @@ struct Launch {
     kernels::binary<T>(static_cast<kernels::BinaryOp>(op), a, va, b, vb, out, n, Ctx::stream(d));
   }
   static void unary(int d, backend::UnaryOp op, const T* a, T* out, std::int64_t n, T scalar) {
+    static_assert(static_cast<int>(backend::UnaryOp::sign) == static_cast<int>(kernels::UnaryOp::sign));
     G g(d);
     kernels::unary<T>(static_cast<kernels::UnaryOp>(op), a, out, n, scalar, Ctx::stream(d));
   }
@@ -83,6 +86,27 @@ struct Launch {
                             const std::int64_t* labels, std::int64_t* out) {
     G g(d);
     kernels::count_correct<T>(x, rows, cols, labels, out, Ctx::stream(d));
+  }
+
+  // -- comparisons, where, clamp -------------------------------------------------------------
+  static void compare(int d, CompareOp op, const T* a, const StridedView& va, const T* b,
+                      const StridedView& vb, std::uint8_t* out, std::int64_t n) {
+    G g(d);
+    kernels::compare<T>(op, a, va, b, vb, out, n, Ctx::stream(d));
+  }
+  static void where(int d, const std::uint8_t* cond, const StridedView& vc, const T* a,
+                    const StridedView& va, const T* b, const StridedView& vb, T* out, std::int64_t n) {
+    G g(d);
+    kernels::where<T>(cond, vc, a, va, b, vb, out, n, Ctx::stream(d));
+  }
+  static void clamp_forward(int d, const ClampParams<T>& p, const T* x, T* y, std::int64_t n) {
+    G g(d);
+    kernels::clamp_forward<T>(p, x, y, n, Ctx::stream(d));
+  }
+  static void clamp_backward(int d, const ClampParams<T>& p, const T* gy, const T* x, T* gx,
+                             std::int64_t n) {
+    G g(d);
+    kernels::clamp_backward<T>(p, gy, x, gx, n, Ctx::stream(d));
   }
 
   // -- GEMM, bias, convolution, pooling ----------------------------------------------------
@@ -271,6 +295,10 @@ void register_typed() {
   set_cuda_kernel<op::SumAll, T>(&L::sum_all);
   set_cuda_kernel<op::ArgmaxRows, T>(&L::argmax_rows);
   set_cuda_kernel<op::CountCorrect, T>(&L::count_correct);
+  set_cuda_kernel<op::Compare, T>(&L::compare);
+  set_cuda_kernel<op::Where, T>(&L::where);
+  set_cuda_kernel<op::ClampForward, T>(&L::clamp_forward);
+  set_cuda_kernel<op::ClampBackward, T>(&L::clamp_backward);
   set_cuda_kernel<op::Gemm, T>(&L::gemm);
   set_cuda_kernel<op::BiasAddRows, T>(&L::bias_add_rows);
   set_cuda_kernel<op::BiasGradRows, T>(&L::bias_grad_rows);
