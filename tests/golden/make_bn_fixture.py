@@ -111,7 +111,8 @@ def main():
 
     net = model()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=EPOCHS * len(train_y) // BATCH)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR,
+                                                total_steps=EPOCHS * len(train_y) // BATCH)
     start = time.time()
     for epoch in range(EPOCHS):
         net.train()

@@ -33,7 +33,9 @@ using test::Golden;
 constexpr double vs_torch_f32_tolerance = 1e-5;
 constexpr double vs_torch_f64_tolerance = 2e-5;
 
-std::string golden_path(const std::string& file) { return std::string(EMBER_TEST_DIR) + "/golden/" + file; }
+std::string golden_path(const std::string& file) {
+  return std::string(EMBER_TEST_DIR) + "/golden/" + file;
+}
 
 double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
   REQUIRE(a.shape() == b.shape());
@@ -57,7 +59,8 @@ Tensor<float> normalised_pixels(const std::string& path) {
   REQUIRE(r.data.size() == static_cast<std::size_t>(x.numel()));
   const data::PixelNormalization norm = data::PixelNormalization::from(0.5f, 0.5f);
   float* px = x.data();
-  for (std::size_t i = 0; i < r.data.size(); ++i) px[i] = norm(static_cast<std::uint8_t>(r.data[i]));
+  for (std::size_t i = 0; i < r.data.size(); ++i)
+    px[i] = norm(static_cast<std::uint8_t>(r.data[i]));
   return x;
 }
 
@@ -92,7 +95,8 @@ TEST_CASE("bn fixture: the state_dict PyTorch saved loads strictly, num_batches_
   }
 }
 
-TEST_CASE("bn fixture: ember gives PyTorch's eval-mode log-probs and predictions", "[io][bn_fixture]") {
+TEST_CASE("bn fixture: ember gives PyTorch's eval-mode log-probs and predictions",
+          "[io][bn_fixture]") {
   const Golden fixture(test::bn_fixture_io);
   auto model = test::make_bn_fixture_model();
   io::load(*model, golden_path(test::bn_fixture_weights), /*strict=*/true);
@@ -105,8 +109,8 @@ TEST_CASE("bn fixture: ember gives PyTorch's eval-mode log-probs and predictions
   const double vs_f32 = max_abs_diff(out, fixture.f32("io.log_probs"));
   const double vs_f64 = max_abs_diff(out, fixture.f32("io.log_probs_f64"));
   if (const char* env = std::getenv("EMBER_GOLDEN_REPORT"); env != nullptr && *env != '\0')
-    std::printf("bn fixture log_probs: max |ember - torch f32| %.3e, |ember - torch f64| %.3e\n", vs_f32,
-                vs_f64);
+    std::printf("bn fixture log_probs: max |ember - torch f32| %.3e, |ember - torch f64| %.3e\n",
+                vs_f32, vs_f64);
   CHECK(vs_f32 <= vs_torch_f32_tolerance);
   CHECK(vs_f64 <= vs_torch_f64_tolerance);
   CHECK(argmax(out, 1).to_vector() == fixture.i64("io.predicted").to_vector());

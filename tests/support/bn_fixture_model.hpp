@@ -36,7 +36,7 @@ inline std::shared_ptr<nn::Sequential> make_bn_fixture_model() {
   m->push_back(make_shared<nn::AdaptiveAvgPool2d>(Size2{1, 1}));  // (N,32,1,1)
   m->push_back(make_shared<nn::Flatten>());                       // (N,32)
   m->push_back(make_shared<nn::Linear>(32, 10));
-  m->push_back(make_shared<nn::LogSoftmax>(1));                   // (N,10)
+  m->push_back(make_shared<nn::LogSoftmax>(1));  // (N,10)
   return m;
 }
 
