@@ -28,7 +28,8 @@ CI does NOT run this script; the two files it writes are committed:
     the model as PyTorch prints it ("model"), the training recipe, the torch version.
 
 Deterministic: torch.manual_seed(0), 2 threads; a rerun on the same PyTorch version and CPU
-reproduces the files.
+reproduces the weights file byte for byte, and the io file's tensors and metadata (safetensors
+writes the metadata keys in no fixed order, so the header's bytes can differ).
 """
 
 import gzip
