@@ -726,3 +726,17 @@ TEST_CASE("AvgPool2d's ceil_mode: PyTorch's windows and sizes in ONNX's terms", 
   o.input_shape = {-1, 1, 5, 6};
   CHECK_THROWS_WITH(io::to_onnx_bytes(mixed, o), Catch::Contains("ceil_mode rounds the output height up but not"));
 }
+
+TEST_CASE("a module of one's own that lists its children's steps exports", "[io][onnx][layers]") {
+  Generator gen(38);
+  nn::Sequential net{std::make_shared<test::ConvBnSiLU>(1, 4, gen), std::make_shared<nn::AdaptiveAvgPool2d>(1),
+                     std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(4, 3, true, gen)};
+  const OnnxModelView v = decode_onnx(io::to_onnx_bytes(net));
+  std::vector<std::string> ops;
+  for (const auto& n : v.nodes) ops.push_back(n.op_type);
+  CHECK(ops == std::vector<std::string>{"Conv", "Sigmoid", "Mul", "GlobalAveragePool", "Flatten", "Gemm"});
+  // No bias on the conv: the folded one is the batch norm's shift.
+  CHECK(v.nodes[0].inputs == std::vector<std::string>{"input", "0.conv.weight_folded", "0.conv.bias_folded"});
+  CHECK(v.nodes[1].name == "0.silu/Sigmoid");
+  CHECK(v.outputs.at(0).dims == std::vector<std::string>{"N", "3"});
+}

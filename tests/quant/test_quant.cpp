@@ -617,3 +617,23 @@ TEST_CASE("every activation quantizes: what has no int8 form runs in float betwe
   REQUIRE_THROWS_WITH(quant::quantize(untracked, {Tensor<float>::randn({2, 3, 4, 4}, gen)}),
                       Catch::Contains("BatchNorm2d '0' (track_running_stats=False)"));
 }
+
+TEST_CASE("a module of one's own that lists its children's steps quantizes", "[quant][layers]") {
+  Generator gen(37);
+  nn::Sequential net{std::make_shared<test::ConvBnSiLU>(1, 4, gen), std::make_shared<nn::MaxPool2d>(2),
+                     std::make_shared<test::ConvBnSiLU>(4, 6, gen), std::make_shared<nn::AdaptiveAvgPool2d>(3),
+                     std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(54, 10, true, gen)};
+  net.eval();
+  const auto steps = net.steps();
+  REQUIRE(steps.size() == 10);
+  CHECK(steps[0].name == "0.conv");
+  CHECK(steps[2].name == "0.silu");
+  const Tensor<float> x = Tensor<float>::randn({5, 1, 14, 14}, gen);
+  CHECK(nn::run_steps(steps, x).to_vector() == net.forward(x).to_vector());
+  const quant::QuantizedModel q = quant::quantize(net, {Tensor<float>::randn({16, 1, 14, 14}, gen)});
+  CHECK(q.layers().size() == 8);  // both batch norms folded
+  CHECK(q.layers()[0].name == "0.conv");
+  CHECK(max_abs_diff(q(x), net.forward(x)) < 0.05f);  // logits this time, of magnitude ~1
+  const quant::QuantizedModel back = quant::from_safetensors(quant::to_safetensors(q), "memory");
+  CHECK(back(x).to_vector() == q(x).to_vector());
+}

@@ -6,6 +6,8 @@
 // (folded), one follows a pooling (exported as BatchNormalization).
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/core/random.hpp"
@@ -56,5 +58,32 @@ inline std::shared_ptr<nn::Sequential> every_layer_model(Generator& gen) {
   m->eval();
   return m;
 }
+
+}  // namespace ember::test
+
+namespace ember::test {
+
+// A module of one's own built from layers: conv, batch norm, SiLU, listing its children's
+// steps in the order its forward runs them (what a user writes to export and quantize it).
+class ConvBnSiLU : public nn::Module {
+ public:
+  ConvBnSiLU(std::int64_t in, std::int64_t out, Generator& gen) : nn::Module("ConvBnSiLU") {
+    conv = register_module("conv", std::make_shared<nn::Conv2d>(in, out, 3, Conv2dOptions{.padding = 1}, false, gen));
+    bn = register_module("bn", std::make_shared<nn::BatchNorm2d>(out));
+    randomize_batch_norm(*bn, gen);
+  }
+  nn::Tensor forward(const nn::Tensor& x) override { return silu(bn->forward(conv->forward(x))); }
+
+  std::shared_ptr<nn::Conv2d> conv;
+  std::shared_ptr<nn::BatchNorm2d> bn;
+
+ protected:
+  [[nodiscard]] std::vector<nn::Step> list_steps(const std::string& prefix) const override {
+    std::vector<nn::Step> s = conv->steps(prefix + "conv.");
+    for (nn::Step& b : bn->steps(prefix + "bn.")) s.push_back(std::move(b));
+    s.push_back({.op = nn::Step::Op::silu, .name = prefix + "silu", .layer = this});
+    return s;
+  }
+};
 
 }  // namespace ember::test

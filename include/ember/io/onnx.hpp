@@ -484,7 +484,7 @@ class OnnxGraphBuilder {
                              .pad_w = s.padding, .dil_h = s.dilation, .dil_w = s.dilation};
         const OnnxShape y = {shape[0], out_ch, g.p(), g.q()};
         OnnxNode n("Conv", name);
-        add_weights(n.input(in), s);
+        add_weights(n.input(in), s, name);
         n.output(out)
             .attr("dilations", std::vector<std::int64_t>{s.dilation, s.dilation})
             .attr("group", std::int64_t{1})
@@ -502,7 +502,7 @@ class OnnxGraphBuilder {
           fail_shape(s, shape,
                      "the layer has " + std::to_string(s.weight.size(1)) + " input features");
         OnnxNode n("Gemm", name);
-        add_weights(n.input(in), s);
+        add_weights(n.input(in), s, name);
         n.output(out).attr("alpha", 1.0f).attr("beta", 1.0f).attr("transB", std::int64_t{1});
         nodes_.push_back(std::move(n));
         return {shape[0], s.weight.size(0)};
@@ -514,9 +514,9 @@ class OnnxGraphBuilder {
         OnnxNode n("BatchNormalization", name);
         n.input(in);
         n.input(s.weight.defined() ? initializer(s, s.weight, "weight")
-                                   : computed_initializer(s.name + ".weight", nn::Tensor::ones({c})));
+                                   : computed_initializer(name + ".weight", nn::Tensor::ones({c})));
         n.input(s.bias.defined() ? initializer(s, s.bias, "bias")
-                                 : computed_initializer(s.name + ".bias", nn::Tensor::zeros({c})));
+                                 : computed_initializer(name + ".bias", nn::Tensor::zeros({c})));
         n.input(initializer(s, s.running_mean, "running_mean"));
         n.input(initializer(s, s.running_var, "running_var"));
         n.output(out).attr("epsilon", static_cast<float>(s.eps));
@@ -653,10 +653,10 @@ class OnnxGraphBuilder {
   }
 
   // The weight and bias inputs of a conv2d or linear node: the model's own, or folded ones.
-  void add_weights(OnnxNode& n, const nn::Step& s) {
+  void add_weights(OnnxNode& n, const nn::Step& s, const std::string& node) {
     if (!s.folded.empty()) {
-      n.input(computed_initializer(s.name + ".weight_folded", s.weight));
-      n.input(computed_initializer(s.name + ".bias_folded", s.bias));
+      n.input(computed_initializer(node + ".weight_folded", s.weight));
+      n.input(computed_initializer(node + ".bias_folded", s.bias));
       return;
     }
     n.input(initializer(s, s.weight, "weight"));

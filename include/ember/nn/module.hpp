@@ -30,10 +30,11 @@ class Module;
 //
 // A step carries everything it computes with (the tensors of conv2d, linear and batch_norm,
 // the attributes of the others), so a pass over a step list (fold_batch_norm in
-// nn/layers.hpp) can rewrite steps without the layers. Adding a layer: its op here and in
-// op_name, its case in run_step (nn/layers.hpp), and its node(s) in the ONNX exporter; the
-// int8 model runs any op it has no int8 form for in float (quant/quantize.hpp), and its file
-// format writes the op's attributes (quant/serialize.hpp).
+// nn/steps.hpp) can rewrite steps without the layers. Adding a layer: its op here, in op_name
+// and kAllStepOps, its case in run_step (nn/steps.hpp), and its node(s) in the ONNX exporter;
+// the int8 model runs any op it has no int8 form for in float (quant/quantize.hpp), and its
+// file format writes the op's attributes (quant/serialize.hpp; the compiler points at each
+// switch that lacks the new op).
 struct Step {
   enum class Op {
     conv2d, linear, relu, max_pool2d, flatten, log_softmax, dropout,  // version 1 of the int8 file
