@@ -76,13 +76,23 @@ def safetensors(tensors, metadata):
     return struct.pack("<Q", len(text)) + text + data
 
 
-def int8_model(input_shape, steps):
+def int8_model(input_shape, steps, version="1"):
     """steps: (op, name, args); conv2d args (in, out, kernel, stride, padding, dilation),
-    linear (in, out). Weights follow a fixed pattern within [-127, 127]."""
+    linear (in, out), batch_norm (channels); the other ops' as quant/serialize.hpp lists them.
+    Weights follow a fixed pattern within [-127, 127]."""
     tensors = {}
     text = []
     for i, (op, name, args) in enumerate(steps):
         text.append(":".join([op, name] + ([",".join(map(str, args))] if args else [])))
+        if op in ("avg_pool2d", "adaptive_avg_pool2d"):
+            tensors[name + ".input_scale"] = ("F32", [], struct.pack("<f", 0.03))
+            tensors[name + ".input_zero_point"] = ("I32", [], struct.pack("<i", 5 * i % 64))
+        if op == "batch_norm":
+            c = args[0]
+            tensors[name + ".weight_scale"] = (
+                "F32", [c], struct.pack("<%df" % c, *[0.5 + 0.1 * k for k in range(c)]))
+            tensors[name + ".bias"] = (
+                "F32", [c], struct.pack("<%df" % c, *[0.05 * (k - 2) for k in range(c)]))
         if op not in ("conv2d", "linear"):
             continue
         cin, cout = args[0], args[1]
@@ -98,7 +108,7 @@ def int8_model(input_shape, steps):
             "F32", [cout], struct.pack("<%df" % cout, *[0.1 * (o - 1) for o in range(cout)]))
         tensors[name + ".input_scale"] = ("F32", [], struct.pack("<f", 0.02))
         tensors[name + ".input_zero_point"] = ("I32", [], struct.pack("<i", 3 * i % 64))
-    metadata = {"format": "ember-int8", "version": "1",
+    metadata = {"format": "ember-int8", "version": version,
                 "input_shape": ",".join(map(str, input_shape)), "steps": ";".join(text),
                 "activation_bits": "7", "weights": "int8, symmetric, per output channel"}
     return safetensors(tensors, metadata)
@@ -124,6 +134,19 @@ def quant_model():
     write(out, "twice_listed", int8_model([4], [("linear", "a", [4, 2]), ("linear", "a", [4, 2])]))
     write(out, "big_padding", int8_model([1, 3, 3], [
         ("conv2d", "c", [1, 1, 1, 1, 4611686018427387904, 1])]))
+    # version 2: batch norm in float, average pooling on codes and on floats, the activations
+    # without an int8 form
+    write(out, "v2_every_step", int8_model([3, 8, 8], [
+        ("conv2d", "c", [3, 4, 3, 1, 1, 1]), ("batch_norm", "bn", [4]), ("gelu", "g", [0]),
+        ("avg_pool2d", "ap", [3, 3, 2, 2, 1, 1, 1, 0]), ("leaky_relu", "lr", ["0.2"]),
+        ("adaptive_avg_pool2d", "aap", [2, 2]), ("elu", "e", ["0.7"]), ("silu", "s", []),
+        ("sigmoid", "sg", []), ("tanh", "t", []), ("softmax", "sm", [1]), ("flatten", "f", [1]),
+        ("linear", "fc", [16, 5]), ("log_softmax", "ls", [-1])], version="2"))
+    write(out, "v2_pools_on_codes", int8_model([2, 9, 9], [
+        ("conv2d", "c", [2, 3, 3, 1, 0, 1]), ("relu", "r", []),
+        ("avg_pool2d", "ap", [2, 3, 2, 1, 1, 0, 1, 1]), ("adaptive_avg_pool2d", "aap", [3, 1]),
+        ("gelu", "g", [1]), ("flatten", "f", [1]), ("linear", "fc", [9, 2])], version="2"))
+    write(out, "v1_with_gelu", int8_model([4], [("linear", "a", [4, 2]), ("gelu", "g", [0])]))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@
 #include "ember/io/safetensors.hpp"
 #include "ember/models/mnist_net.hpp"
 #include "ember/nn/layers.hpp"
+#include "ember/nn/normalization.hpp"
+#include "ember/nn/pooling.hpp"
+#include "ember/io/state_dict.hpp"
+#include "support/layer_zoo.hpp"
 #include "support/onnx_reader.hpp"
 #include "support/tmp.hpp"
 
@@ -108,7 +112,8 @@ class Borrowing : public nn::Module {
 
  protected:
   [[nodiscard]] std::vector<nn::Step> list_steps(const std::string& prefix) const override {
-    return {{.op = nn::Step::Op::linear, .name = prefix + "borrowed", .layer = &other_}};
+    return {{.op = nn::Step::Op::linear, .name = prefix + "borrowed", .layer = &other_,
+             .weight = other_.weight, .bias = other_.bias}};
   }
 
  private:
@@ -513,4 +518,225 @@ TEST_CASE("parameters off the CPU are refused", "[io][onnx]") {
                                     "ONNX initializers are read from the CPU"));
   net.to(Device::cpu());
   CHECK(decode_onnx(io::to_onnx_bytes(net)).initializers.size() == 8);
+}
+
+namespace {
+
+constexpr std::uint64_t every_layer_seed = 31;
+
+nn::Tensor fixture_tensor(const io::SafetensorsFile& f, const std::string& name) {
+  const io::TensorRecord& r = f.tensors.at(name);
+  REQUIRE(r.dtype == "F32");
+  nn::Tensor t = nn::Tensor::empty(r.shape);
+  REQUIRE(r.data.size() == static_cast<std::size_t>(t.numel()) * 4);
+  std::memcpy(t.data(), r.data.data(), r.data.size());
+  return t;
+}
+
+// Every value's recorded shape: a value is named after its step ("7_output", "2_erf"), and
+// has the shape of that layer's output in ember's forward (a folded conv2d's output is its
+// batch norm's, of the same shape).
+void check_every_value_shape(nn::Sequential& m, const OnnxModelView& v, const Shape& in) {
+  std::vector<Shape> outputs;
+  nn::Tensor h = nn::Tensor::randn(in);
+  for (std::size_t i = 0; i < m.size(); ++i) outputs.push_back((h = m[i]->forward(h)).shape());
+  for (const auto& info : v.value_infos) {
+    INFO(info.name);
+    const std::size_t step = std::stoul(info.name.substr(0, info.name.find('_')));
+    REQUIRE(step < outputs.size());
+    CHECK(info.elem_type == 1);
+    CHECK(info.dims == dims_of(outputs[step], 1));
+  }
+  CHECK(v.outputs.at(0).dims == dims_of(outputs.back(), 1));
+}
+
+}  // namespace
+
+TEST_CASE("a Sequential of every layer exports: folded batch norms, GELU by formula or Gelu",
+          "[io][onnx][layers]") {
+  Generator gen(every_layer_seed);
+  const auto model = test::every_layer_model(gen);
+  io::OnnxExportOptions o;
+  o.input_shape = {-1, 3, 12, 12};
+  const std::vector<std::byte> bytes = io::to_onnx_bytes(*model, o);
+  const OnnxModelView v = decode_onnx(bytes);
+
+  std::vector<std::string> ops, names;
+  for (const auto& n : v.nodes) {
+    ops.push_back(n.op_type);
+    names.push_back(n.name);
+  }
+  CHECK(ops == std::vector<std::string>{
+                   "Conv", "Mul", "Erf", "Add", "Mul", "Mul", "AveragePool", "Conv", "LeakyRelu", "MaxPool",
+                   "AveragePool", "BatchNormalization", "Elu", "Softmax", "Sigmoid", "Mul", "Tanh",
+                   "AveragePool", "Sigmoid", "Mul", "Mul", "Mul", "Add", "Mul", "Tanh", "Add", "Mul", "Mul",
+                   "GlobalAveragePool", "Flatten", "Gemm", "Relu", "Gemm", "LogSoftmax"});
+  CHECK(names[0] == "0");
+  CHECK(names[1] == "2/Mul");
+  CHECK(names[4] == "2/Mul_1");
+  CHECK(names[11] == "9");
+  // Each node reads what the one before wrote (the nodes of one step may also read its input).
+  for (std::size_t i = 1; i < v.nodes.size(); ++i) {
+    const auto& in = v.nodes[i].inputs;
+    CHECK(std::find(in.begin(), in.end(), v.nodes[i - 1].outputs.at(0)) != in.end());
+  }
+  CHECK(v.nodes[5].outputs.at(0) == "2_output");
+  CHECK(v.nodes[3].inputs.at(1) == "const_1");
+  CHECK(v.nodes[4].inputs == std::vector<std::string>{"0_output", "2_add"});
+
+  // Folded conv and linear: weights computed from the layer and its batch norm.
+  CHECK(v.nodes[0].inputs == std::vector<std::string>{"input", "0.weight_folded", "0.bias_folded"});
+  CHECK(v.nodes[30].inputs == std::vector<std::string>{"18_output", "19.weight_folded", "19.bias_folded"});
+  CHECK(v.nodes[32].inputs == std::vector<std::string>{"21_output", "23.weight",
+                                                      "23.bias"});
+  const auto folded = nn::fold_batch_norm(model->steps());
+  for (const auto& t : v.initializers) {
+    if (t.name == "0.weight_folded") CHECK(same_bytes(t.raw_data, le_bytes(folded[0].weight)));
+    if (t.name == "19.bias_folded") CHECK(same_bytes(t.raw_data, le_bytes(folded[17].bias)));
+    if (t.name == "const_0.5") CHECK(t.dims.empty());
+  }
+  // The unfolded batch norm: its four tensors under their state_dict names.
+  CHECK(v.nodes[11].inputs ==
+        std::vector<std::string>{"8_output", "9.weight", "9.bias", "9.running_mean",
+                                 "9.running_var"});
+  CHECK(v.nodes[11].attribute("epsilon").f == 1e-5f);
+
+  const auto& avg = v.nodes[6];
+  CHECK(avg.attribute("kernel_shape").ints == std::vector<std::int64_t>{3, 3});
+  CHECK(avg.attribute("strides").ints == std::vector<std::int64_t>{2, 2});
+  CHECK(avg.attribute("pads").ints == std::vector<std::int64_t>{1, 1, 1, 1});
+  CHECK(avg.attribute("ceil_mode").i == 0);
+  CHECK(avg.attribute("count_include_pad").i == 1);
+  CHECK(v.nodes[10].attribute("ceil_mode").i == 1);
+  CHECK(v.nodes[10].attribute("count_include_pad").i == 0);
+  CHECK(v.nodes[17].attribute("kernel_shape").ints == std::vector<std::int64_t>{2, 2});  // adaptive 4x4 -> 2x2
+  CHECK(v.nodes[17].attribute("strides").ints == std::vector<std::int64_t>{2, 2});
+  CHECK(v.nodes[8].attribute("alpha").f == 0.2f);
+  CHECK(v.nodes[12].attribute("alpha").f == 0.7f);
+  CHECK(v.nodes[13].attribute("axis").i == 1);
+  CHECK(v.nodes[33].attribute("axis").i == 1);  // dim -1 of (N, 5)
+  check_every_value_shape(*model, v, {2, 3, 12, 12});
+
+  // Operator set 20 has Gelu.
+  io::OnnxExportOptions o20 = o;
+  o20.opset = 20;
+  const std::vector<std::byte> bytes20 = io::to_onnx_bytes(*model, o20);
+  const OnnxModelView v20 = decode_onnx(bytes20);
+  std::vector<const test::OnnxNodeView*> gelus;
+  for (const auto& n : v20.nodes)
+    if (n.op_type == "Gelu") gelus.push_back(&n);
+  REQUIRE(gelus.size() == 2);
+  CHECK(gelus[0]->name == "2");
+  CHECK(gelus[0]->attribute("approximate").s == "none");
+  CHECK(gelus[0]->attribute("approximate").type == 3);
+  CHECK(gelus[1]->attribute("approximate").s == "tanh");
+  CHECK(v20.nodes.size() == v.nodes.size() - 4 - 8);
+  check_every_value_shape(*model, v20, {2, 3, 12, 12});
+
+  // The files scripts/check_onnx_layers.py checks with onnxruntime and PyTorch: both exports,
+  // the float model, and an input with ember's output on it.
+  const auto dir = test::tmp_dir("onnx_layers", true);
+  io::write_file_atomic((dir / "every_layer.onnx").string(), bytes);
+  io::write_file_atomic((dir / "every_layer_opset20.onnx").string(), bytes20);
+  io::save(*model, (dir / "every_layer.safetensors").string());
+  Generator input_gen(every_layer_seed + 1);
+  const nn::Tensor x = nn::Tensor::randn({6, 3, 12, 12}, input_gen);
+  io::SafetensorsFile out;
+  out.tensors["input"] = io::to_record(x);
+  out.tensors["log_probs"] = io::to_record(model->forward(x));
+  io::save_safetensors((dir / "every_layer.ember.safetensors").string(), out);
+}
+
+TEST_CASE("the committed every-layer fixture: exact bytes, and ember reproduces onnxruntime",
+          "[io][onnx][fixture][layers]") {
+  Generator gen(every_layer_seed);
+  const auto model = test::every_layer_model(gen);
+  io::OnnxExportOptions o;
+  o.input_shape = {-1, 3, 12, 12};
+  const std::vector<std::byte> bytes = io::to_onnx_bytes(*model, o);
+  if (bytes != read_bytes(fixture_dir + "every_layer.onnx")) {
+    const std::string fresh = (test::tmp_dir("onnx") / "every_layer.onnx").string();
+    io::write_file_atomic(fresh, bytes);
+    FAIL("the export differs from tests/fixtures/onnx/every_layer.onnx; the new export is "
+         << fresh << " (tests/fixtures/onnx/README.md says how to regenerate the fixtures)");
+  }
+  // every_layer.expected.safetensors: onnxruntime's outputs on the file above
+  // (scripts/check_onnx_layers.py --make-fixture).
+  const io::SafetensorsFile f = io::load_safetensors(fixture_dir + "every_layer.expected.safetensors");
+  const nn::Tensor x = fixture_tensor(f, "input"), expected = fixture_tensor(f, "log_probs");
+  REQUIRE(expected.shape() == Shape{6, 5});
+  NoGradGuard no_grad;
+  const std::vector<float> want = expected.to_vector();
+  for (const nn::Tensor& got : {nn::run_steps(model->steps(), x), model->forward(x)}) {
+    REQUIRE(got.shape() == expected.shape());
+    const std::vector<float> g = got.to_vector();
+    double max_diff = 0;
+    for (std::size_t i = 0; i < g.size(); ++i)
+      max_diff = std::max(max_diff, std::abs(static_cast<double>(g[i]) - want[i]));
+    INFO("max |ember - onnxruntime| = " << max_diff);
+    CHECK(max_diff <= 1e-5);
+  }
+}
+
+TEST_CASE("layers that ONNX cannot express are refused, naming the layer", "[io][onnx][layers]") {
+  auto contains = [](const std::string& s) { return Catch::Contains(s); };
+  nn::Sequential adaptive{std::make_shared<nn::AdaptiveAvgPool2d>(3)};
+  CHECK_THROWS_WITH(io::to_onnx_bytes(adaptive),
+                    contains("step '0' (adaptive_avg_pool2d) gets input shape [N, 1, 28, 28]: adaptive pooling "
+                             "to 3 x 3 has windows of unequal sizes"));
+  nn::Sequential even{std::make_shared<nn::AdaptiveAvgPool2d>(Size2{7, 4})};
+  CHECK(decode_onnx(io::to_onnx_bytes(even)).nodes.at(0).attribute("kernel_shape").ints ==
+        std::vector<std::int64_t>{4, 7});
+  nn::Sequential untracked{std::make_shared<nn::BatchNorm2d>(1, 1e-5, 0.1, true, false)};
+  CHECK_THROWS_WITH(io::to_onnx_bytes(untracked), contains("BatchNorm2d '0' (track_running_stats=False)"));
+  nn::Sequential wide{std::make_shared<nn::BatchNorm2d>(3)};
+  CHECK_THROWS_WITH(io::to_onnx_bytes(wide),
+                    contains("step '0' (batch_norm) gets input shape [N, 1, 28, 28]: the layer normalizes 3 "
+                             "channels"));
+  nn::Sequential pool{std::make_shared<nn::AvgPool2d>(3, 2, 2)};
+  CHECK_THROWS_WITH(io::to_onnx_bytes(pool), contains("step '0' (avg_pool2d)") && contains("padding 2x2"));
+  // A non-affine batch norm gets ones and zeros.
+  nn::Sequential plain{std::make_shared<nn::ReLU>(), std::make_shared<nn::BatchNorm2d>(1, 1e-3, 0.1, false)};
+  const auto pv = decode_onnx(io::to_onnx_bytes(plain));
+  CHECK(pv.nodes.at(1).inputs == std::vector<std::string>{"0_output", "1.weight", "1.bias", "1.running_mean",
+                                                          "1.running_var"});
+  CHECK(pv.nodes.at(1).attribute("epsilon").f == 1e-3f);
+}
+
+TEST_CASE("AvgPool2d's ceil_mode: PyTorch's windows and sizes in ONNX's terms", "[io][onnx][layers]") {
+  // PyTorch drops a last window that would start in the padding (5 -> 3 here, ONNX's formula
+  // says 4): written with ceil_mode 0, which gives the same windows and size. Where rounding
+  // up adds a window (6 -> 4), ceil_mode 1.
+  struct Case {
+    std::int64_t kernel, stride, padding, in, ceil_attr, out;
+  };
+  for (const Case c : {Case{2, 2, 1, 5, 0, 3}, Case{3, 2, 1, 6, 1, 4}, Case{2, 2, 0, 5, 1, 3}, Case{3, 3, 1, 5, 0, 2}}) {
+    nn::Sequential m{std::make_shared<nn::AvgPool2d>(c.kernel, c.stride, c.padding, true)};
+    io::OnnxExportOptions o;
+    o.input_shape = {-1, 2, c.in, c.in};
+    const OnnxModelView v = decode_onnx(io::to_onnx_bytes(m, o));
+    INFO("kernel " << c.kernel << " stride " << c.stride << " padding " << c.padding << " input " << c.in);
+    CHECK(v.nodes.at(0).attribute("ceil_mode").i == c.ceil_attr);
+    const auto want = m.forward(nn::Tensor::ones({1, 2, c.in, c.in})).shape();
+    CHECK(want[2] == c.out);
+    CHECK(v.outputs.at(0).dims == dims_of(want, 1));
+  }
+  nn::Sequential mixed{std::make_shared<nn::AvgPool2d>(3, 2, 1, true)};  // 5 -> 3 either way, 6 -> 4
+  io::OnnxExportOptions o;
+  o.input_shape = {-1, 1, 5, 6};
+  CHECK_THROWS_WITH(io::to_onnx_bytes(mixed, o), Catch::Contains("ceil_mode rounds the output height up but not"));
+}
+
+TEST_CASE("a module of one's own that lists its children's steps exports", "[io][onnx][layers]") {
+  Generator gen(38);
+  nn::Sequential net{std::make_shared<test::ConvBnSiLU>(1, 4, gen), std::make_shared<nn::AdaptiveAvgPool2d>(1),
+                     std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(4, 3, true, gen)};
+  const OnnxModelView v = decode_onnx(io::to_onnx_bytes(net));
+  std::vector<std::string> ops;
+  for (const auto& n : v.nodes) ops.push_back(n.op_type);
+  CHECK(ops == std::vector<std::string>{"Conv", "Sigmoid", "Mul", "GlobalAveragePool", "Flatten", "Gemm"});
+  // No bias on the conv: the folded one is the batch norm's shift.
+  CHECK(v.nodes[0].inputs == std::vector<std::string>{"input", "0.conv.weight_folded", "0.conv.bias_folded"});
+  CHECK(v.nodes[1].name == "0.silu/Sigmoid");
+  CHECK(v.outputs.at(0).dims == std::vector<std::string>{"N", "3"});
 }

@@ -20,10 +20,12 @@
 #include "ember/nn/evaluate.hpp"
 #include "ember/nn/layers.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/nn/normalization.hpp"
 #include "ember/nn/pooling.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/linear.hpp"
+#include "support/layer_zoo.hpp"
 #include "support/matchers.hpp"
 #include "ember/ops/pool.hpp"
 #include "ember/ops/reduce.hpp"
@@ -522,7 +524,7 @@ TEST_CASE("evaluate() checks the model's scores against the batch and the classe
                       Catch::Contains("shape [5, 10] for a batch of 4 images"));
 }
 
-TEST_CASE("AvgPool2d and AdaptiveAvgPool2d: the functions, PyTorch's printed forms, refused by the exporter by name",
+TEST_CASE("AvgPool2d and AdaptiveAvgPool2d: the functions, PyTorch's printed forms, their steps",
           "[nn][pooling]") {
   using ember::nn::AdaptiveAvgPool2d;
   using ember::nn::AvgPool2d;
@@ -542,6 +544,114 @@ TEST_CASE("AvgPool2d and AdaptiveAvgPool2d: the functions, PyTorch's printed for
   CHECK(b.str() == "AvgPool2d(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0))");
   CHECK(c.str() == "AdaptiveAvgPool2d(output_size=(2, 3))");
 
-  ember::nn::Sequential net{std::make_shared<ember::nn::ReLU>(), std::make_shared<AvgPool2d>(2)};
-  CHECK_THROWS_MATCHES(net.steps(), ember::Error, ember::test::ErrorContains({"AvgPool2d", "cannot be exported"}));
+  ember::nn::Sequential net{std::make_shared<ember::nn::ReLU>(), std::make_shared<AvgPool2d>(3, 2, 1, true, false),
+                            std::make_shared<AdaptiveAvgPool2d>(ember::Size2{2, 1})};
+  const auto steps = net.steps();
+  REQUIRE(steps.size() == 3);
+  CHECK(steps[1].op == ember::nn::Step::Op::avg_pool2d);
+  CHECK(steps[1].pool.kh == 3);
+  CHECK(steps[1].pool.sw == 2);
+  CHECK(steps[1].pool.pw == 1);
+  CHECK(steps[1].pool.ceil_mode);
+  CHECK_FALSE(steps[1].pool.count_include_pad);
+  CHECK(steps[2].op == ember::nn::Step::Op::adaptive_avg_pool2d);
+  CHECK(steps[2].pool.out_h == 2);
+  CHECK(steps[2].pool.out_w == 1);
+  CHECK(ember::nn::run_steps(steps, x).to_vector() == net.forward(x).to_vector());
+}
+
+TEST_CASE("every layer lists its steps, and the steps compute the eval forward exactly", "[nn][steps]") {
+  using ember::nn::Step;
+  Generator gen(21);
+  const auto model = ember::test::every_layer_model(gen);
+  const ember::Tensor<float> x = ember::Tensor<float>::randn({3, 3, 12, 12}, gen);
+  const auto steps = model->steps();
+  REQUIRE(steps.size() == model->size());
+  const std::vector<Step::Op> ops{
+      Step::Op::conv2d,     Step::Op::batch_norm, Step::Op::gelu,    Step::Op::avg_pool2d, Step::Op::conv2d,
+      Step::Op::batch_norm, Step::Op::leaky_relu, Step::Op::max_pool2d, Step::Op::avg_pool2d,
+      Step::Op::batch_norm, Step::Op::elu,        Step::Op::softmax, Step::Op::silu,       Step::Op::tanh,
+      Step::Op::adaptive_avg_pool2d, Step::Op::sigmoid, Step::Op::gelu, Step::Op::adaptive_avg_pool2d,
+      Step::Op::flatten,    Step::Op::linear,     Step::Op::batch_norm, Step::Op::relu,    Step::Op::dropout,
+      Step::Op::linear,     Step::Op::log_softmax};
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    INFO("step " << i);
+    CHECK(steps[i].op == ops[i]);
+    CHECK(steps[i].name == std::to_string(i));
+    CHECK(steps[i].layer == (*model)[i].get());
+  }
+  CHECK(steps[6].alpha == 0.2);
+  CHECK(steps[10].alpha == 0.7);
+  CHECK_FALSE(steps[2].approximate_tanh);
+  CHECK(steps[16].approximate_tanh);
+  CHECK(steps[11].dim == 1);
+  CHECK(steps[24].dim == -1);
+  CHECK(steps[1].eps == 1e-5);
+  CHECK(steps[1].running_var.data() == dynamic_cast<const ember::nn::BatchNorm2d&>(*(*model)[1]).running_var.data());
+  // Each step alone, then the whole list, against the layers' eval forward: bit for bit.
+  ember::Tensor<float> h = x;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    INFO("step " << i << " (" << ember::nn::op_name(steps[i].op) << ")");
+    const ember::Tensor<float> want = (*model)[i]->forward(h);
+    CHECK(ember::nn::run_step(steps[i], h).to_vector() == want.to_vector());
+    h = want;
+  }
+  CHECK(ember::nn::run_steps(steps, x).to_vector() == model->forward(x).to_vector());
+}
+
+TEST_CASE("fold_batch_norm folds a batch norm into the conv2d or linear right before it", "[nn][steps]") {
+  using ember::nn::Step;
+  Generator gen(22);
+  const auto model = ember::test::every_layer_model(gen);
+  const auto steps = model->steps();
+  const auto folded = ember::nn::fold_batch_norm(steps);
+  // 0+1, 4+5 and 19+20 fold; 9 follows a pooling and stays.
+  REQUIRE(folded.size() == steps.size() - 3);
+  CHECK(folded[0].name == "0");
+  CHECK(folded[0].folded == "1");
+  CHECK(folded[3].name == "4");
+  CHECK(folded[3].folded == "5");
+  CHECK(folded[7].op == Step::Op::batch_norm);
+  CHECK(folded[7].name == "9");
+  CHECK(folded[17].name == "19");
+  CHECK(folded[17].folded == "20");
+  CHECK(folded[17].op == Step::Op::linear);
+  CHECK(folded[18].op == Step::Op::relu);
+
+  // The formula, for one output channel of the first conv.
+  const auto& conv = dynamic_cast<const ember::nn::Conv2d&>(*(*model)[0]);
+  const auto& bn = dynamic_cast<const ember::nn::BatchNorm2d&>(*(*model)[1]);
+  const double a = bn.weight.to_vector()[2] / std::sqrt(static_cast<double>(bn.running_var.to_vector()[2]) + 1e-5);
+  CHECK(folded[0].weight.to_vector()[2 * 27 + 5] == Approx(conv.weight.to_vector()[2 * 27 + 5] * a).epsilon(1e-6));
+  CHECK(folded[0].bias.to_vector()[2] ==
+        Approx((conv.bias.to_vector()[2] - bn.running_mean.to_vector()[2]) * a + bn.bias.to_vector()[2]).epsilon(1e-6));
+  // The model's own tensors are untouched.
+  CHECK(steps[0].weight.data() == conv.weight.data());
+
+  // Folded and unfolded compute the same up to float rounding, on every sample.
+  const ember::Tensor<float> x = ember::Tensor<float>::randn({4, 3, 12, 12}, gen);
+  const std::vector<float> want = model->forward(x).to_vector(), got = ember::nn::run_steps(folded, x).to_vector();
+  REQUIRE(got.size() == want.size());
+  float diff = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) diff = std::max(diff, std::fabs(got[i] - want[i]));
+  INFO("max |folded - unfolded| = " << diff);
+  CHECK(diff < 1e-5f);
+
+  // Not folded: a batch norm first, or after anything but conv2d / linear, or of other width.
+  ember::nn::Sequential other{std::make_shared<ember::nn::BatchNorm1d>(4), std::make_shared<Linear>(4, 3),
+                              std::make_shared<ember::nn::ReLU>(), std::make_shared<ember::nn::BatchNorm1d>(3)};
+  CHECK(ember::nn::fold_batch_norm(other.steps()).size() == 4);
+}
+
+TEST_CASE("what cannot be listed as steps is refused, naming the layer", "[nn][steps]") {
+  struct Custom : ember::nn::Module {
+    Custom() : ember::nn::Module("Custom") {}
+  };
+  ember::nn::Sequential seq{std::make_shared<ember::nn::ReLU>(), std::make_shared<Custom>()};
+  REQUIRE_THROWS_WITH(seq.steps(), Catch::Contains("Custom does not list its forward as steps") &&
+                                       Catch::Contains("(it is '1' in the model)"));
+  ember::nn::Sequential bn{std::make_shared<Linear>(4, 3),
+                           std::make_shared<ember::nn::BatchNorm1d>(3, 1e-5, 0.1, true, false)};
+  REQUIRE_THROWS_WITH(bn.steps(), Catch::Contains("BatchNorm1d '1' (track_running_stats=False)") &&
+                                      Catch::Contains("cannot be exported or quantized"));
 }

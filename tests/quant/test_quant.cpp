@@ -21,9 +21,13 @@
 #include "ember/io/state_dict.hpp"
 #include "ember/models/mnist_net.hpp"
 #include "ember/nn/layers.hpp"
+#include "ember/nn/normalization.hpp"
+#include "ember/nn/pooling.hpp"
+#include "ember/ops/batch_norm.hpp"
 #include "ember/quant/int8_gemm.hpp"
 #include "ember/quant/quantize.hpp"
 #include "ember/quant/serialize.hpp"
+#include "support/layer_zoo.hpp"
 #include "support/tmp.hpp"
 
 namespace {
@@ -329,8 +333,8 @@ TEST_CASE("int8 models save and load bit for bit, about 4x smaller than float", 
     io::SafetensorsFile f = good;
     f.metadata["steps"] = "conv2d:conv1:1,8,3,1,0;relu:relu";
     fails(f, "expected 6 arguments, got 5");
-    f.metadata["steps"] = "softmax:s";
-    fails(f, "unknown step 'softmax'");
+    f.metadata["steps"] = "hardswish:s";
+    fails(f, "unknown step 'hardswish'");
   }
   SECTION("layers that do not fit together") {
     io::SafetensorsFile f = good;
@@ -350,8 +354,8 @@ TEST_CASE("int8 models save and load bit for bit, about 4x smaller than float", 
   }
   SECTION("a newer version") {
     io::SafetensorsFile f = good;
-    f.metadata["version"] = "2";
-    fails(f, "version 2 is newer");
+    f.metadata["version"] = "3";
+    fails(f, "version 3 is newer");
   }
   SECTION("a truncated file") {
     const std::string path = (dir / "cut.safetensors").string();
@@ -417,7 +421,7 @@ TEST_CASE("int8 model files: metadata sizes are bounded, products overflow-check
     REQUIRE_THROWS_WITH(load_edited("steps", fc2, fc2 + ";" + fc2),
                         Contains("layer 'fc2' appears twice in the steps"));
     REQUIRE_THROWS_WITH(load_edited("version", "1", "0"),
-                        Contains("version \"0\" is invalid (this ember reads version 1)"));
+                        Contains("version \"0\" is invalid (this ember reads versions 1 and 2)"));
     REQUIRE_THROWS_WITH(load_edited("version", "1", "one"), Contains("version \"one\" is invalid"));
     REQUIRE_THROWS_WITH(load_edited("version", "1", "-1"), Contains("version \"-1\" is invalid"));
     REQUIRE_THROWS_WITH(load_edited("version", "1", "12"), Contains("version 12 is newer"));
@@ -455,4 +459,181 @@ TEST_CASE("int8 model files: metadata sizes are bounded, products overflow-check
         Contains("input 1 x 1 with padding 0 x 0 is smaller than the kernel 3 x 3"));
     CHECK(q.largest_sample_buffer() == 24 * 24 * 36);  // conv2's patches: (24 * 24, 4 * 3 * 3)
   }
+}
+
+namespace {
+
+// Conv2d, BatchNorm2d (folded), GELU (in float), AvgPool2d (float, then on codes), a batch norm
+// after a pooling (in float), AdaptiveAvgPool2d (on codes), Flatten, Linear, LogSoftmax:
+// input (N, 3, 16, 16).
+std::shared_ptr<nn::Sequential> bn_gelu_pool_model(Generator& gen) {
+  auto bn = [&](std::int64_t c) {
+    auto m = std::make_shared<nn::BatchNorm2d>(c);
+    test::randomize_batch_norm(*m, gen);
+    return m;
+  };
+  auto net = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+      std::make_shared<nn::Conv2d>(3, 8, 3, Conv2dOptions{.padding = 1}, true, gen), bn(8),
+      std::make_shared<nn::GELU>(), std::make_shared<nn::AvgPool2d>(2), bn(8),
+      std::make_shared<nn::Conv2d>(8, 16, 3, Conv2dOptions{.padding = 1}, true, gen), bn(16),
+      std::make_shared<nn::ReLU>(), std::make_shared<nn::AvgPool2d>(3, 2, 1, true, false),
+      std::make_shared<nn::AdaptiveAvgPool2d>(1), std::make_shared<nn::Flatten>(),
+      std::make_shared<nn::Linear>(16, 10, true, gen), std::make_shared<nn::LogSoftmax>(1)});
+  net->eval();
+  return net;
+}
+
+// Codes of q, dequantized, as the int8 model holds them between layers.
+Tensor<float> fq(const Tensor<float>& x, quant::QParams q) { return fake_quant(x, q); }
+
+}  // namespace
+
+TEST_CASE("a Sequential with BatchNorm2d, GELU, AvgPool2d and AdaptiveAvgPool2d quantizes and round-trips",
+          "[quant][layers]") {
+  using Op = nn::Step::Op;
+  Generator gen(23);
+  const auto net = bn_gelu_pool_model(gen);
+  std::vector<Tensor<float>> calib;
+  for (int b = 0; b < 4; ++b) calib.push_back(Tensor<float>::randn({16, 3, 16, 16}, gen));
+  const quant::QuantizedModel q = quant::quantize(*net, calib);
+  const auto& L = q.layers();
+  // The two batch norms after a conv2d are folded; the one after the pooling runs in float.
+  REQUIRE(L.size() == 11);
+  const std::vector<Op> ops{Op::conv2d, Op::gelu, Op::avg_pool2d, Op::batch_norm, Op::conv2d, Op::relu,
+                            Op::avg_pool2d, Op::adaptive_avg_pool2d, Op::flatten, Op::linear, Op::log_softmax};
+  for (std::size_t i = 0; i < L.size(); ++i) CHECK(L[i].op == ops[i]);
+  CHECK(L[0].name == "0");
+  CHECK(L[3].name == "4");
+  CHECK(L[6].input.zero_point == 0);  // the pooling after the ReLU: codes of [0, max]
+  CHECK(L[6].pool.ceil_mode);
+  CHECK_FALSE(L[6].pool.count_include_pad);
+  CHECK(L[7].pool.out_h == 1);
+
+  // The same computation in float on the int8 model's own numbers: each conv2d / linear sees
+  // its input as codes and its dequantized weights, the ReLU'd conv writes codes of the
+  // pooling's input parameters, each pooling averages those codes and writes codes of the next
+  // layer's input parameters; GELU, the first pooling (of float activations) and the
+  // unfolded batch norm run in float.
+  const Tensor<float> x = Tensor<float>::randn({8, 3, 16, 16}, gen);
+  const auto& bn4 = dynamic_cast<const nn::BatchNorm2d&>(*(*net)[4]);
+  const Tensor<float> w0 = dequantized_weight(L[0], {8, 3, 3, 3}), w4 = dequantized_weight(L[4], {16, 8, 3, 3});
+  const Tensor<float> w9 = dequantized_weight(L[9], {10, 16});
+  auto vec = [](const std::vector<float>& v) { return Tensor<float>::from_vector(v, {static_cast<std::int64_t>(v.size())}); };
+  Tensor<float> h = conv2d(fq(x, L[0].input), w0, vec(L[0].bias), {.padding = 1});
+  h = avg_pool2d(gelu(h), 2);
+  h = batch_norm(h, bn4.running_mean, bn4.running_var, bn4.weight, bn4.bias, false, 0.1, 1e-5);
+  h = fq(relu(conv2d(fq(h, L[4].input), w4, vec(L[4].bias), {.padding = 1})), L[6].input);
+  h = fq(avg_pool2d(h, 3, 2, 1, true, false), L[7].input);
+  h = fq(adaptive_avg_pool2d(h, 1), L[9].input).flatten(1);
+  h = log_softmax(linear(h, w9, vec(L[9].bias)), 1);
+  const Tensor<float> got = q(x), want_float = net->forward(x);
+  // Equal up to a code that rounds the other way now and then (sums in another order).
+  const float vs_reference = max_abs_diff(got, h), vs_float = max_abs_diff(got, want_float);
+  INFO("max |int8 - reference| = " << vs_reference << ", max |int8 - float| = " << vs_float);
+  CHECK(vs_reference < 0.02f);
+  CHECK(argmax(got, 1).to_vector() == argmax(h, 1).to_vector());
+  // Against the float model (about 2e-3 apart here): the int8 model rounds each conv2d input,
+  // each pooling's input and the linear's input to 7-bit codes, half a step (1/254 of the
+  // calibrated range) at most each, and its weights to 8 bits; on these log-probabilities of
+  // magnitude ~2.5 that stays well inside 0.02, and the predictions agree.
+  CHECK(vs_float < 0.02f);
+  CHECK(argmax(got, 1).to_vector() == argmax(want_float, 1).to_vector());
+
+  // The file: version 2, every attribute back, the same output bits.
+  const auto dir = test::tmp_dir("quant_layers", true);
+  const std::string path = (dir / "int8.safetensors").string();
+  quant::save_quantized(q, path);
+  const io::SafetensorsFile file = io::load_safetensors(path);
+  CHECK(file.metadata.at("version") == "2");
+  CHECK(file.metadata.at("steps").find("avg_pool2d:8:3,3,2,2,1,1,1,0;adaptive_avg_pool2d:9:1,1") !=
+        std::string::npos);
+  CHECK(file.metadata.at("steps").find("gelu:2:0;avg_pool2d:3:2,2,2,2,0,0,0,1;batch_norm:4:8") != std::string::npos);
+  const quant::QuantizedModel back = quant::load_quantized(path);
+  REQUIRE(back.layers().size() == L.size());
+  for (std::size_t i = 0; i < L.size(); ++i) {
+    INFO("layer " << i);
+    CHECK(back.layers()[i].op == L[i].op);
+    CHECK(back.layers()[i].input.scale == L[i].input.scale);
+    CHECK(back.layers()[i].input.zero_point == L[i].input.zero_point);
+    CHECK(back.layers()[i].weight_scale == L[i].weight_scale);
+    CHECK(back.layers()[i].bias == L[i].bias);
+    CHECK(back.layers()[i].pool.ceil_mode == L[i].pool.ceil_mode);
+  }
+  CHECK(back(x).to_vector() == got.to_vector());
+
+  // Corrupt files give errors naming the file and the step.
+  const auto fails = [&](const std::string& from, const std::string& to, const std::string& message,
+                         const std::string& key = "steps") {
+    io::SafetensorsFile f = file;
+    std::string& v = f.metadata.at(key);
+    const std::size_t at = v.find(from);
+    REQUIRE(at != std::string::npos);
+    v.replace(at, from.size(), to);
+    const std::string bad = (dir / "bad.safetensors").string();
+    io::save_safetensors(bad, f);
+    REQUIRE_THROWS_WITH(quant::load_quantized(bad), Catch::Contains(message) && Catch::Contains("bad.safetensors"));
+  };
+  fails("avg_pool2d:8:3,3,2,2,1,1,1,0", "avg_pool2d:8:3,3,2,2,1,1,2,0", "ceil_mode and count_include_pad must be 0 or 1");
+  fails("avg_pool2d:8:3,3,2,2,1,1,1,0", "avg_pool2d:8:3,3,2,2,2,1,1,0", "padding height 2 is out of range [0, 1]");
+  fails("adaptive_avg_pool2d:9:1,1", "adaptive_avg_pool2d:9:0,1", "output height 0 is out of range");
+  fails("gelu:2:0", "gelu:2:2", "gelu's argument is 0 (exact) or 1 (tanh)");
+  fails("gelu:2:0", "gelu:2", "expected 1 arguments, got 0");
+  fails("batch_norm:4:8", "batch_norm:4:9", "tensor '4.weight_scale' has shape [8], expected [9]");
+  fails("2", "1", "step 'gelu:2:0': needs version 2 of the format", "version");
+  fails("2", "3", "version 3 is newer than this ember reads (1 and 2)", "version");
+  {
+    io::SafetensorsFile f = file;
+    f.tensors.erase("8.input_scale");
+    const std::string bad = (dir / "bad.safetensors").string();
+    io::save_safetensors(bad, f);
+    REQUIRE_THROWS_WITH(quant::load_quantized(bad), Catch::Contains("missing tensor '8.input_scale'"));
+  }
+}
+
+TEST_CASE("every activation quantizes: what has no int8 form runs in float between int8 layers", "[quant][layers]") {
+  Generator gen(29);
+  const auto net = test::every_layer_model(gen);
+  std::vector<Tensor<float>> calib{Tensor<float>::randn({16, 3, 12, 12}, gen)};
+  const quant::QuantizedModel q = quant::quantize(*net, calib);
+  CHECK(q.layers().size() == net->size() - 3);  // three batch norms folded
+  const Tensor<float> x = Tensor<float>::randn({6, 3, 12, 12}, gen);
+  const Tensor<float> got = q(x), want = net->forward(x);
+  INFO("max |int8 - float| = " << max_abs_diff(got, want));
+  CHECK(max_abs_diff(got, want) < 0.02f);  // about 6e-4 (see the test above for the bound)
+  // leaky_relu's and elu's alpha, softmax's dim and gelu's form survive the file exactly.
+  const quant::QuantizedModel back = quant::from_safetensors(quant::to_safetensors(q), "memory");
+  CHECK(back(x).to_vector() == got.to_vector());
+  CHECK(back.layers()[4].alpha == 0.2);
+  CHECK(back.layers()[8].alpha == 0.7);
+
+  // What the int8 model cannot lay out is refused, naming the layer.
+  nn::Sequential flat{std::make_shared<nn::Flatten>(2), std::make_shared<nn::ReLU>()};
+  REQUIRE_THROWS_WITH(quant::quantize(flat, {Tensor<float>::randn({2, 3, 4, 4}, gen)}),
+                      Catch::Contains("quantized layer '0' (flatten): only flatten(1) is supported"));
+  nn::Sequential over_batch{std::make_shared<nn::Linear>(4, 2), std::make_shared<nn::Softmax>(0)};
+  REQUIRE_THROWS_WITH(quant::quantize(over_batch, {Tensor<float>::randn({2, 4}, gen)}),
+                      Catch::Contains("quantized layer '1' (softmax): dim 0 is not a dimension of a sample of [2]"));
+  nn::Sequential untracked{std::make_shared<nn::BatchNorm2d>(3, 1e-5, 0.1, true, false)};
+  REQUIRE_THROWS_WITH(quant::quantize(untracked, {Tensor<float>::randn({2, 3, 4, 4}, gen)}),
+                      Catch::Contains("BatchNorm2d '0' (track_running_stats=False)"));
+}
+
+TEST_CASE("a module of one's own that lists its children's steps quantizes", "[quant][layers]") {
+  Generator gen(37);
+  nn::Sequential net{std::make_shared<test::ConvBnSiLU>(1, 4, gen), std::make_shared<nn::MaxPool2d>(2),
+                     std::make_shared<test::ConvBnSiLU>(4, 6, gen), std::make_shared<nn::AdaptiveAvgPool2d>(3),
+                     std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(54, 10, true, gen)};
+  net.eval();
+  const auto steps = net.steps();
+  REQUIRE(steps.size() == 10);
+  CHECK(steps[0].name == "0.conv");
+  CHECK(steps[2].name == "0.silu");
+  const Tensor<float> x = Tensor<float>::randn({5, 1, 14, 14}, gen);
+  CHECK(nn::run_steps(steps, x).to_vector() == net.forward(x).to_vector());
+  const quant::QuantizedModel q = quant::quantize(net, {Tensor<float>::randn({16, 1, 14, 14}, gen)});
+  CHECK(q.layers().size() == 8);  // both batch norms folded
+  CHECK(q.layers()[0].name == "0.conv");
+  CHECK(max_abs_diff(q(x), net.forward(x)) < 0.05f);  // logits this time, of magnitude ~1
+  const quant::QuantizedModel back = quant::from_safetensors(quant::to_safetensors(q), "memory");
+  CHECK(back(x).to_vector() == q(x).to_vector());
 }

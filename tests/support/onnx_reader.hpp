@@ -147,9 +147,10 @@ class ProtoMessage {
 
 struct OnnxAttribute {
   std::string name;
-  std::int64_t type = 0;  // AttributeType: 1 FLOAT, 2 INT, 7 INTS
+  std::int64_t type = 0;  // AttributeType: 1 FLOAT, 2 INT, 3 STRING, 7 INTS
   std::int64_t i = 0;
   float f = 0;
+  std::string s;
   std::vector<std::int64_t> ints;
 };
 
@@ -234,6 +235,7 @@ inline OnnxModelView decode_onnx(std::span<const std::byte> bytes) {
       attr.type = a.integer(20);
       if (a.has(2)) attr.f = a.real32(2);
       if (a.has(3)) attr.i = a.integer(3);
+      if (a.has(4)) attr.s = a.str(4);
       attr.ints = a.integers(8);
       node.attributes.push_back(attr);
     }

@@ -12,6 +12,7 @@
 
 #include "ember/nn/init.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/nn/steps.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/dropout.hpp"
@@ -19,11 +20,6 @@
 #include "ember/ops/pool.hpp"
 
 namespace ember::nn {
-
-// "conv1." -> "conv1": a layer's step name is its state_dict prefix.
-inline std::string step_name(const std::string& prefix) {
-  return !prefix.empty() && prefix.back() == '.' ? prefix.substr(0, prefix.size() - 1) : prefix;
-}
 
 class Conv2d : public Module {
  public:
@@ -42,14 +38,21 @@ class Conv2d : public Module {
   }
   Tensor forward(const Tensor& x) override { return conv2d(x, weight, bias, opt_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::conv2d, .name = step_name(prefix), .layer = this}};
+    return {{.op = Step::Op::conv2d, .name = step_name(prefix), .layer = this, .kernel = kernel_,
+             .stride = opt_.stride, .padding = opt_.padding, .dilation = opt_.dilation,
+             .weight = weight, .bias = bias}};
   }
   [[nodiscard]] std::int64_t in_channels() const { return in_; }
   [[nodiscard]] std::int64_t out_channels() const { return out_; }
   [[nodiscard]] std::int64_t kernel_size() const { return kernel_; }
   [[nodiscard]] const Conv2dOptions& options() const { return opt_; }
   [[nodiscard]] std::string extra_repr() const override {
-    auto pair = [](std::int64_t v) { return "(" + std::to_string(v) + ", " + std::to_string(v) + ")"; };
+    auto pair = [](std::int64_t v) {  // appended piece by piece: g++ 12's -Wrestrict misfires on "(" + str
+      const std::string n = std::to_string(v);
+      std::string p = "(";
+      p.append(n).append(", ").append(n).append(")");
+      return p;
+    };
     std::string s = std::to_string(in_) + ", " + std::to_string(out_) + ", kernel_size=" +
                     pair(kernel_) + ", stride=" + pair(opt_.stride);
     if (opt_.padding != 0) s += ", padding=" + pair(opt_.padding);
@@ -81,7 +84,8 @@ class Linear : public Module {
   }
   Tensor forward(const Tensor& x) override { return linear(x, weight, bias); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::linear, .name = step_name(prefix), .layer = this}};
+    return {{.op = Step::Op::linear, .name = step_name(prefix), .layer = this, .weight = weight,
+             .bias = bias}};
   }
   [[nodiscard]] std::int64_t in_features() const { return in_; }
   [[nodiscard]] std::int64_t out_features() const { return out_; }
@@ -104,7 +108,7 @@ class Dropout : public Module {
   }
   Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), *gen_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::dropout, .name = step_name(prefix)}};
+    return {{.op = Step::Op::dropout, .name = step_name(prefix), .layer = this}};
   }
   [[nodiscard]] double p() const { return p_; }
   [[nodiscard]] std::string extra_repr() const override { return "p=" + fmt(p_) + ", inplace=False"; }
@@ -128,7 +132,7 @@ class Dropout2d : public Module {
   }
   Tensor forward(const Tensor& x) override { return dropout2d(x, p_, is_training(), *gen_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::dropout, .name = step_name(prefix)}};
+    return {{.op = Step::Op::dropout, .name = step_name(prefix), .layer = this}};
   }
   [[nodiscard]] double p() const { return p_; }
   [[nodiscard]] std::string extra_repr() const override {
@@ -145,7 +149,7 @@ class ReLU : public Module {
   ReLU() : Module("ReLU") {}
   Tensor forward(const Tensor& x) override { return relu(x); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::relu, .name = step_name(prefix)}};
+    return {{.op = Step::Op::relu, .name = step_name(prefix), .layer = this}};
   }
 };
 
@@ -155,7 +159,8 @@ class MaxPool2d : public Module {
       : Module("MaxPool2d"), kernel_(kernel), stride_(stride == 0 ? kernel : stride), padding_(padding) {}
   Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::max_pool2d, .name = step_name(prefix), .kernel = kernel_, .stride = stride_,
+    return {{.op = Step::Op::max_pool2d, .name = step_name(prefix), .layer = this, .kernel = kernel_,
+             .stride = stride_,
              .padding = padding_}};
   }
   [[nodiscard]] std::string extra_repr() const override {
@@ -175,7 +180,7 @@ class Flatten : public Module {
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
     EMBER_CHECK(end_ == -1, "Flatten(start_dim=", start_, ", end_dim=", end_,
                 "): only end_dim -1 can be listed as a step");
-    return {{.op = Step::Op::flatten, .name = step_name(prefix), .dim = start_}};
+    return {{.op = Step::Op::flatten, .name = step_name(prefix), .layer = this, .dim = start_}};
   }
   [[nodiscard]] std::string extra_repr() const override {
     return "start_dim=" + std::to_string(start_) + ", end_dim=" + std::to_string(end_);
@@ -190,7 +195,7 @@ class LogSoftmax : public Module {
   explicit LogSoftmax(std::int64_t dim = 1) : Module("LogSoftmax"), dim_(dim) {}
   Tensor forward(const Tensor& x) override { return log_softmax(x, dim_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::log_softmax, .name = step_name(prefix), .dim = dim_}};
+    return {{.op = Step::Op::log_softmax, .name = step_name(prefix), .layer = this, .dim = dim_}};
   }
   [[nodiscard]] std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
 
@@ -198,8 +203,8 @@ class LogSoftmax : public Module {
   std::int64_t dim_;
 };
 
-// The activations of ops/activation.hpp as modules, printed as PyTorch prints them. They list
-// no steps (Module::list_steps refuses), so a model using them cannot be exported or quantized.
+// The activations of ops/activation.hpp as modules, printed as PyTorch prints them, each listing
+// its step.
 namespace detail {
 // A double as Python's repr prints it: 0.01, 1.0, 1e-05.
 inline std::string py_float(double v) {
@@ -215,12 +220,18 @@ class Sigmoid : public Module {
  public:
   Sigmoid() : Module("Sigmoid") {}
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::sigmoid, .name = step_name(prefix), .layer = this}};
+  }
 };
 
 class Tanh : public Module {
  public:
   Tanh() : Module("Tanh") {}
   Tensor forward(const Tensor& x) override { return ember::tanh(x); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::tanh, .name = step_name(prefix), .layer = this}};
+  }
 };
 
 class GELU : public Module {
@@ -230,6 +241,11 @@ class GELU : public Module {
                 "GELU: approximate must be 'none' or 'tanh', got '", approximate_, "'");
   }
   Tensor forward(const Tensor& x) override { return gelu(x, approximate_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::gelu, .name = step_name(prefix), .layer = this,
+             .approximate_tanh = approximate_ == "tanh"}};
+  }
+  [[nodiscard]] const std::string& approximate() const { return approximate_; }
   [[nodiscard]] std::string extra_repr() const override { return "approximate='" + approximate_ + "'"; }
 
  private:
@@ -240,6 +256,9 @@ class LeakyReLU : public Module {
  public:
   explicit LeakyReLU(double negative_slope = 0.01) : Module("LeakyReLU"), slope_(negative_slope) {}
   Tensor forward(const Tensor& x) override { return leaky_relu(x, slope_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::leaky_relu, .name = step_name(prefix), .layer = this, .alpha = slope_}};
+  }
   [[nodiscard]] std::string extra_repr() const override {
     return "negative_slope=" + detail::py_float(slope_);
   }
@@ -252,6 +271,9 @@ class ELU : public Module {
  public:
   explicit ELU(double alpha = 1.0) : Module("ELU"), alpha_(alpha) {}
   Tensor forward(const Tensor& x) override { return elu(x, alpha_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::elu, .name = step_name(prefix), .layer = this, .alpha = alpha_}};
+  }
   [[nodiscard]] std::string extra_repr() const override { return "alpha=" + detail::py_float(alpha_); }
 
  private:
@@ -262,12 +284,18 @@ class SiLU : public Module {
  public:
   SiLU() : Module("SiLU") {}
   Tensor forward(const Tensor& x) override { return silu(x); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::silu, .name = step_name(prefix), .layer = this}};
+  }
 };
 
 class Softmax : public Module {
  public:
   explicit Softmax(std::int64_t dim) : Module("Softmax"), dim_(dim) {}
   Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::softmax, .name = step_name(prefix), .layer = this, .dim = dim_}};
+  }
   [[nodiscard]] std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
 
  private:
@@ -301,37 +329,5 @@ class Sequential : public Module {
     return named_children()[i].second;
   }
 };
-
-// Runs a step list in eval mode (dropout is the identity): what an exporter or a quantizer
-// takes the model to compute. For a model that lists its steps, run_steps(m.steps(), x) equals
-// m.forward(x) after m.eval(). observe(i, h), when given, sees the input of every step i.
-inline Tensor run_steps(const std::vector<Step>& steps, const Tensor& x,
-                        const std::function<void(std::size_t, const Tensor&)>& observe = {}) {
-  Tensor h = x;
-  for (std::size_t i = 0; i < steps.size(); ++i) {
-    const Step& s = steps[i];
-    if (observe) observe(i, h);
-    switch (s.op) {
-      case Step::Op::conv2d: {
-        const auto* conv = dynamic_cast<const Conv2d*>(s.layer);
-        EMBER_CHECK(conv != nullptr, "step '", s.name, "': conv2d without its Conv2d layer");
-        h = conv2d(h, conv->weight, conv->bias, conv->options());
-        break;
-      }
-      case Step::Op::linear: {
-        const auto* lin = dynamic_cast<const Linear*>(s.layer);
-        EMBER_CHECK(lin != nullptr, "step '", s.name, "': linear without its Linear layer");
-        h = linear(h, lin->weight, lin->bias);
-        break;
-      }
-      case Step::Op::relu: h = relu(h); break;
-      case Step::Op::max_pool2d: h = max_pool2d(h, s.kernel, s.stride, s.padding); break;
-      case Step::Op::flatten: h = h.flatten(s.dim); break;
-      case Step::Op::log_softmax: h = log_softmax(h, s.dim); break;
-      case Step::Op::dropout: break;
-    }
-  }
-  return h;
-}
 
 }  // namespace ember::nn

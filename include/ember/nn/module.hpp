@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/backend/params.hpp"
 #include "ember/core/tensor.hpp"
 
 namespace ember::nn {
@@ -26,13 +27,37 @@ class Module;
 // One step of a feed-forward model's inference computation. A model that lists its forward as
 // steps (Module::steps) can be exported (io/onnx.hpp) and quantized (quant/) without tracing:
 // the list says in order what forward() computes in eval mode.
+//
+// A step carries everything it computes with (the tensors of conv2d, linear and batch_norm,
+// the attributes of the others), so a pass over a step list (fold_batch_norm in
+// nn/steps.hpp) can rewrite steps without the layers. Adding a layer: its op here, in op_name
+// and kAllStepOps, its case in run_step (nn/steps.hpp), and its node(s) in the ONNX exporter;
+// the int8 model runs any op it has no int8 form for in float (quant/quantize.hpp), and its
+// file format writes the op's attributes (quant/serialize.hpp; the compiler points at each
+// switch that lacks the new op).
 struct Step {
-  enum class Op { conv2d, linear, relu, max_pool2d, flatten, log_softmax, dropout };
+  enum class Op {
+    conv2d, linear, relu, max_pool2d, flatten, log_softmax, dropout,  // version 1 of the int8 file
+    batch_norm, avg_pool2d, adaptive_avg_pool2d, sigmoid, tanh, gelu, leaky_relu, elu, silu,
+    softmax
+  };
   Op op;
   std::string name;                // the layer's state_dict prefix ("conv1"), or a made-up one
-  const Module* layer = nullptr;   // the nn::Conv2d or nn::Linear holding the parameters
-  std::int64_t kernel = 0, stride = 0, padding = 0;  // max_pool2d
-  std::int64_t dim = 1;            // flatten: start_dim (end_dim is -1); log_softmax: dim
+  const Module* layer = nullptr;   // the module that listed the step (its type names it in errors)
+  std::int64_t kernel = 0, stride = 0, padding = 0;  // max_pool2d; conv2d (square kernel)
+  std::int64_t dilation = 1;       // conv2d
+  std::int64_t dim = 1;            // flatten: start_dim (end_dim is -1); softmax, log_softmax: dim
+  // conv2d: weight (K, C, R, R), bias (K) or undefined; linear: weight (out, in), bias (out) or
+  // undefined; batch_norm: weight (gamma) and bias (beta) of (C), undefined when not affine.
+  Tensor weight{}, bias{};
+  Tensor running_mean{}, running_var{};  // batch_norm (C)
+  double eps = 1e-5;                        // batch_norm
+  double alpha = 0;                // leaky_relu: negative_slope; elu: alpha
+  bool approximate_tanh = false;   // gelu: approximate='tanh' (else the exact erf form)
+  // avg_pool2d: kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad; adaptive_avg_pool2d:
+  // out_h, out_w. planes, h and w are the input's, filled in where it is known.
+  Pool2dParams pool{};
+  std::string folded{};            // conv2d, linear: the batch_norm step folded into the weights
 };
 
 [[nodiscard]] inline const char* op_name(Step::Op op) {
@@ -44,9 +69,27 @@ struct Step {
     case Step::Op::flatten: return "flatten";
     case Step::Op::log_softmax: return "log_softmax";
     case Step::Op::dropout: return "dropout";
+    case Step::Op::batch_norm: return "batch_norm";
+    case Step::Op::avg_pool2d: return "avg_pool2d";
+    case Step::Op::adaptive_avg_pool2d: return "adaptive_avg_pool2d";
+    case Step::Op::sigmoid: return "sigmoid";
+    case Step::Op::tanh: return "tanh";
+    case Step::Op::gelu: return "gelu";
+    case Step::Op::leaky_relu: return "leaky_relu";
+    case Step::Op::elu: return "elu";
+    case Step::Op::silu: return "silu";
+    case Step::Op::softmax: return "softmax";
   }
   return "?";
 }
+
+// Every op, in declaration order (for parsers of op names).
+inline constexpr Step::Op kAllStepOps[] = {
+    Step::Op::conv2d,     Step::Op::linear,     Step::Op::relu,     Step::Op::max_pool2d,
+    Step::Op::flatten,    Step::Op::log_softmax, Step::Op::dropout, Step::Op::batch_norm,
+    Step::Op::avg_pool2d, Step::Op::adaptive_avg_pool2d, Step::Op::sigmoid, Step::Op::tanh,
+    Step::Op::gelu,       Step::Op::leaky_relu, Step::Op::elu,      Step::Op::silu,
+    Step::Op::softmax};
 
 class Module {
  public:
@@ -208,9 +251,10 @@ class Module {
  protected:
   // What steps() returns; the default says the module cannot be listed.
   [[nodiscard]] virtual std::vector<Step> list_steps(const std::string& prefix) const {
-    (void)prefix;
+    std::string where;
+    if (!prefix.empty()) where = " (it is '" + prefix.substr(0, prefix.size() - 1) + "' in the model)";
     throw Error(type_name_ + " does not list its forward as steps, so it cannot be exported or "
-                "quantized (Sequential, models::MnistNet and the built-in layers can)");
+                "quantized (Sequential, models::MnistNet and the built-in layers can)" + where);
   }
   void set_type_name(std::string n) { type_name_ = std::move(n); }
 

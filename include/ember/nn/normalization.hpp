@@ -12,8 +12,10 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "ember/nn/module.hpp"
+#include "ember/nn/steps.hpp"
 #include "ember/ops/batch_norm.hpp"
 
 namespace ember::nn {
@@ -39,6 +41,15 @@ class BatchNormBase : public Module {
     else s << "None";
     s << ", affine=" << (affine_ ? "True" : "False") << ", track_running_stats=" << (track_ ? "True" : "False");
     return s.str();
+  }
+  // Eval mode normalizes with the running statistics: one batch_norm step (folded into a conv2d
+  // or linear right before it by the exporters). Without running statistics eval mode uses each
+  // batch's own, which no inference graph of fixed weights computes: refused, naming the layer.
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    EMBER_CHECK(track_, type_name(), " '", step_name(prefix), "' (track_running_stats=False) normalizes "
+                "with each batch's own statistics in eval mode too, so it cannot be exported or quantized");
+    return {{.op = Step::Op::batch_norm, .name = step_name(prefix), .layer = this, .weight = weight,
+             .bias = bias, .running_mean = running_mean, .running_var = running_var, .eps = eps_}};
   }
   [[nodiscard]] std::int64_t num_features() const { return features_; }
   [[nodiscard]] double eps() const { return eps_; }

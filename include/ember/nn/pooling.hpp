@@ -1,11 +1,12 @@
 #pragma once
 // Average pooling modules: AvgPool2d and AdaptiveAvgPool2d, with PyTorch's names, defaults and
-// printed forms. Neither lists its forward as steps yet, so exporting or quantizing a model
-// that holds one is refused with an error naming the layer (nn::Module::list_steps).
+// printed forms, each listing its step.
 
 #include <string>
+#include <vector>
 
 #include "ember/nn/module.hpp"
+#include "ember/nn/steps.hpp"
 #include "ember/ops/pool.hpp"
 
 namespace ember::nn {
@@ -26,6 +27,11 @@ class AvgPool2d : public Module {
   Tensor forward(const Tensor& x) override {
     return avg_pool2d(x, kernel_, stride_, padding_, ceil_mode_, count_include_pad_);
   }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::avg_pool2d, .name = step_name(prefix), .layer = this,
+             .pool = {.kh = kernel_.h, .kw = kernel_.w, .sh = stride_.h, .sw = stride_.w, .ph = padding_.h,
+                      .pw = padding_.w, .ceil_mode = ceil_mode_, .count_include_pad = count_include_pad_}}};
+  }
   [[nodiscard]] std::string extra_repr() const override {
     return "kernel_size=" + detail::size2_repr(kernel_) + ", stride=" + detail::size2_repr(stride_) +
            ", padding=" + detail::size2_repr(padding_);
@@ -41,6 +47,10 @@ class AdaptiveAvgPool2d : public Module {
  public:
   explicit AdaptiveAvgPool2d(Size2 output_size) : Module("AdaptiveAvgPool2d"), out_(output_size) {}
   Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, out_); }
+  [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
+    return {{.op = Step::Op::adaptive_avg_pool2d, .name = step_name(prefix), .layer = this,
+             .pool = {.out_h = out_.h, .out_w = out_.w}}};
+  }
   [[nodiscard]] std::string extra_repr() const override {
     return "output_size=" + (out_.h == out_.w ? std::to_string(out_.h)
                                                : "(" + std::to_string(out_.h) + ", " + std::to_string(out_.w) + ")");

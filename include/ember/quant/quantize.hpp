@@ -12,10 +12,20 @@
 //   when the input is never negative, as after a ReLU). Why 7 bits: see int8_gemm.hpp.
 // - a layer's int32 sums go through one fused epilogue: zero-point correction, the two scales,
 //   the bias, a following ReLU, and rounding to the codes of the next layer's input, so
-//   activations stay 7-bit codes between layers (channels-last). Max-pooling and flattening work
-//   on the codes directly (both commute with a monotonic quantization); the weights of a linear
-//   layer after a flatten are permuted to the channels-last order. The last layer writes float,
-//   and what follows it (log_softmax) runs in float.
+//   activations stay 7-bit codes between layers (channels-last). Max-pooling, ReLU and
+//   flattening work on the codes directly (they commute with a monotonic quantization); the
+//   weights of a linear layer after a flatten are permuted to the channels-last order.
+// - average pooling (avg_pool2d, adaptive_avg_pool2d) on codes: its input has calibrated
+//   parameters of its own (averaging does not commute with clamping to a range); it sums the
+//   codes of each window in int32 and requantizes the mean to the next layer's codes (or writes
+//   float). On float activations it pools in float.
+// - batch norm: folded into the conv2d / linear before it (nn::fold_batch_norm); one after
+//   anything else runs in float as its per-channel affine map x * scale + shift.
+// - every other op (sigmoid, tanh, gelu, leaky_relu, elu, silu, softmax, log_softmax) has no
+//   int8 form and runs in float, as ONNX Runtime's QDQ models run an op without an int8 kernel:
+//   the layer before it writes float (dequantized in its epilogue), the op runs in float, and
+//   the next conv2d / linear quantizes its input with the parameters calibrated there.
+// A layer whose output is not read by another quantized layer writes float.
 
 #include <algorithm>
 #include <cmath>
@@ -32,6 +42,7 @@
 #include "ember/core/tensor.hpp"
 #include "ember/data/dataloader.hpp"
 #include "ember/nn/layers.hpp"
+#include "ember/nn/steps.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/pool.hpp"
 #include "ember/quant/int8_gemm.hpp"
@@ -89,13 +100,37 @@ struct QLayer {
   std::vector<float> weight_scale;  // one per output channel
   std::vector<float> bias;          // one per output channel (zeros when the layer had none)
   QParams input;                    // of the layer's input activations
-  // max_pool2d: kernel, stride, padding above; flatten (start dim) and log_softmax: dim
+  // max_pool2d: kernel, stride, padding above; flatten (start dim), softmax, log_softmax: dim
   std::int64_t dim = 1;
+  // avg_pool2d: kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad; adaptive_avg_pool2d:
+  // out_h, out_w (planes, h, w unused). Both also have `input`, their input's parameters.
+  Pool2dParams pool;
+  double alpha = 0;               // leaky_relu: negative_slope; elu: alpha
+  bool approximate_tanh = false;  // gelu
+  // batch_norm (one not folded, run in float): y = x * weight_scale[c] + bias[c], with in = out
+  // = the channel count.
 
   [[nodiscard]] bool has_weights() const { return op == nn::Step::Op::conv2d || op == nn::Step::Op::linear; }
+  // Whether the layer reads codes of its own calibrated parameters (`input`).
+  [[nodiscard]] bool has_input_qparams() const {
+    return has_weights() || op == nn::Step::Op::avg_pool2d || op == nn::Step::Op::adaptive_avg_pool2d;
+  }
   // in * kernel * kernel for conv2d (QuantizedModel checks that it fits an int64), in for linear
   [[nodiscard]] std::int64_t fan_in() const { return op == nn::Step::Op::conv2d ? in * kernel * kernel : in; }
 };
+
+// Ops that run on codes of any parameters unchanged (monotonic, or moving values only).
+[[nodiscard]] inline bool works_on_codes(nn::Step::Op op) {
+  using Op = nn::Step::Op;
+  return op == Op::relu || op == Op::max_pool2d || op == Op::flatten || op == Op::dropout;
+}
+
+// The float step a layer without an int8 form runs (its attributes; no tensors).
+[[nodiscard]] inline nn::Step float_step(const QLayer& l) {
+  return {.op = l.op, .name = l.name, .kernel = l.kernel, .stride = l.stride, .padding = l.padding,
+          .dilation = l.dilation, .dim = l.dim, .alpha = l.alpha, .approximate_tanh = l.approximate_tanh,
+          .pool = l.pool};
+}
 
 // Weights of one layer: per-output-channel symmetric int8.
 inline void quantize_weights(const Tensor<float>& w, QLayer& layer) {
@@ -156,7 +191,7 @@ class QuantizedModel {
   [[nodiscard]] Tensor<float> operator()(const Tensor<float>& x) const { return forward(x); }
 
  private:
-  // What prepare() works out for each layer with weights.
+  // What prepare() works out for each layer with input parameters (weights: packed).
   struct Plan {
     PackedWeights packed;
     std::vector<float> scale, bias;  // the epilogue's, per output column (np entries)
@@ -184,7 +219,7 @@ class QuantizedModel {
   std::vector<QLayer> layers_;
   std::vector<std::int64_t> input_shape_;
   std::map<std::string, std::string> info_;
-  std::vector<std::shared_ptr<const Plan>> plans_;  // per layer (null for layers without weights)
+  std::vector<std::shared_ptr<const Plan>> plans_;  // per layer (null without input parameters)
   std::vector<bool> skip_;                          // ReLUs fused into the layer before
   std::vector<std::vector<std::int64_t>> out_shapes_;  // per layer: one sample's output shape
   std::int64_t largest_sample_buffer_ = 0;
@@ -224,7 +259,25 @@ inline void QuantizedModel::prepare() {
   std::vector<std::int64_t> shape = input_shape_;  // per sample, PyTorch layout
   bool flat_codes_from_chw = false;                // whether codes would be (h, w, c) ordered here
   std::vector<std::int64_t> chw;
-  bool codes = false;  // whether activations are codes at this point
+  // Whether activations are codes at this point: this follows forward() step for step.
+  bool codes = false;
+  const auto check_qparams = [](const QParams& q, const std::string& where) {
+    EMBER_CHECK(std::isfinite(q.scale) && q.scale > 0 && q.zero_point >= 0 && q.zero_point <= kActMax,
+                where, ": bad input scale ", q.scale, " / zero point ", q.zero_point);
+  };
+  // Where layer i's output goes: codes for the next layer with input parameters when only ops
+  // working on codes lie between, else float.
+  const auto plan_output = [&](std::size_t i, Plan& plan) {
+    plan.float_output = true;
+    for (std::size_t t = i + 1; t < layers_.size(); ++t) {
+      if (layers_[t].has_input_qparams()) {
+        plan.float_output = false;
+        plan.out = layers_[t].input;
+        return;
+      }
+      if (!works_on_codes(layers_[t].op)) return;
+    }
+  };
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const QLayer& l = layers_[i];
     const std::string where = "quantized layer '" + ::ember::detail::clip_text(l.name, 80) + "' (" +
@@ -262,6 +315,27 @@ inline void QuantizedModel::prepare() {
         shape = {shape[0], g.p(), g.q()};
         break;
       }
+      case Op::avg_pool2d:
+      case Op::adaptive_avg_pool2d: {
+        EMBER_CHECK(shape.size() == 3, where, ": takes (C, H, W), gets ", shape_str(shape));
+        EMBER_CHECK((l.op == Op::adaptive_avg_pool2d) == (l.pool.out_h > 0 || l.pool.out_w > 0), where,
+                    ": output size ", l.pool.out_h, " x ", l.pool.out_w, " does not fit the op");
+        Pool2dParams g = l.pool;
+        g.planes = shape[0];
+        g.h = shape[1];
+        g.w = shape[2];
+        // bounded first, so that no product in Pool2dParams or the pooling overflows
+        constexpr std::int64_t lim = std::int64_t{1} << 24;
+        for (const std::int64_t v : {g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.out_h, g.out_w})
+          EMBER_CHECK(v <= lim, where, ": a pooling size of ", v, " is above 2^24");
+        EMBER_CHECK(detail::checked_product(g.h, g.w, where, "plane") <= lim, where, ": planes of ",
+                    g.h, " x ", g.w, " have more than 2^24 elements");
+        g.check(where);  // p() and q() >= 1 after it
+        check_qparams(l.input, where);
+        shape = {shape[0], g.p(), g.q()};
+        (void)detail::sample_numel(shape, where);
+        break;
+      }
       case Op::flatten: {
         EMBER_CHECK(l.dim == 1, where, ": only flatten(1) is supported");
         if (shape.size() == 3) {
@@ -271,8 +345,32 @@ inline void QuantizedModel::prepare() {
         shape = {detail::sample_numel(shape, where)};
         break;
       }
+      case Op::batch_norm:
+        EMBER_CHECK(shape[0] == l.in && l.out == l.in, where, ": normalizes ", l.in, " channels, gets ",
+                    shape_str(shape));
+        EMBER_CHECK(static_cast<std::int64_t>(l.weight_scale.size()) == l.in &&
+                        static_cast<std::int64_t>(l.bias.size()) == l.in,
+                    where, ": needs ", l.in, " scales and shifts");
+        for (std::size_t c = 0; c < l.bias.size(); ++c)
+          EMBER_CHECK(std::isfinite(l.weight_scale[c]) && std::isfinite(l.bias[c]), where, ": scale ",
+                      l.weight_scale[c], " or shift ", l.bias[c], " of channel ", c, " is not finite");
+        codes = false;
+        break;
       case Op::log_softmax:
-        EMBER_CHECK(shape.size() == 1 && l.dim == 1, where, ": only log_softmax over the features (dim 1)");
+      case Op::softmax: {
+        const auto rank = static_cast<std::int64_t>(shape.size()) + 1;  // with the batch
+        EMBER_CHECK(l.dim >= -rank && l.dim < rank && l.dim != 0 && l.dim != -rank, where, ": dim ", l.dim,
+                    " is not a dimension of a sample of ", shape_str(shape));
+        codes = false;
+        break;
+      }
+      case Op::sigmoid:
+      case Op::tanh:
+      case Op::gelu:
+      case Op::leaky_relu:
+      case Op::elu:
+      case Op::silu:
+        EMBER_CHECK(std::isfinite(l.alpha), where, ": alpha ", l.alpha, " is not finite");
         codes = false;
         break;
       case Op::relu:
@@ -280,6 +378,15 @@ inline void QuantizedModel::prepare() {
     }
     out_shapes_[i] = shape;
     largest_sample_buffer_ = std::max(largest_sample_buffer_, detail::sample_numel(shape, where));
+    if (l.op == Op::avg_pool2d || l.op == Op::adaptive_avg_pool2d) {
+      if (codes) {  // on codes: requantized to what comes next (else pooled in float)
+        auto plan = std::make_shared<Plan>();
+        plan_output(i, *plan);
+        codes = !plan->float_output;
+        plans_[i] = plan;
+      }
+      continue;
+    }
     if (!l.has_weights()) continue;
 
     // weights: checked, reordered to the order the layer's input codes come in, packed
@@ -295,9 +402,7 @@ inline void QuantizedModel::prepare() {
     EMBER_CHECK(static_cast<std::int64_t>(l.weight_scale.size()) == l.out &&
                     static_cast<std::int64_t>(l.bias.size()) == l.out,
                 where, ": needs ", l.out, " weight scales and biases");
-    EMBER_CHECK(std::isfinite(l.input.scale) && l.input.scale > 0 && l.input.zero_point >= 0 &&
-                    l.input.zero_point <= kActMax,
-                where, ": bad input scale ", l.input.scale, " / zero point ", l.input.zero_point);
+    check_qparams(l.input, where);
     for (std::int64_t o = 0; o < l.out; ++o) {
       const float s = l.weight_scale[static_cast<std::size_t>(o)], b = l.bias[static_cast<std::size_t>(o)];
       EMBER_CHECK(std::isfinite(s) && s > 0 && std::isfinite(b), where, ": bad scale ", s, " or bias ", b,
@@ -324,24 +429,15 @@ inline void QuantizedModel::prepare() {
       EMBER_CHECK(v >= -kWeightMax, where, ": weight ", int{v}, " outside [-127, 127]");
     auto plan = std::make_shared<Plan>();
     plan->packed = pack_weights(w.data(), l.out, k, k);
-    // the next step (dropout aside) a ReLU: fused; a later layer with weights reached through
-    // steps that work on codes: the output becomes its input codes
+    // the next step (dropout aside) a ReLU: fused; a later layer with input parameters reached
+    // through steps that work on codes: the output becomes its input codes
     std::size_t j = i + 1;
     while (j < layers_.size() && layers_[j].op == Op::dropout) ++j;
     if (j < layers_.size() && layers_[j].op == Op::relu) {
       plan->relu = true;
       skip_[j] = true;
     }
-    plan->float_output = true;
-    for (std::size_t t = i + 1; t < layers_.size(); ++t) {
-      const Op op = layers_[t].op;
-      if (layers_[t].has_weights()) {
-        plan->float_output = false;
-        plan->out = layers_[t].input;
-        break;
-      }
-      if (op == Op::log_softmax) break;
-    }
+    plan_output(i, *plan);
     const std::size_t np = static_cast<std::size_t>(plan->packed.np);
     plan->scale.assign(np, 0.0f);
     plan->bias.assign(np, 0.0f);
@@ -455,9 +551,56 @@ inline void pool_image(const QLayer& l, const std::uint8_t* in, std::int64_t C, 
     }
 }
 
+// One image's average pooling of channels-last codes (input parameters in_qp): each window's
+// codes summed exactly, the mean (padding counts as the value 0, code in_qp.zero_point)
+// dequantized, then written as float (out_f) or as codes of out_qp (out_q). g holds the
+// image's h and w; sums has C entries.
+inline void avg_pool_image(const Pool2dParams& g, const std::uint8_t* in, std::int64_t C, QParams in_qp,
+                           std::uint8_t* out_q, float* out_f, QParams out_qp, std::vector<std::int64_t>& sums) {
+  const std::int64_t P = g.p(), Q = g.q();
+  sums.assign(static_cast<std::size_t>(C), 0);
+  for (std::int64_t oh = 0; oh < P; ++oh)
+    for (std::int64_t ow = 0; ow < Q; ++ow) {
+      const Pool2dParams::Window win = g.window(oh, ow);
+      std::fill(sums.begin(), sums.end(), 0);
+      for (std::int64_t ih = win.h0; ih < win.h1; ++ih)
+        for (std::int64_t iw = win.w0; iw < win.w1; ++iw) {
+          const std::uint8_t* __restrict src = in + (ih * g.w + iw) * C;
+          for (std::int64_t c = 0; c < C; ++c) sums[static_cast<std::size_t>(c)] += src[c];
+        }
+      const std::int64_t cells = (win.h1 - win.h0) * (win.w1 - win.w0);
+      const double k = static_cast<double>(in_qp.scale) / static_cast<double>(win.divisor);
+      const std::int64_t at = (oh * Q + ow) * C;
+      for (std::int64_t c = 0; c < C; ++c) {
+        const auto v = static_cast<float>(
+            static_cast<double>(sums[static_cast<std::size_t>(c)] - cells * in_qp.zero_point) * k);
+        if (out_f != nullptr)
+          out_f[at + c] = v;
+        else
+          out_q[at + c] = quantize_value(v, out_qp);
+      }
+    }
+}
+
+// Batch norm in float on (N, C, ...) activations: x * scale[c] + shift[c].
+inline Tensor<float> channel_affine(const Tensor<float>& x, const std::vector<float>& scale,
+                                    const std::vector<float>& shift) {
+  Tensor<float> y = x.contiguous().clone();
+  const std::int64_t n = y.size(0), c = y.size(1), per = y.numel() / std::max<std::int64_t>(n * c, 1);
+  float* p = y.data();
+  for (std::int64_t s = 0; s < n; ++s)
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      const float a = scale[static_cast<std::size_t>(ch)], b = shift[static_cast<std::size_t>(ch)];
+      float* row = p + (s * c + ch) * per;
+      for (std::int64_t j = 0; j < per; ++j) row[j] = row[j] * a + b;
+    }
+  return y;
+}
+
 }  // namespace detail
 
-// Runs layers first, first + 1, ... that work on images (conv2d, max_pool2d, relu, dropout)
+// Runs layers first, first + 1, ... that work on images (conv2d, max and average pooling,
+// relu, dropout)
 // image by image, each image's activations staying in a thread's own buffers (in cache) from
 // the first layer to the last; stops before anything else. Returns the index after the last
 // layer run.
@@ -477,12 +620,14 @@ inline std::size_t QuantizedModel::run_spatial(std::size_t first, Act& a) const 
   for (; i < layers_.size() && !float_out; ++i) {
     if (skip_[i]) continue;
     const QLayer& l = layers_[i];
-    if (l.op != Op::conv2d && l.op != Op::max_pool2d && l.op != Op::relu && l.op != Op::dropout) break;
+    const bool avg = l.op == Op::avg_pool2d || l.op == Op::adaptive_avg_pool2d;
+    if (l.op != Op::conv2d && l.op != Op::max_pool2d && l.op != Op::relu && l.op != Op::dropout && !avg) break;
     Stage st{&l, plans_[i].get(), shape, out_shapes_[i], {}};
-    if (l.op == Op::conv2d) {
+    if (l.op == Op::conv2d || avg) {
       const Plan& p = *plans_[i];
-      st.e = Epilogue{p.scale.data(), p.bias.data(), qp.zero_point, p.relu, p.float_output,
-                      p.float_output ? 0 : p.out.zero_point};
+      if (l.op == Op::conv2d)
+        st.e = Epilogue{p.scale.data(), p.bias.data(), qp.zero_point, p.relu, p.float_output,
+                        p.float_output ? 0 : p.out.zero_point};
       float_out = p.float_output;
       if (!float_out) qp = p.out;
     }
@@ -504,6 +649,7 @@ inline std::size_t QuantizedModel::run_spatial(std::size_t first, Act& a) const 
   const Int8Kernel kernel = int8_kernel();
   parallel_for(0, a.n, 1, [&](std::int64_t lo, std::int64_t hi) {
     std::vector<std::uint8_t> buf[2], cols;
+    std::vector<std::int64_t> sums;
     for (std::int64_t s = lo; s < hi; ++s) {
       const std::uint8_t* cur = nullptr;
       int next = 0;
@@ -540,6 +686,18 @@ inline std::size_t QuantizedModel::run_spatial(std::size_t first, Act& a) const 
             detail::pool_image(l, cur, st.in_shape[0], st.in_shape[1], st.in_shape[2], st.out_shape[1],
                                st.out_shape[2], dst);
             break;
+          case Op::avg_pool2d:
+          case Op::adaptive_avg_pool2d: {
+            Pool2dParams g = l.pool;
+            g.planes = st.in_shape[0];
+            g.h = st.in_shape[1];
+            g.w = st.in_shape[2];
+            const Plan& p = *st.plan;
+            float* of = p.float_output ? out_f.data() + s * out_per : nullptr;
+            detail::avg_pool_image(g, cur, st.in_shape[0], cur_qp, dst, of, p.out, sums);
+            if (!p.float_output) cur_qp = p.out;
+            break;
+          }
           default: {  // relu on codes: max with the zero point; dropout: a copy
             const auto zp = static_cast<std::uint8_t>(l.op == Op::relu ? cur_qp.zero_point : 0);
             for (std::int64_t k = 0; k < n_out; ++k) dst[k] = std::max(cur[k], zp);
@@ -617,7 +775,8 @@ inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
       continue;
     }
     const QLayer& l = layers_[i];
-    if (l.op == Op::conv2d || (a.codes && a.shape.size() == 3 && l.op == Op::max_pool2d)) {
+    const bool pool = l.op == Op::max_pool2d || l.op == Op::avg_pool2d || l.op == Op::adaptive_avg_pool2d;
+    if (l.op == Op::conv2d || (a.codes && a.shape.size() == 3 && pool)) {
       i = run_spatial(i, a);
       continue;
     }
@@ -638,20 +797,28 @@ inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
         a.f = max_pool2d(a.f, l.kernel, l.stride, l.padding);
         a.shape = {a.f.size(1), a.f.size(2), a.f.size(3)};
         break;
-      case Op::flatten:
+      case Op::flatten: {
         if (a.codes) {
           if (a.shape.size() == 3) a.chw = a.shape;
         } else {
           a.f = a.f.flatten(1);
         }
-        a.shape = {a.shape.size() == 3 ? a.shape[0] * a.shape[1] * a.shape[2] : a.shape[0]};
+        std::int64_t features = 1;
+        for (const std::int64_t d : a.shape) features *= d;
+        a.shape = {features};
         break;
-      case Op::log_softmax:
+      }
+      case Op::batch_norm:
         if (a.codes) to_float(a);
-        a.f = log_softmax(a.f, 1);
+        a.f = detail::channel_affine(a.f, l.weight_scale, l.bias);
         break;
       case Op::conv2d:
       case Op::dropout: break;
+      default:  // no int8 form (or average pooling of float activations): in float
+        if (a.codes) to_float(a);
+        a.f = nn::run_step(float_step(l), a.f);
+        a.shape.assign(a.f.shape().begin() + 1, a.f.shape().end());
+        break;
     }
     ++i;
   }
@@ -665,14 +832,22 @@ struct QuantizeOptions {
   std::int64_t batches = 20;  // calibration batches drawn from the loader
 };
 
-// Per layer with weights: the range of its input over the calibration batches.
+// Per layer with input parameters (conv2d, linear, average pooling): the range of its input over
+// the calibration batches.
 struct Calibration {
-  std::vector<float> lo, hi;  // per step; only the layers with weights are meaningful
+  std::vector<float> lo, hi;  // per step; only the layers with input parameters are meaningful
   std::int64_t samples = 0;
 };
 
-// Runs the model's steps (eval mode) on each batch and records every conv2d / linear input's
-// range.
+namespace detail {
+inline bool calibrated(nn::Step::Op op) {
+  using Op = nn::Step::Op;
+  return op == Op::conv2d || op == Op::linear || op == Op::avg_pool2d || op == Op::adaptive_avg_pool2d;
+}
+}  // namespace detail
+
+// Runs the steps (eval mode) on each batch and records the range of every conv2d, linear and
+// average pooling input.
 [[nodiscard]] inline Calibration calibrate(const std::vector<nn::Step>& steps,
                                            const std::vector<Tensor<float>>& batches) {
   Calibration c;
@@ -682,7 +857,7 @@ struct Calibration {
   NoGradGuard no_grad;
   for (const Tensor<float>& b : batches) {
     (void)nn::run_steps(steps, b, [&](std::size_t i, const Tensor<float>& h) {
-      if (steps[i].op != nn::Step::Op::conv2d && steps[i].op != nn::Step::Op::linear) return;
+      if (!detail::calibrated(steps[i].op)) return;
       const Tensor<float> hc = h.contiguous();
       const float* p = hc.data();
       for (std::int64_t k = 0; k < hc.numel(); ++k) {
@@ -699,47 +874,58 @@ struct Calibration {
 }
 
 // Quantizes a float model (on the CPU, listing its steps) with calibration batches of its input.
+// Batch norms right after a conv2d or linear are folded into it first (nn::fold_batch_norm).
+// Refused, naming the layer: a model that does not list its steps, and steps the int8 model
+// cannot lay out (e.g. a linear on a sample that is not (features), a flatten from a dim
+// other than 1, a conv2d on one that is not (C, H, W)).
 [[nodiscard]] inline QuantizedModel quantize(const nn::Module& model, const std::vector<Tensor<float>>& batches) {
+  using Op = nn::Step::Op;
   EMBER_CHECK(!batches.empty(), "quantize: needs at least one calibration batch");
   EMBER_CHECK(model.device().is_cpu(), "quantize: the model is on ", model.device().str(),
               "; move it to the CPU first");
-  const std::vector<nn::Step> steps = model.steps();
+  const std::vector<nn::Step> steps = nn::fold_batch_norm(model.steps());
   const Calibration cal = calibrate(steps, batches);
   std::vector<QLayer> layers;
   for (std::size_t i = 0; i < steps.size(); ++i) {
     const nn::Step& s = steps[i];
     QLayer l;
     l.op = s.op;
-    l.name = s.name;
+    l.name = s.name.empty() ? nn::op_name(s.op) : s.name;
     l.kernel = s.kernel;
     l.stride = s.stride;
     l.padding = s.padding;
+    l.dilation = s.dilation;
     l.dim = s.dim;
-    Tensor<float> w, b;
-    if (s.op == nn::Step::Op::conv2d) {
-      const auto* conv = dynamic_cast<const nn::Conv2d*>(s.layer);
-      EMBER_CHECK(conv != nullptr, "quantize: step '", s.name, "' has no Conv2d layer");
-      l.in = conv->in_channels();
-      l.out = conv->out_channels();
-      l.kernel = conv->kernel_size();
-      l.stride = conv->options().stride;
-      l.padding = conv->options().padding;
-      l.dilation = conv->options().dilation;
-      w = conv->weight;
-      b = conv->bias;
-    } else if (s.op == nn::Step::Op::linear) {
-      const auto* lin = dynamic_cast<const nn::Linear*>(s.layer);
-      EMBER_CHECK(lin != nullptr, "quantize: step '", s.name, "' has no Linear layer");
-      l.in = lin->in_features();
-      l.out = lin->out_features();
-      w = lin->weight;
-      b = lin->bias;
+    l.alpha = s.alpha;
+    l.approximate_tanh = s.approximate_tanh;
+    l.pool = s.pool;
+    if (s.op == Op::conv2d || s.op == Op::linear) {
+      EMBER_CHECK(s.weight.defined() && s.weight.dim() == (s.op == Op::conv2d ? 4 : 2), "quantize: ",
+                  nn::describe(s), " has no weight of the right shape");
+      l.out = s.weight.size(0);
+      l.in = s.weight.size(1);
+      if (s.op == Op::conv2d) l.kernel = s.weight.size(2);
+      quantize_weights(s.weight, l);
+      l.bias = s.bias.defined() ? s.bias.contiguous().to_vector()
+                                : std::vector<float>(static_cast<std::size_t>(l.out), 0.0f);
+    } else if (s.op == Op::batch_norm) {  // not folded: x * scale + shift in float
+      EMBER_CHECK(s.running_mean.defined() && s.running_var.defined(), "quantize: ", nn::describe(s),
+                  " has no running statistics");
+      const std::vector<float> mean = s.running_mean.contiguous().to_vector();
+      const std::vector<float> var = s.running_var.contiguous().to_vector();
+      const std::size_t c = mean.size();
+      const std::vector<float> gamma = s.weight.defined() ? s.weight.contiguous().to_vector() : std::vector<float>(c, 1.0f);
+      const std::vector<float> beta = s.bias.defined() ? s.bias.contiguous().to_vector() : std::vector<float>(c, 0.0f);
+      l.in = l.out = static_cast<std::int64_t>(c);
+      l.weight_scale.resize(c);
+      l.bias.resize(c);
+      for (std::size_t k = 0; k < c; ++k) {
+        const double a = static_cast<double>(gamma[k]) / std::sqrt(static_cast<double>(var[k]) + s.eps);
+        l.weight_scale[k] = static_cast<float>(a);
+        l.bias[k] = static_cast<float>(beta[k] - mean[k] * a);
+      }
     }
-    if (w.defined()) {
-      quantize_weights(w, l);
-      l.bias = b.defined() ? b.contiguous().to_vector() : std::vector<float>(static_cast<std::size_t>(l.out), 0.0f);
-      l.input = choose_qparams(cal.lo[i], cal.hi[i]);
-    }
+    if (l.has_input_qparams()) l.input = choose_qparams(cal.lo[i], cal.hi[i]);
     layers.push_back(std::move(l));
   }
   std::vector<std::int64_t> input(batches.front().shape().begin() + 1, batches.front().shape().end());

@@ -7,16 +7,29 @@
 //   <name>.bias               F32 (out)
 //   <name>.input_scale        F32 ()             x = (code - zero_point) * input_scale
 //   <name>.input_zero_point   I32 ()
-// Metadata: "format" = "ember-int8", "version" = "1", "input_shape" = "1,28,28", and "steps",
+// Per average pooling layer: <name>.input_scale and <name>.input_zero_point as above. Per batch
+// norm run in float: <name>.weight_scale and <name>.bias, F32 (C): y = x * weight_scale + bias.
+// Metadata: "format" = "ember-int8", "version", "input_shape" = "1,28,28", and "steps",
 // the layer list: "conv2d:conv1:in,out,kernel,stride,padding,dilation;relu:relu;
 // max_pool2d:max_pool2d:kernel,stride,padding;flatten:flatten:dim;linear:fc1:in,out;
 // log_softmax:log_softmax:dim;dropout:dropout1". Other metadata (the model's info()) is kept.
+//
+// Version 1 has the steps above, log_softmax over dim 1 only. Version 2 adds
+//   batch_norm:name:channels   avg_pool2d:name:kh,kw,sh,sw,ph,pw,ceil_mode,count_include_pad
+//   adaptive_avg_pool2d:name:out_h,out_w   sigmoid:name   tanh:name   silu:name
+//   gelu:name:0 (exact) or 1 (tanh)   leaky_relu:name:negative_slope   elu:name:alpha
+//   softmax:name:dim   log_softmax:name:dim (any dim)
+// (negative_slope and alpha as the shortest decimal that reads back to the same double). A
+// model is written as version 1 when it has only version 1's steps, so that older readers load
+// it; both versions are read.
 //
 // Reading checks every number of the metadata against the bounds below before any size is
 // computed from it (QuantizedModel then overflow-checks every product and sum of them), and
 // every error names the file and the field; text from the file is clipped in messages.
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
@@ -66,10 +79,38 @@ inline std::vector<std::int64_t> parse_ints(const std::string& s, const std::str
 }
 
 inline nn::Step::Op parse_op(const std::string& s, const std::string& what) {
-  using Op = nn::Step::Op;
-  for (Op op : {Op::conv2d, Op::linear, Op::relu, Op::max_pool2d, Op::flatten, Op::log_softmax, Op::dropout})
+  for (nn::Step::Op op : nn::kAllStepOps)
     if (s == nn::op_name(op)) return op;
   throw Error(what + ": unknown step '" + ::ember::detail::clip_text(s, 80) + "'");
+}
+
+// The format version a layer needs (see the top of this file).
+inline int version_needed(const QLayer& l) {
+  using Op = nn::Step::Op;
+  switch (l.op) {
+    case Op::conv2d:
+    case Op::linear:
+    case Op::relu:
+    case Op::max_pool2d:
+    case Op::flatten:
+    case Op::dropout: return 1;
+    case Op::log_softmax: return l.dim == 1 ? 1 : 2;
+    default: return 2;
+  }
+}
+
+// A double written exactly (the shortest decimal that reads back to it) and read back.
+inline std::string format_double(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+inline double parse_double(const std::string& s, const std::string& what) {
+  double v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  EMBER_CHECK(ec == std::errc() && p == s.data() + s.size() && !s.empty() && std::isfinite(v), what,
+              ": '", ::ember::detail::clip_text(s, 80), "' is not a finite number");
+  return v;
 }
 
 // Checks that a number from the metadata lies in [lo, hi].
@@ -79,17 +120,19 @@ inline void check_range(const std::string& what, const char* field, std::int64_t
               "]");
 }
 
-// The version field: "1" is read; a larger number is a newer format, anything else is invalid.
-inline void check_version(const std::string& version, const std::string& source) {
-  if (version == "1") return;
+// The version field: "1" and "2" are read; a larger number is a newer format, anything else is
+// invalid. Returns the version.
+inline int check_version(const std::string& version, const std::string& source) {
+  if (version == "1") return 1;
+  if (version == "2") return 2;
   std::int64_t v = 0;
   const auto [p, ec] = std::from_chars(version.data(), version.data() + version.size(), v);
   const bool number =
       ec == std::errc() && p == version.data() + version.size() && version[0] != '0';
-  EMBER_CHECK(!(number && v > 1), "int8 model '", source, "': version ", v,
-              " is newer than this ember reads (1)");
+  EMBER_CHECK(!(number && v > 2), "int8 model '", source, "': version ", v,
+              " is newer than this ember reads (1 and 2)");
   throw Error("int8 model '" + source + "': version \"" + ::ember::detail::clip_text(version, 40) +
-              "\" is invalid (this ember reads version 1)");
+              "\" is invalid (this ember reads versions 1 and 2)");
 }
 
 // input_shape: (C, H, W) or (features), each size and their product bounded.
@@ -125,11 +168,35 @@ inline void check_step_ranges(const QLayer& l, const std::string& what) {
       check_range(what, "padding", l.padding, 0, l.kernel / 2);
       break;
     case nn::Step::Op::flatten:
-    case nn::Step::Op::log_softmax:
       check_range(what, "dim", l.dim, 1, 1);
+      break;
+    case nn::Step::Op::log_softmax:
+    case nn::Step::Op::softmax:
+      check_range(what, "dim", l.dim, -4, 3);
+      break;
+    case nn::Step::Op::batch_norm:
+      check_range(what, "channels", l.in, 1, kMaxFileChannels);
+      break;
+    case nn::Step::Op::avg_pool2d:
+      check_range(what, "kernel height", l.pool.kh, 1, kMaxFileWindow);
+      check_range(what, "kernel width", l.pool.kw, 1, kMaxFileWindow);
+      check_range(what, "stride height", l.pool.sh, 1, kMaxFileWindow);
+      check_range(what, "stride width", l.pool.sw, 1, kMaxFileWindow);
+      check_range(what, "padding height", l.pool.ph, 0, l.pool.kh / 2);
+      check_range(what, "padding width", l.pool.pw, 0, l.pool.kw / 2);
+      break;
+    case nn::Step::Op::adaptive_avg_pool2d:
+      check_range(what, "output height", l.pool.out_h, 1, kMaxFileInputDim);
+      check_range(what, "output width", l.pool.out_w, 1, kMaxFileInputDim);
       break;
     case nn::Step::Op::relu:
     case nn::Step::Op::dropout:
+    case nn::Step::Op::sigmoid:
+    case nn::Step::Op::tanh:
+    case nn::Step::Op::gelu:
+    case nn::Step::Op::leaky_relu:
+    case nn::Step::Op::elu:
+    case nn::Step::Op::silu:
       break;
   }
 }
@@ -165,7 +232,9 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
   io::SafetensorsFile f;
   f.metadata = m.info();
   f.metadata["format"] = kInt8Format;
-  f.metadata["version"] = "1";
+  int version = 1;
+  for (const QLayer& l : m.layers()) version = std::max(version, detail::version_needed(l));
+  f.metadata["version"] = std::to_string(version);
   f.metadata["input_shape"] = detail::join_ints(m.input_shape());
   f.metadata["activation_bits"] = "7";
   f.metadata["weights"] = "int8, symmetric, per output channel";
@@ -182,9 +251,36 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
       case nn::Step::Op::linear: steps += ":" + detail::join_ints({l.in, l.out}); break;
       case nn::Step::Op::max_pool2d: steps += ":" + detail::join_ints({l.kernel, l.stride, l.padding}); break;
       case nn::Step::Op::flatten:
-      case nn::Step::Op::log_softmax: steps += ":" + std::to_string(l.dim); break;
+      case nn::Step::Op::log_softmax:
+      case nn::Step::Op::softmax: steps += ":" + std::to_string(l.dim); break;
+      case nn::Step::Op::batch_norm: steps += ":" + std::to_string(l.in); break;
+      case nn::Step::Op::avg_pool2d: {
+        const Pool2dParams& g = l.pool;
+        steps += ":" + detail::join_ints({g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.ceil_mode ? 1 : 0,
+                                          g.count_include_pad ? 1 : 0});
+        break;
+      }
+      case nn::Step::Op::adaptive_avg_pool2d:
+        steps += ":" + detail::join_ints({l.pool.out_h, l.pool.out_w});
+        break;
+      case nn::Step::Op::gelu: steps += l.approximate_tanh ? ":1" : ":0"; break;
+      case nn::Step::Op::leaky_relu:
+      case nn::Step::Op::elu: steps += ":" + detail::format_double(l.alpha); break;
       case nn::Step::Op::relu:
-      case nn::Step::Op::dropout: break;
+      case nn::Step::Op::dropout:
+      case nn::Step::Op::sigmoid:
+      case nn::Step::Op::tanh:
+      case nn::Step::Op::silu: break;
+    }
+    if (l.op == nn::Step::Op::batch_norm) {
+      f.tensors[l.name + ".weight_scale"] = detail::record("F32", {l.in}, l.weight_scale);
+      f.tensors[l.name + ".bias"] = detail::record("F32", {l.in}, l.bias);
+      continue;
+    }
+    if (l.has_input_qparams()) {
+      f.tensors[l.name + ".input_scale"] = detail::record("F32", {}, std::vector<float>{l.input.scale});
+      f.tensors[l.name + ".input_zero_point"] =
+          detail::record("I32", {}, std::vector<std::int32_t>{l.input.zero_point});
     }
     if (!l.has_weights()) continue;
     std::vector<std::int64_t> wshape{l.out, l.in};
@@ -192,8 +288,6 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
     f.tensors[l.name + ".weight"] = detail::record("I8", wshape, l.weight);
     f.tensors[l.name + ".weight_scale"] = detail::record("F32", {l.out}, l.weight_scale);
     f.tensors[l.name + ".bias"] = detail::record("F32", {l.out}, l.bias);
-    f.tensors[l.name + ".input_scale"] = detail::record("F32", {}, std::vector<float>{l.input.scale});
-    f.tensors[l.name + ".input_zero_point"] = detail::record("I32", {}, std::vector<std::int32_t>{l.input.zero_point});
   }
   f.metadata["steps"] = steps;
   return f;
@@ -209,7 +303,7 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
   };
   EMBER_CHECK(meta("format") == kInt8Format, "int8 model '", source, "': format is \"",
               ::ember::detail::clip_text(meta("format"), 40), "\", expected \"", kInt8Format, "\"");
-  detail::check_version(meta("version"), source);
+  const int version = detail::check_version(meta("version"), source);
   const std::vector<std::int64_t> input = detail::parse_ints(meta("input_shape"), "int8 model '" + source + "': input_shape");
   detail::check_input_shape(input, source);
   std::vector<QLayer> layers;
@@ -224,8 +318,10 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
     l.op = detail::parse_op(item.substr(0, c1), what);
     l.name = item.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1);
     EMBER_CHECK(!l.name.empty(), what, ": empty name");
+    const bool real_arg = l.op == nn::Step::Op::leaky_relu || l.op == nn::Step::Op::elu;
     const std::vector<std::int64_t> args =
-        c2 == std::string::npos ? std::vector<std::int64_t>{} : detail::parse_ints(item.substr(c2 + 1), what);
+        c2 == std::string::npos || real_arg ? std::vector<std::int64_t>{}
+                                            : detail::parse_ints(item.substr(c2 + 1), what);
     const auto want = [&](std::size_t n) {
       EMBER_CHECK(args.size() == n, what, ": expected ", n, " arguments, got ", args.size());
     };
@@ -245,13 +341,60 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
         break;
       case nn::Step::Op::flatten:
       case nn::Step::Op::log_softmax:
+      case nn::Step::Op::softmax:
         want(1);
         l.dim = args[0];
         break;
+      case nn::Step::Op::batch_norm:
+        want(1);
+        l.in = l.out = args[0];
+        break;
+      case nn::Step::Op::avg_pool2d:
+        want(8);
+        EMBER_CHECK(args[6] >= 0 && args[6] <= 1 && args[7] >= 0 && args[7] <= 1, what,
+                    ": ceil_mode and count_include_pad must be 0 or 1");
+        l.pool = {.kh = args[0], .kw = args[1], .sh = args[2], .sw = args[3], .ph = args[4], .pw = args[5],
+                  .ceil_mode = args[6] == 1, .count_include_pad = args[7] == 1};
+        break;
+      case nn::Step::Op::adaptive_avg_pool2d:
+        want(2);
+        l.pool = {.out_h = args[0], .out_w = args[1]};
+        break;
+      case nn::Step::Op::gelu:
+        want(1);
+        EMBER_CHECK(args[0] == 0 || args[0] == 1, what, ": gelu's argument is 0 (exact) or 1 (tanh)");
+        l.approximate_tanh = args[0] == 1;
+        break;
+      case nn::Step::Op::leaky_relu:
+      case nn::Step::Op::elu:
+        EMBER_CHECK(c2 != std::string::npos, what, ": expected 1 argument, got 0");
+        l.alpha = detail::parse_double(item.substr(c2 + 1), what);
+        break;
       case nn::Step::Op::relu:
-      case nn::Step::Op::dropout: want(0); break;
+      case nn::Step::Op::dropout:
+      case nn::Step::Op::sigmoid:
+      case nn::Step::Op::tanh:
+      case nn::Step::Op::silu: want(0); break;
     }
     detail::check_step_ranges(l, what);
+    EMBER_CHECK(detail::version_needed(l) <= version, what, ": needs version 2 of the format (the file says ",
+                version, ")");
+    const auto claim = [&](const char* first) {
+      EMBER_CHECK(used.insert(l.name + first).second, what, ": layer '", ::ember::detail::clip_text(l.name, 80),
+                  "' appears twice in the steps");
+    };
+    if (l.op == nn::Step::Op::batch_norm) {
+      claim(".weight_scale");
+      used.insert(l.name + ".bias");
+      l.weight_scale = detail::read_record<float>(f, l.name + ".weight_scale", "F32", {l.in}, source);
+      l.bias = detail::read_record<float>(f, l.name + ".bias", "F32", {l.in}, source);
+    }
+    if (l.has_input_qparams() && !l.has_weights()) {
+      claim(".input_scale");
+      used.insert(l.name + ".input_zero_point");
+      l.input.scale = detail::read_record<float>(f, l.name + ".input_scale", "F32", {}, source).at(0);
+      l.input.zero_point = detail::read_record<std::int32_t>(f, l.name + ".input_zero_point", "I32", {}, source).at(0);
+    }
     if (l.has_weights()) {
       EMBER_CHECK(used.insert(l.name + ".weight").second, what, ": layer '",
                   ::ember::detail::clip_text(l.name, 80), "' appears twice in the steps");

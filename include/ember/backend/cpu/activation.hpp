@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "ember/core/error.hpp"
 #include "ember/core/parallel.hpp"
@@ -143,6 +144,7 @@ template <class T>
 void softmax_forward(const T* x, T* y, std::int64_t outer, std::int64_t size, std::int64_t inner) {
   parallel_for(0, outer * inner, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(size, 1)),
                [&](std::int64_t lo, std::int64_t hi) {
+    std::vector<double> e(static_cast<std::size_t>(size));  // exp(x - m) of one row, computed once
     for (std::int64_t r = lo; r < hi; ++r) {
       const std::int64_t o = r / inner, i = r - o * inner;
       const T* row = x + o * size * inner + i;
@@ -150,9 +152,12 @@ void softmax_forward(const T* x, T* y, std::int64_t outer, std::int64_t size, st
       T m = -std::numeric_limits<T>::infinity();
       for (std::int64_t s = 0; s < size; ++s) m = std::max(m, row[s * inner]);
       double acc = 0;
-      for (std::int64_t s = 0; s < size; ++s) acc += std::exp(double(row[s * inner] - m));
+      for (std::int64_t s = 0; s < size; ++s) {
+        e[static_cast<std::size_t>(s)] = std::exp(double(row[s * inner] - m));
+        acc += e[static_cast<std::size_t>(s)];
+      }
       for (std::int64_t s = 0; s < size; ++s)
-        out[s * inner] = static_cast<T>(std::exp(double(row[s * inner] - m)) / acc);
+        out[s * inner] = static_cast<T>(e[static_cast<std::size_t>(s)] / acc);
     }
   });
 }

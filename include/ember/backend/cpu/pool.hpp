@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "ember/backend/params.hpp"
 #include "ember/core/parallel.hpp"
@@ -108,41 +109,65 @@ void max_pool2d_backward(const MaxPool2dParams& p, const T* gy, const std::int32
   });
 }
 
-// y (planes, P, Q) <- x (planes, H, W)
+// y (planes, P, Q) <- x (planes, H, W). The windows depend on (oh, ow) only: worked out once,
+// not once per plane (their bounds and divisors cost integer divisions).
 template <class T>
 void avg_pool2d_forward(const Pool2dParams& p, const T* x, T* y) {
   const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
+  std::vector<Pool2dParams::Window> windows(static_cast<std::size_t>(P * Q));  // (P, Q)
+  for (std::int64_t oh = 0; oh < P; ++oh)
+    for (std::int64_t ow = 0; ow < Q; ++ow)
+      windows[static_cast<std::size_t>(oh * Q + ow)] = p.window(oh, ow);
   parallel_for(0, p.planes, 8, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t pl = lo; pl < hi; ++pl) {
       const T* xp = x + pl * H * W;
       T* yp = y + pl * P * Q;
-      for (std::int64_t oh = 0; oh < P; ++oh)
-        for (std::int64_t ow = 0; ow < Q; ++ow) {
-          const Pool2dParams::Window win = p.window(oh, ow);
-          T acc = T(0);
-          for (std::int64_t ih = win.h0; ih < win.h1; ++ih)
-            for (std::int64_t iw = win.w0; iw < win.w1; ++iw) acc += xp[ih * W + iw];
-          yp[oh * Q + ow] = acc / static_cast<T>(win.divisor);
-        }
+      for (std::int64_t o = 0; o < P * Q; ++o) {
+        const Pool2dParams::Window& win = windows[static_cast<std::size_t>(o)];
+        T acc = T(0);
+        for (std::int64_t ih = win.h0; ih < win.h1; ++ih)
+          for (std::int64_t iw = win.w0; iw < win.w1; ++iw) acc += xp[ih * W + iw];
+        yp[o] = acc / static_cast<T>(win.divisor);
+      }
     }
   });
 }
 
-// gx (planes, H, W) <- gy (planes, P, Q) (gx is overwritten)
+// gx (planes, H, W) <- gy (planes, P, Q) (gx is overwritten). The outputs covering input row
+// ih depend on ih alone, those covering column iw on iw alone, and the divisors on (oh, ow):
+// all worked out once, not per element of every plane.
 template <class T>
 void avg_pool2d_backward(const Pool2dParams& p, const T* gy, T* gx) {
   const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
+  std::vector<T> divisor(static_cast<std::size_t>(P * Q));  // (P, Q)
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(2 * H));  // (H, 2): [oh0, oh1)
+  std::vector<std::int64_t> cols(static_cast<std::size_t>(2 * W));  // (W, 2): [ow0, ow1)
+  for (std::int64_t oh = 0; oh < P; ++oh)
+    for (std::int64_t ow = 0; ow < Q; ++ow)
+      divisor[static_cast<std::size_t>(oh * Q + ow)] = static_cast<T>(p.window(oh, ow).divisor);
+  for (std::int64_t ih = 0; ih < H; ++ih) {
+    const Pool2dParams::Cover c = p.cover(ih, 0);
+    rows[static_cast<std::size_t>(2 * ih)] = c.oh0;
+    rows[static_cast<std::size_t>(2 * ih + 1)] = c.oh1;
+  }
+  for (std::int64_t iw = 0; iw < W; ++iw) {
+    const Pool2dParams::Cover c = p.cover(0, iw);
+    cols[static_cast<std::size_t>(2 * iw)] = c.ow0;
+    cols[static_cast<std::size_t>(2 * iw + 1)] = c.ow1;
+  }
+  const T* dv = divisor.data();
+  const std::int64_t* rc = rows.data();
+  const std::int64_t* cc = cols.data();
   parallel_for(0, p.planes, 8, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t pl = lo; pl < hi; ++pl) {
       const T* gp = gy + pl * P * Q;
       T* xp = gx + pl * H * W;
       for (std::int64_t ih = 0; ih < H; ++ih)
         for (std::int64_t iw = 0; iw < W; ++iw) {
-          const Pool2dParams::Cover c = p.cover(ih, iw);
           T acc = T(0);
-          for (std::int64_t oh = c.oh0; oh < c.oh1; ++oh)
-            for (std::int64_t ow = c.ow0; ow < c.ow1; ++ow)
-              acc += gp[oh * Q + ow] / static_cast<T>(p.window(oh, ow).divisor);
+          for (std::int64_t oh = rc[2 * ih]; oh < rc[2 * ih + 1]; ++oh)
+            for (std::int64_t ow = cc[2 * iw]; ow < cc[2 * iw + 1]; ++ow)
+              acc += gp[oh * Q + ow] / dv[oh * Q + ow];
           xp[ih * W + iw] = acc;
         }
     }
