@@ -33,6 +33,12 @@ stage() {  # stage "<name>": closes the previous stage's clock and opens one for
 stage "Install the build's packages (scripts/install_deps.sh)"
 scripts/install_deps.sh
 
+stage "The tests' Python peer: onnxruntime in .venv-test (scripts/install_py.sh)"
+py=$(scripts/install_py.sh | tail -n 1)
+if [ -n "$py" ]; then
+  export EMBER_PYTHON="${EMBER_PYTHON:-$py}"
+fi
+
 stage "Release build (g++, -march=native)"
 cmake --preset release
 cmake --build --preset release -j"$jobs"
