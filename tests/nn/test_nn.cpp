@@ -655,3 +655,60 @@ TEST_CASE("what cannot be listed as steps is refused, naming the layer", "[nn][s
   REQUIRE_THROWS_WITH(bn.steps(), Catch::Contains("BatchNorm1d '1' (track_running_stats=False)") &&
                                       Catch::Contains("cannot be exported or quantized"));
 }
+
+TEST_CASE(
+    "MaxPool2d and AdaptiveMaxPool2d: the functions, PyTorch's printed forms, steps only where "
+    "they can be",
+    "[nn][pooling]") {
+  using ember::nn::AdaptiveMaxPool2d;
+  using ember::test::ErrorContains;
+  ember::Generator gen(4);
+  const ember::Tensor<float> x = ember::Tensor<float>::uniform({2, 3, 9, 8}, -1.0, 1.0, gen);
+  MaxPool2d pool({3, 2}, {2, 1}, {1, 0}, {2, 3}, false, true);
+  CHECK(pool.forward(x).to_vector() ==
+        ember::max_pool2d(x, {3, 2}, {2, 1}, {1, 0}, {2, 3}, true).to_vector());
+  AdaptiveMaxPool2d gmp(1);
+  CHECK(gmp.forward(x).shape() == ember::Shape{2, 3, 1, 1});
+  CHECK(gmp.forward(x).to_vector() == ember::adaptive_max_pool2d(x, 1).to_vector());
+
+  // PyTorch 2:
+  //   print(nn.MaxPool2d(3, 2, 1)); print(nn.MaxPool2d((2, 3), dilation=(1, 2), ceil_mode=True))
+  //   print(nn.AdaptiveMaxPool2d((2, 3))); print(nn.AdaptiveMaxPool2d(3))
+  std::ostringstream a, b, c, d;
+  a << MaxPool2d(3, 2, 1);
+  b << MaxPool2d({2, 3}, {}, 0, {1, 2}, false, true);
+  c << AdaptiveMaxPool2d({2, 3});
+  d << AdaptiveMaxPool2d(3);
+  CHECK(a.str() == "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)");
+  CHECK(b.str() ==
+        "MaxPool2d(kernel_size=(2, 3), stride=(2, 3), padding=0, dilation=(1, 2), ceil_mode=True)");
+  CHECK(c.str() == "AdaptiveMaxPool2d(output_size=(2, 3))");
+  CHECK(d.str() == "AdaptiveMaxPool2d(output_size=3)");
+  CHECK_THROWS_MATCHES(MaxPool2d(2, {}, 0, 1, true), ember::Error,
+                       ErrorContains({"MaxPool2d", "return_indices", "max_pool2d_with_indices"}));
+
+  // A square, floor-mode, undilated MaxPool2d is a step; other options are refused by name.
+  ember::nn::Sequential ok{std::make_shared<ember::nn::ReLU>(),
+                           std::make_shared<MaxPool2d>(3, 2, 1)};
+  const auto steps = ok.steps();
+  REQUIRE(steps.size() == 2);
+  CHECK(steps[1].op == ember::nn::Step::Op::max_pool2d);
+  CHECK(steps[1].name == "1");
+  CHECK((steps[1].kernel == 3 && steps[1].stride == 2 && steps[1].padding == 1));
+  const auto refused = [](std::shared_ptr<ember::nn::Module> m) {
+    return ember::nn::Sequential{std::make_shared<ember::nn::ReLU>(), std::move(m)}.steps();
+  };
+  CHECK_THROWS_MATCHES(refused(std::make_shared<MaxPool2d>(ember::Size2{2, 3})), ember::Error,
+                       ErrorContains({"MaxPool2d '1'", "non-square kernel_size",
+                                      "cannot be exported or quantized"}));
+  CHECK_THROWS_MATCHES(refused(std::make_shared<MaxPool2d>(2, ember::Size2{1, 2})), ember::Error,
+                       ErrorContains({"MaxPool2d '1'", "non-square stride"}));
+  CHECK_THROWS_MATCHES(refused(std::make_shared<MaxPool2d>(3, 1, ember::Size2{1, 0})), ember::Error,
+                       ErrorContains({"MaxPool2d '1'", "non-square padding"}));
+  CHECK_THROWS_MATCHES(refused(std::make_shared<MaxPool2d>(3, 1, 1, 2)), ember::Error,
+                       ErrorContains({"MaxPool2d '1'", "dilation other than 1"}));
+  CHECK_THROWS_MATCHES(refused(std::make_shared<MaxPool2d>(2, 2, 0, 1, false, true)), ember::Error,
+                       ErrorContains({"MaxPool2d '1'", "ceil_mode=True"}));
+  CHECK_THROWS_MATCHES(refused(std::make_shared<AdaptiveMaxPool2d>(1)), ember::Error,
+                       ErrorContains({"AdaptiveMaxPool2d", "cannot be exported"}));
+}

@@ -121,8 +121,8 @@ TEST_CASE("max_pool2d gives a tie to the first element of the window", "[ops][po
 
 TEST_CASE("max_pool2d refuses bad shapes and options", "[ops][pool][error]") {
   const auto x = Tensor<float>::ones({1, 2, 6, 6});
-  CHECK_THROWS_MATCHES(ember::max_pool2d(Tensor<float>::ones({2, 6, 6}), 2), ember::Error,
-                       ErrorContains({"max_pool2d", "[2, 6, 6]"}));
+  CHECK_THROWS_MATCHES(ember::max_pool2d(Tensor<float>::ones({6, 6}), 2), ember::Error,
+                       ErrorContains({"max_pool2d", "[6, 6]"}));
   CHECK_THROWS_MATCHES(ember::max_pool2d(x, 2, 2, 2), ember::Error,
                        ErrorContains({"padding", "half"}));
   CHECK_THROWS_AS(ember::max_pool2d(x, 0), ember::Error);

@@ -79,7 +79,10 @@ struct Conv2dParams {
   }
 };
 
-// Max pooling over (N*C) planes: x (planes, H, W) -> y (planes, P, Q), square window.
+struct Pool2dParams;
+
+// A square, floor-mode, undilated max pooling window, as an nn::Step holds it (ONNX export and
+// int8 take no other). It converts to the Pool2dParams that the max pooling kernels take.
 struct MaxPool2dParams {
   std::int64_t planes = 0, h = 0, w = 0;
   std::int64_t kernel = 2, stride = 2, padding = 0;
@@ -89,6 +92,10 @@ struct MaxPool2dParams {
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t q() const {
     return (w + 2 * padding - kernel) / stride + 1;
   }
+  // Implicit, so that the kernels (cpu::max_pool2d_forward, kernels::max_pool2d_forward, ...)
+  // take this square window as they take any other. Defined below Pool2dParams.
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator Pool2dParams() const;
 
   // Host only: as Conv2dParams::check(), for a pooling window (padding at most half the
   // kernel, as PyTorch requires). Afterwards p() and q() are exact and at least 1.
@@ -106,35 +113,39 @@ struct MaxPool2dParams {
   }
 };
 
-// A pooling window over (planes, h, w): kernel, stride and padding per axis, with PyTorch's
-// output size (ceil_mode: a last window may start in the input's right/bottom edge, never in
-// the padding beyond it) and averaging divisor (count_include_pad: the window clipped to the
-// padded input, else to the input). Adaptive pooling (out_h, out_w > 0) has PyTorch's adaptive
-// windows instead: output i of n over an axis of size s spans [floor(i s / n), ceil((i+1) s / n)).
+// A pooling window over (planes, h, w): kernel, stride, padding and dilation per axis, with
+// PyTorch's output size (ceil_mode: a last window may start in the input's right/bottom edge,
+// never in the padding beyond it) and averaging divisor (count_include_pad: the window clipped to
+// the padded input, else to the input). Average pooling has dilation 1. Adaptive pooling
+// (out_h, out_w > 0) has PyTorch's adaptive windows instead: output i of n over an axis of size s
+// spans [floor(i s / n), ceil((i+1) s / n)).
 struct Pool2dParams {
   std::int64_t planes = 0, h = 0, w = 0;
-  std::int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+  std::int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
   bool ceil_mode = false, count_include_pad = true;
   std::int64_t out_h = 0, out_w = 0;  // > 0: adaptive pooling to this size
 
+  // The output size over one axis: (in + 2 pad - dil (k - 1) - 1) / s + 1, rounded down, or up
+  // when ceil (then without a last window starting beyond the input and its left padding).
   [[nodiscard]] static EMBER_HOST_DEVICE std::int64_t out_size(std::int64_t in, std::int64_t k,
                                                                std::int64_t s, std::int64_t pad,
-                                                               bool ceil) {
-    const std::int64_t num = in + 2 * pad - k;
+                                                               bool ceil, std::int64_t dil = 1) {
+    const std::int64_t num = in + 2 * pad - dil * (k - 1) - 1;
     std::int64_t o = (ceil ? (num + s - 1) / s : num / s) + 1;
     if (ceil && (o - 1) * s >= in + pad) --o;
     return o;
   }
   [[nodiscard]] EMBER_HOST_DEVICE bool adaptive() const { return out_h > 0; }
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t p() const {
-    return adaptive() ? out_h : out_size(h, kh, sh, ph, ceil_mode);
+    return adaptive() ? out_h : out_size(h, kh, sh, ph, ceil_mode, dh);
   }
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t q() const {
-    return adaptive() ? out_w : out_size(w, kw, sw, pw, ceil_mode);
+    return adaptive() ? out_w : out_size(w, kw, sw, pw, ceil_mode, dw);
   }
 
   // Output (oh, ow)'s window clipped to the input, [h0, h1) x [w0, w1), and its averaging
   // divisor (PyTorch's: the window clipped to the padded input when count_include_pad).
+  // Dilation 1 (average pooling, and max pooling's dilation 1).
   struct Window {
     std::int64_t h0, h1, w0, w1, divisor;
   };
@@ -152,7 +163,19 @@ struct Pool2dParams {
     r.divisor = count_include_pad ? (he - hs) * (we - ws) : (r.h1 - r.h0) * (r.w1 - r.w0);
     return r;
   }
-  // The outputs whose windows contain input (ih, iw): rows [oh0, oh1), columns [ow0, ow1).
+  // Max pooling: output (oh, ow)'s dilated window taps inside the input, rows h0, h0 + dh, ...
+  // below h1 and columns w0, w0 + dw, ... below w1 (divisor unused). Empty (h0 >= h1 or
+  // w0 >= w1) when every tap of a dilated window falls in the padding or beyond the input.
+  [[nodiscard]] EMBER_HOST_DEVICE Window taps(std::int64_t oh, std::int64_t ow) const {
+    if (adaptive() || (dh == 1 && dw == 1)) return window(oh, ow);
+    const std::int64_t hs = oh * sh - ph, ws = ow * sw - pw;
+    const std::int64_t he = hs + dh * (kh - 1) + 1, we = ws + dw * (kw - 1) + 1;
+    // The first tap at or after 0: a multiple of the dilation past the window's start.
+    return {hs >= 0 ? hs : hs + (-hs + dh - 1) / dh * dh, he < h ? he : h,
+            ws >= 0 ? ws : ws + (-ws + dw - 1) / dw * dw, we < w ? we : w, 0};
+  }
+  // The outputs whose windows (dilated: their span) contain input (ih, iw): rows [oh0, oh1),
+  // columns [ow0, ow1). With dilation some of them skip (ih, iw).
   struct Cover {
     std::int64_t oh0, oh1, ow0, ow1;
   };
@@ -162,14 +185,15 @@ struct Pool2dParams {
       const std::int64_t oh1 = ((ih + 1) * P + h - 1) / h, ow1 = ((iw + 1) * Q + w - 1) / w;
       return {ih * P / h, oh1 < P ? oh1 : P, iw * Q / w, ow1 < Q ? ow1 : Q};
     }
-    const std::int64_t a = ih + ph - kh + 1, b = iw + pw - kw + 1;
+    const std::int64_t a = ih + ph - dh * (kh - 1), b = iw + pw - dw * (kw - 1);
     const std::int64_t oh1 = (ih + ph) / sh + 1, ow1 = (iw + pw) / sw + 1;
     return {a <= 0 ? 0 : (a + sh - 1) / sh, oh1 < P ? oh1 : P, b <= 0 ? 0 : (b + sw - 1) / sw,
             ow1 < Q ? ow1 : Q};
   }
 
   // Host only: every size positive or zero as it must be, padding at most half the kernel (as
-  // PyTorch requires), the padded input at least one window. Afterwards p() and q() are >= 1.
+  // PyTorch requires, whatever the dilation), the padded input at least one (dilated) window,
+  // every intermediate of p() and q() within int64. Afterwards p() and q() are >= 1.
   void check(const std::string& what) const {
     EMBER_CHECK(planes >= 0 && h >= 0 && w >= 0, what, ": negative size (planes ", planes, ", h ",
                 h, ", w ", w, ")");
@@ -180,12 +204,26 @@ struct Pool2dParams {
     }
     EMBER_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1, what, ": kernel ", kh, "x", kw,
                 " and stride ", sh, "x", sw, " must be positive");
+    EMBER_CHECK(dh >= 1 && dw >= 1, what, ": dilation ", dh, "x", dw, " must be positive");
     EMBER_CHECK(ph >= 0 && pw >= 0 && ph <= kh / 2 && pw <= kw / 2, what, ": padding ", ph, "x", pw,
-                " must be in [0, kernel / 2] for kernel ", kh, "x", kw);
-    EMBER_CHECK(h + 2 * ph >= kh && w + 2 * pw >= kw, what, ": input ", h, " x ", w, " with padding ",
-                ph, "x", pw, " is smaller than the window ", kh, "x", kw);
+                " must be in [0, kernel / 2] for kernel ", kh, "x", kw, " (at most half of it)");
+    const std::string dilated =
+        dh == 1 && dw == 1 ? "" : " dilated by " + std::to_string(dh) + "x" + std::to_string(dw);
+    EMBER_CHECK(detail::window_numerator(what, "height", h, ph, dh, kh) >= 0 &&
+                    detail::window_numerator(what, "width", w, pw, dw, kw) >= 0,
+                what, ": input ", h, " x ", w, " with padding ", ph, "x", pw,
+                " is smaller than the window ", kh, "x", kw, dilated);
+    // ceil_mode rounds (in + 2 pad - ...) + stride - 1, where in + 2 pad is known to fit
+    EMBER_CHECK(
+        !ceil_mode || (sh - 1 <= INT64_MAX - (h + 2 * ph) && sw - 1 <= INT64_MAX - (w + 2 * pw)),
+        what, ": stride ", sh, "x", sw, " overflows int64 with input ", h, " x ", w);
   }
 };
+
+inline MaxPool2dParams::operator Pool2dParams() const {
+  return Pool2dParams{.planes = planes, .h = h, .w = w, .kh = kernel, .kw = kernel, .sh = stride,
+                      .sw = stride, .ph = padding, .pw = padding};
+}
 
 // Batch normalization over x (n, c, s): s is the product of the dimensions after the channel
 // (1 for (N, C), L for (N, C, L), H*W for (N, C, H, W)). training: normalize with the batch's

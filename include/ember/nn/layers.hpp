@@ -153,23 +153,56 @@ class ReLU : public Module {
   }
 };
 
+// torch.nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+// ceil_mode=False). forward() returns one tensor, so return_indices must stay false (use
+// max_pool2d_with_indices). A lone pair is written MaxPool2d(Size2{2, 3}): MaxPool2d({2, 3})
+// also reads as kernel 2, stride 3, and g++ finds it ambiguous. Listed as a step (ONNX export,
+// int8) only with a square kernel, stride and padding, dilation 1 and floor mode; other options
+// are refused naming the layer and the option.
 class MaxPool2d : public Module {
  public:
-  explicit MaxPool2d(std::int64_t kernel, std::int64_t stride = 0, std::int64_t padding = 0)
-      : Module("MaxPool2d"), kernel_(kernel), stride_(stride == 0 ? kernel : stride), padding_(padding) {}
-  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
+  explicit MaxPool2d(Size2 kernel_size, Size2 stride = {}, Size2 padding = {0},
+                     Size2 dilation = {1}, bool return_indices = false, bool ceil_mode = false)
+      : Module("MaxPool2d"),
+        kernel_(kernel_size),
+        stride_(stride == Size2{} ? kernel_size : stride),
+        padding_(padding),
+        dilation_(dilation),
+        ceil_mode_(ceil_mode) {
+    EMBER_CHECK(!return_indices,
+                "MaxPool2d: return_indices=True is not supported (forward returns one "
+                "tensor); call max_pool2d_with_indices");
+  }
+  Tensor forward(const Tensor& x) override {
+    return max_pool2d(x, kernel_, stride_, padding_, dilation_, ceil_mode_);
+  }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
-    return {{.op = Step::Op::max_pool2d, .name = step_name(prefix), .layer = this, .kernel = kernel_,
-             .stride = stride_,
-             .padding = padding_}};
+    const char* refused = kernel_.h != kernel_.w     ? "a non-square kernel_size"
+                          : stride_.h != stride_.w   ? "a non-square stride"
+                          : padding_.h != padding_.w ? "a non-square padding"
+                          : dilation_ != Size2{1}    ? "dilation other than 1"
+                          : ceil_mode_               ? "ceil_mode=True"
+                                                     : nullptr;
+    EMBER_CHECK(refused == nullptr, "MaxPool2d '", step_name(prefix), "' (", extra_repr(),
+                "): ", refused,
+                " cannot be listed as a step, so the model cannot be exported or quantized (ONNX "
+                "export and int8 take a square, floor-mode max_pool2d with dilation 1)");
+    return {{.op = Step::Op::max_pool2d,
+             .name = step_name(prefix),
+             .layer = this,
+             .kernel = kernel_.h,
+             .stride = stride_.h,
+             .padding = padding_.h}};
   }
   [[nodiscard]] std::string extra_repr() const override {
-    return "kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
-           ", padding=" + std::to_string(padding_) + ", dilation=1, ceil_mode=False";
+    return "kernel_size=" + size2_repr(kernel_) + ", stride=" + size2_repr(stride_) +
+           ", padding=" + size2_repr(padding_) + ", dilation=" + size2_repr(dilation_) +
+           ", ceil_mode=" + (ceil_mode_ ? "True" : "False");
   }
 
  private:
-  std::int64_t kernel_, stride_, padding_;
+  Size2 kernel_, stride_, padding_, dilation_;
+  bool ceil_mode_;
 };
 
 class Flatten : public Module {

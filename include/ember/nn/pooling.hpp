@@ -1,6 +1,8 @@
 #pragma once
-// Average pooling modules: AvgPool2d and AdaptiveAvgPool2d, with PyTorch's names, defaults and
-// printed forms, each listing its step.
+// Pooling modules: AvgPool2d, AdaptiveAvgPool2d and AdaptiveMaxPool2d, with PyTorch's names,
+// defaults and printed forms (MaxPool2d is in layers.hpp). The average pools list their forward
+// as a step (ONNX export, int8); AdaptiveMaxPool2d does not yet, so exporting or quantizing a
+// model that holds one is refused with an error naming the layer (nn::Module::list_steps).
 
 #include <string>
 #include <vector>
@@ -10,12 +12,6 @@
 #include "ember/ops/pool.hpp"
 
 namespace ember::nn {
-
-namespace detail {
-inline std::string size2_repr(const Size2& s) {
-  return s.h == s.w ? std::to_string(s.h) : "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")";
-}
-}  // namespace detail
 
 // torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)
 class AvgPool2d : public Module {
@@ -33,8 +29,8 @@ class AvgPool2d : public Module {
                       .pw = padding_.w, .ceil_mode = ceil_mode_, .count_include_pad = count_include_pad_}}};
   }
   [[nodiscard]] std::string extra_repr() const override {
-    return "kernel_size=" + detail::size2_repr(kernel_) + ", stride=" + detail::size2_repr(stride_) +
-           ", padding=" + detail::size2_repr(padding_);
+    return "kernel_size=" + size2_repr(kernel_) + ", stride=" + size2_repr(stride_) +
+           ", padding=" + size2_repr(padding_);
   }
 
  private:
@@ -52,8 +48,22 @@ class AdaptiveAvgPool2d : public Module {
              .pool = {.out_h = out_.h, .out_w = out_.w}}};
   }
   [[nodiscard]] std::string extra_repr() const override {
-    return "output_size=" + (out_.h == out_.w ? std::to_string(out_.h)
-                                               : "(" + std::to_string(out_.h) + ", " + std::to_string(out_.w) + ")");
+    return "output_size=" + size2_repr(out_);
+  }
+
+ private:
+  Size2 out_;
+};
+
+// torch.nn.AdaptiveMaxPool2d(output_size). forward() returns one tensor, so there is no
+// return_indices (adaptive_max_pool2d_with_indices gives them); without that second argument
+// AdaptiveMaxPool2d({2, 3}) is unambiguous, as AdaptiveAvgPool2d's.
+class AdaptiveMaxPool2d : public Module {
+ public:
+  explicit AdaptiveMaxPool2d(Size2 output_size) : Module("AdaptiveMaxPool2d"), out_(output_size) {}
+  Tensor forward(const Tensor& x) override { return adaptive_max_pool2d(x, out_); }
+  [[nodiscard]] std::string extra_repr() const override {
+    return "output_size=" + size2_repr(out_);
   }
 
  private:

@@ -1,14 +1,20 @@
 #pragma once
-// CPU pooling over (N*C) planes, threaded over planes.
-//  * Max pooling: the forward pass records, for every output, the flat index (h * W + w) of
-//    the input element that won, which the backward pass uses.
-//  * Average pooling (Pool2dParams: any window, ceil_mode, count_include_pad): each output is
-//    the sum of its window clipped to the input, in window order, divided by the window's
-//    divisor; the backward pass is a gather, every input adding gy / divisor of the windows
-//    that contain it in output order, as kernels/pool.cuh does (so the two agree exactly).
+// CPU pooling over (N*C) planes, threaded over planes. Every window is a Pool2dParams one.
+//  * Max pooling (any window, dilation, ceil_mode, or adaptive): each output scans its window's
+//    taps inside the input in window order (rows, then columns), keeping the running maximum
+//    with selects rather than branches (random data would mispredict half of them): a later
+//    element wins only if greater (ties keep the earlier one), and a NaN always wins (so the
+//    last NaN of a window is recorded), as PyTorch. Padding never wins: it is -inf. It records
+//    for every output the flat index (h * W + w) of the winning input, which the backward pass
+//    scatters gy to; a dilated window with no tap inside the input gives -inf and index -1.
+//  * Average pooling (any window, ceil_mode, count_include_pad): each output is the sum of its
+//    window clipped to the input, in window order, divided by the window's divisor; the
+//    backward pass is a gather, every input adding gy / divisor of the windows that contain it
+//    in output order, as kernels/pool.cuh does (so the two agree exactly).
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "ember/backend/params.hpp"
@@ -18,17 +24,20 @@ namespace ember {
 
 namespace cpu {
 
-// y (planes, P, Q), argmax (planes, P, Q) <- x (planes, H, W)
-// The window is clipped to the input first, so the inner loop has no bounds checks, and
-// the running maximum is updated with selects rather than branches (random data would
-// mispredict half of them). A NaN wins, as in PyTorch.
 namespace detail {
-// The common 2 x 2, stride 2, unpadded window, as a tournament: the winners of (a, b) and of
-// (c, d), then the winner of those two. Each comparison is a select on its own (no loop
-// carried state), so the compiler can vectorise a row, and the result is that of a scan in
-// window order: ties keep the earlier element, a later NaN wins.
+// True for the common 2 x 2, stride 2, unpadded, undilated window when every window lies whole
+// inside the input (always in floor mode).
+[[nodiscard]] inline bool is_max_pool_2x2(const Pool2dParams& p) {
+  return !p.adaptive() && p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 &&
+         p.pw == 0 && p.dh == 1 && p.dw == 1 && 2 * p.p() <= p.h && 2 * p.q() <= p.w;
+}
+
+// That window as a tournament: the winners of (a, b) and of (c, d), then the winner of those
+// two. Each comparison is a select on its own (no loop carried state), so the compiler can
+// vectorise a row, and the result is that of a scan in window order: ties keep the earlier
+// element, a later NaN wins.
 template <class T>
-void max_pool2d_2x2(const MaxPool2dParams& p, const T* x, T* y, std::int32_t* argmax) {
+void max_pool2d_2x2(const Pool2dParams& p, const T* x, T* y, std::int32_t* argmax) {
   const std::int64_t P = p.p(), Q = p.q(), W = p.w, H = p.h;
   parallel_for(0, p.planes, 8, [=](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t pl = lo; pl < hi; ++pl) {
@@ -59,29 +68,27 @@ void max_pool2d_2x2(const MaxPool2dParams& p, const T* x, T* y, std::int32_t* ar
 }
 }  // namespace detail
 
+// y (planes, P, Q), argmax (planes, P, Q) <- x (planes, H, W)
 template <class T>
-void max_pool2d_forward(const MaxPool2dParams& p, const T* x, T* y, std::int32_t* argmax) {
-  if (p.kernel == 2 && p.stride == 2 && p.padding == 0) {
+void max_pool2d_forward(const Pool2dParams& p, const T* x, T* y, std::int32_t* argmax) {
+  if (detail::is_max_pool_2x2(p)) {
     detail::max_pool2d_2x2(p, x, y, argmax);
     return;
   }
-  const std::int64_t P = p.p(), Q = p.q();
+  const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w, dh = p.dh, dw = p.dw;
   parallel_for(0, p.planes, 8, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t pl = lo; pl < hi; ++pl) {
-      const T* xp = x + pl * p.h * p.w;
+      const T* xp = x + pl * H * W;
       T* yp = y + pl * P * Q;
       std::int32_t* ap = argmax + pl * P * Q;
-      for (std::int64_t oh = 0; oh < P; ++oh) {
-        const std::int64_t h0 = std::max<std::int64_t>(oh * p.stride - p.padding, 0);
-        const std::int64_t h1 = std::min<std::int64_t>(oh * p.stride - p.padding + p.kernel, p.h);
+      for (std::int64_t oh = 0; oh < P; ++oh)
         for (std::int64_t ow = 0; ow < Q; ++ow) {
-          const std::int64_t w0 = std::max<std::int64_t>(ow * p.stride - p.padding, 0);
-          const std::int64_t w1 = std::min<std::int64_t>(ow * p.stride - p.padding + p.kernel, p.w);
-          std::int64_t best_i = h0 * p.w + w0;
-          T best = xp[best_i];
-          for (std::int64_t ih = h0; ih < h1; ++ih)
-            for (std::int64_t iw = w0; iw < w1; ++iw) {
-              const std::int64_t i = ih * p.w + iw;
+          const Pool2dParams::Window t = p.taps(oh, ow);
+          T best = -std::numeric_limits<T>::infinity();
+          std::int64_t best_i = t.h0 < t.h1 && t.w0 < t.w1 ? t.h0 * W + t.w0 : -1;
+          for (std::int64_t ih = t.h0; ih < t.h1; ih += dh)
+            for (std::int64_t iw = t.w0; iw < t.w1; iw += dw) {
+              const std::int64_t i = ih * W + iw;
               const T v = xp[i];
               const bool take = v > best || v != v;
               best = take ? v : best;
@@ -90,21 +97,22 @@ void max_pool2d_forward(const MaxPool2dParams& p, const T* x, T* y, std::int32_t
           yp[oh * Q + ow] = best;
           ap[oh * Q + ow] = static_cast<std::int32_t>(best_i);
         }
-      }
     }
   });
 }
 
-// gx (planes, H, W) = scatter of gy by argmax (gx is overwritten)
+// gx (planes, H, W) = scatter of gy by argmax, in output order (gx is overwritten)
 template <class T>
-void max_pool2d_backward(const MaxPool2dParams& p, const T* gy, const std::int32_t* argmax,
-                         T* gx) {
+void max_pool2d_backward(const Pool2dParams& p, const T* gy, const std::int32_t* argmax, T* gx) {
   const std::int64_t PQ = p.p() * p.q(), HW = p.h * p.w;
   parallel_for(0, p.planes, 8, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t pl = lo; pl < hi; ++pl) {
       T* gp = gx + pl * HW;
+      const std::int32_t* ap = argmax + pl * PQ;
+      const T* g = gy + pl * PQ;
       for (std::int64_t i = 0; i < HW; ++i) gp[i] = T(0);
-      for (std::int64_t o = 0; o < PQ; ++o) gp[argmax[pl * PQ + o]] += gy[pl * PQ + o];
+      for (std::int64_t o = 0; o < PQ; ++o)
+        if (ap[o] >= 0) gp[ap[o]] += g[o];
     }
   });
 }

@@ -149,12 +149,13 @@ struct Launch {
     if (gx != nullptr) conv2d_backward_data(d, p, w, gy, gx);
     if (gw != nullptr || gb != nullptr) conv2d_backward_weight(d, p, x, gy, gw, gb);
   }
-  static void max_pool2d_forward(int d, const MaxPool2dParams& p, const T* x, T* y, std::int32_t* argmax) {
+  static void max_pool2d_forward(int d, const Pool2dParams& p, const T* x, T* y,
+                                 std::int32_t* argmax) {
     G g(d);
     kernels::max_pool2d_forward<T>(p, x, y, argmax, Ctx::stream(d));
   }
-  static void max_pool2d_backward(int d, const MaxPool2dParams& p, const T* gy, const std::int32_t* argmax,
-                                  T* gx) {
+  static void max_pool2d_backward(int d, const Pool2dParams& p, const T* gy,
+                                  const std::int32_t* argmax, T* gx) {
     G g(d);
     kernels::max_pool2d_backward<T>(p, gy, argmax, gx, Ctx::stream(d));
   }
