@@ -66,6 +66,7 @@
 #include "ember/ops/reduce.hpp"
 #include "ember/optim/sgd.hpp"
 
+#include "support/backend_scope.hpp"
 #include "support/inputs.hpp"
 #include "support/matchers.hpp"
 
@@ -75,7 +76,9 @@ using ember::Device;
 using ember::Generator;
 using ember::Shape;
 using ember::Tensor;
+using ember::test::BackendScope;
 using ember::test::ErrorContains;
+using ember::test::quantized;
 using I64 = std::int64_t;
 
 const Device kCpu = Device::cpu();
@@ -97,18 +100,6 @@ template <class T>
 Tensor<T> normal(const Shape& s, std::uint64_t seed) {
   Generator g(seed);
   return Tensor<T>::randn(s, g);
-}
-
-// Values k / 4 for random integers k in [-levels, levels]: many exact ties and exact zeros.
-template <class T>
-Tensor<T> quantized(const Shape& s, std::uint64_t seed, int levels = 4) {
-  Generator g(seed);
-  auto t = Tensor<T>::empty(s);
-  for (I64 i = 0; i < t.numel(); ++i) {
-    const int k = static_cast<int>(g.below(static_cast<std::uint64_t>(2 * levels + 1))) - levels;
-    t.data()[i] = static_cast<T>(k) / T(4);
-  }
-  return t;
 }
 
 // Random values of any element type (integers: int64/int32 in [-1000, 1000), uint8 any byte).
@@ -325,33 +316,6 @@ void check_agreement(const std::string& what, const Fn<T>& f, const std::vector<
 }
 
 // ---- backend selection -----------------------------------------------------------------------
-
-// Selects a GEMM ("cublas" / "custom") or convolution ("cudnn" / "custom") backend for a scope.
-class BackendScope {
- public:
-  enum Family { gemm, conv };
-  BackendScope(Family family, const std::string& name) : family_(family) {
-    auto& rt = ember::backend::cuda_runtime();
-    previous_ = family == gemm ? rt.gemm_backend() : rt.conv_backend();
-    if (family == gemm) rt.set_gemm_backend(name);
-    else rt.set_conv_backend(name);
-    REQUIRE((family == gemm ? rt.gemm_backend() : rt.conv_backend()) == name);
-  }
-  BackendScope(const BackendScope&) = delete;
-  BackendScope& operator=(const BackendScope&) = delete;
-  ~BackendScope() {
-    try {
-      auto& rt = ember::backend::cuda_runtime();
-      if (family_ == gemm) rt.set_gemm_backend(previous_);
-      else rt.set_conv_backend(previous_);
-    } catch (...) {  // a destructor must not throw; the previous name came from the runtime
-    }
-  }
-
- private:
-  Family family_;
-  std::string previous_;
-};
 
 const std::vector<std::string> kGemmBackends = {"cublas", "custom"};
 const std::vector<std::string> kConvBackends = {"cudnn", "custom"};
