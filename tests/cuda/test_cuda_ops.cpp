@@ -283,12 +283,11 @@ void check_agreement(const std::string& what, const Fn<T>& f, const std::vector<
 // ---- backend selection -----------------------------------------------------------------------
 
 const std::vector<std::string> kGemmBackends = {"cublas", "custom"};
-const std::vector<std::string> kConvBackends = {"cudnn", "custom"};
 
 }  // namespace
 
 // =============================================================================================
-// GEMM: matmul and linear
+// GEMM: matmul
 // =============================================================================================
 
 TEMPLATE_TEST_CASE("cuda ops: matmul, every shape class, both GEMM backends", "[cuda][gemm]", float,
@@ -341,82 +340,9 @@ TEMPLATE_TEST_CASE("cuda ops: matmul with an empty dimension", "[cuda][gemm]", f
   }
 }
 
-TEMPLATE_TEST_CASE("cuda ops: linear with and without bias, both GEMM backends", "[cuda][gemm]",
-                   float, double) {
-  using T = TestType;
-  struct Lin {
-    I64 n, in, out;
-  };
-  const std::vector<Lin> shapes = {{1, 1, 1}, {5, 9, 3}, {7, 33, 65}, {64, 128, 10}, {16, 300, 50},
-                                   {3, 1, 7}, {64, 9216, 128}};
-  for (const std::string& be : kGemmBackends) {
-    BackendScope scope(BackendScope::gemm, be);
-    std::uint64_t seed = 1400;
-    for (const Lin& s : shapes) {
-      INFO("GEMM backend " << be << ", N " << s.n << ", in " << s.in << ", out " << s.out);
-      const Tensor<T> x = uniform<T>({s.n, s.in}, ++seed), w = uniform<T>({s.out, s.in}, ++seed);
-      const Tensor<T> b = uniform<T>({s.out}, ++seed);
-      check_agreement<T>("linear with bias",
-                         [](const std::vector<Tensor<T>>& v) { return ember::linear(v[0], v[1], v[2]); },
-                         {x, w, b}, ++seed, Scale::magnitudes, Scale::magnitudes);
-      check_agreement<T>("linear without bias",
-                         [](const std::vector<Tensor<T>>& v) { return ember::linear(v[0], v[1]); },
-                         {x, w}, ++seed, Scale::magnitudes, Scale::magnitudes);
-    }
-    // A transposed input.
-    const Tensor<T> xt = uniform<T>({12, 6}, 1490), w = uniform<T>({4, 12}, 1491), b = uniform<T>({4}, 1492);
-    check_agreement<T>("linear of a transposed input",
-                       [](const std::vector<Tensor<T>>& v) { return ember::linear(v[0].t(), v[1], v[2]); },
-                       {xt, w, b}, 1493, Scale::magnitudes, Scale::magnitudes);
-  }
-}
-
 // =============================================================================================
-// Convolution and pooling
+// Pooling
 // =============================================================================================
-
-TEMPLATE_TEST_CASE("cuda ops: conv2d with stride, padding, dilation, with and without bias, both "
-                   "convolution backends",
-                   "[cuda][conv]", float, double) {
-  using T = TestType;
-  struct ConvCase {
-    I64 n, c, h, w, k, r, s, stride, pad, dil;
-  };
-  const std::vector<ConvCase> cases = {
-      {1, 1, 5, 5, 1, 3, 3, 1, 0, 1},    {2, 3, 8, 7, 4, 3, 3, 1, 1, 1},   {2, 3, 9, 9, 5, 3, 3, 2, 1, 1},
-      {3, 4, 12, 12, 6, 3, 3, 1, 2, 2},  {1, 5, 7, 9, 3, 1, 1, 1, 0, 1},   {2, 3, 6, 6, 2, 5, 5, 1, 2, 1},
-      {1, 2, 4, 4, 3, 4, 4, 1, 0, 1},    {2, 3, 13, 11, 4, 3, 5, 2, 1, 1}, {1, 2, 10, 11, 3, 2, 3, 3, 0, 2},
-      {2, 1, 28, 28, 32, 3, 3, 1, 0, 1}, {2, 32, 26, 26, 64, 3, 3, 1, 0, 1}, {1, 7, 5, 5, 9, 3, 3, 1, 1, 1},
-      {1, 3, 1, 1, 2, 1, 1, 1, 0, 1},    {4, 2, 7, 7, 3, 3, 3, 3, 1, 1},
-  };
-  for (const std::string& be : kConvBackends) {
-    BackendScope scope(BackendScope::conv, be);
-    std::uint64_t seed = 1500;
-    for (const ConvCase& c : cases) {
-      INFO("conv backend " << be << ", x (" << c.n << ", " << c.c << ", " << c.h << ", " << c.w
-                           << "), w (" << c.k << ", " << c.c << ", " << c.r << ", " << c.s
-                           << "), stride " << c.stride << ", padding " << c.pad << ", dilation "
-                           << c.dil);
-      const Tensor<T> x = uniform<T>({c.n, c.c, c.h, c.w}, ++seed);
-      const Tensor<T> w = uniform<T>({c.k, c.c, c.r, c.s}, ++seed);
-      const Tensor<T> b = uniform<T>({c.k}, ++seed);
-      const ember::Conv2dOptions o{c.stride, c.pad, c.dil};
-      check_agreement<T>("conv2d with bias",
-                         [o](const std::vector<Tensor<T>>& v) { return ember::conv2d(v[0], v[1], v[2], o); },
-                         {x, w, b}, ++seed, Scale::magnitudes, Scale::magnitudes);
-      check_agreement<T>("conv2d without bias",
-                         [o](const std::vector<Tensor<T>>& v) { return ember::conv2d(v[0], v[1], Tensor<T>(), o); },
-                         {x, w}, ++seed, Scale::magnitudes, Scale::magnitudes);
-    }
-    // A non-contiguous input (made contiguous by the op).
-    const Tensor<T> xp = uniform<T>({2, 9, 8, 3}, 1590), w = uniform<T>({4, 3, 3, 3}, 1591);
-    check_agreement<T>("conv2d of a permuted input",
-                       [](const std::vector<Tensor<T>>& v) {
-                         return ember::conv2d(v[0].permute({0, 3, 1, 2}), v[1], Tensor<T>(), ember::Conv2dOptions{1, 1, 1});
-                       },
-                       {xp, w}, 1592, Scale::magnitudes, Scale::magnitudes);
-  }
-}
 
 TEMPLATE_TEST_CASE("cuda ops: max_pool2d forward and backward", "[cuda][pool]", float, double) {
   using T = TestType;
