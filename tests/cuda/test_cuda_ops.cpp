@@ -1,6 +1,8 @@
-// CPU-vs-CUDA agreement of every op of ember (include/ember/ops), of the tensor copies between
-// devices, of autograd, of the MNIST network's training steps and of the device data loader,
-// and the device error messages.
+// CPU-vs-CUDA agreement of what is not one op: the tensor copies, casts and fills between
+// devices, autograd across devices, SGD on the device, the MNIST network's training steps and
+// the device data loader, and the device error messages; and, for now, matmul and max_pool2d.
+// Every other op has its case in tests/ops/op_*.cpp (support/op_case.hpp), compiled into this
+// program too, where it runs on every device.
 //
 // A plain C++ file (compiled by g++), linked with the nvcc-compiled CUDA backend
 // (include/ember/backend/cuda/ember_cuda.cu) and tests/cuda/cuda_test_main.cu, whose main exits
@@ -10,23 +12,20 @@
 // Method: the same inputs (Philox draws, reproducible from their seeds) go through the same ops
 // on the CPU and on cuda:0, with the same upstream gradient; the CUDA results are copied back
 // and compared with the CPU backend's. Ops with a vendor-library path run with each backend
-// in turn, chosen through the registry (DeviceRuntime::set_gemm_backend / set_conv_backend:
-// "cublas" and "custom" for GEMMs, "cudnn" and "custom" for convolutions), and the previous
-// choice is restored afterwards.
+// in turn, chosen through the registry (support/backend_scope.hpp: "cublas" and "custom" for
+// GEMMs, "cudnn" and "custom" for convolutions), and the previous choice is restored afterwards.
 //
 // Tolerances (want = the CPU result, got = the CUDA result):
 //  * exact (equal values, NaN matching NaN) where both backends do the same single IEEE
-//    operation per element or only move data: copies, casts, fills, broadcast_to, + - * / and
-//    their scalar forms, neg, relu, max pooling (forward; backward when windows do not overlap),
-//    argmax, count_correct, dropout masks, and the device data loader (see that test for
-//    the one build-flag caveat).
-//  * exp, log, pow: within a few ulp (CUDA's libm and glibc are both within 1-4 ulp).
-//  * sums, GEMMs, convolutions and everything linear in its inputs:
+//    operation per element or only move data: copies, casts, fills, max pooling (forward;
+//    backward when windows do not overlap), dropout masks, and the device data loader (see
+//    that test for the one build-flag caveat).
+//  * GEMMs and everything linear in its inputs:
 //      |got - want| <= tol * |want| + tol * S
 //    where S is the largest element of the same computation run on |inputs| with |upstream
 //    gradient| (the scale of the rounding-error bound, sum |terms|, which is >= max |want|);
 //    tol = 1e-5 for float, 1e-11 for double.
-//  * log_softmax, losses and composites: the same with S = max |want|.
+//  * composites: the same with S = max |want|.
 //  * the MNIST training steps: tol = 1e-4.
 
 #include <catch2/catch.hpp>
@@ -378,155 +377,6 @@ TEMPLATE_TEST_CASE("cuda ops: max_pool2d forward and backward", "[cuda][pool]", 
   check_agreement<T>("max_pool2d of a transposed input",
                      [](const std::vector<Tensor<T>>& v) { return ember::max_pool2d(v[0].transpose(2, 3), 2); },
                      {xt}, 1691, Scale::exact, Scale::exact);
-}
-
-// =============================================================================================
-// Activations and losses
-// =============================================================================================
-
-TEMPLATE_TEST_CASE("cuda ops: relu forward and backward match exactly", "[cuda][activation]", float,
-                   double) {
-  using T = TestType;
-  std::uint64_t seed = 1700;
-  for (const Shape& s : std::vector<Shape>{{}, {1}, {7}, {33, 65}, {4, 5, 6}, {0, 3}, {100003}}) {
-    INFO("shape " << ember::shape_str(s));
-    // Quantized inputs include exact zeros (the kink: output 0, gradient 0).
-    check_agreement<T>("relu", [](const std::vector<Tensor<T>>& v) { return ember::relu(v[0]); },
-                       {quantized<T>(s, ++seed)}, ++seed, Scale::exact, Scale::exact);
-    check_agreement<T>("relu", [](const std::vector<Tensor<T>>& v) { return ember::relu(v[0]); },
-                       {uniform<T>(s, ++seed)}, ++seed, Scale::exact, Scale::exact);
-  }
-  check_agreement<T>("relu of a transposed view",
-                     [](const std::vector<Tensor<T>>& v) { return ember::relu(v[0].t()); },
-                     {uniform<T>({9, 5}, 1790)}, 1791, Scale::exact, Scale::exact);
-}
-
-TEMPLATE_TEST_CASE("cuda ops: relu propagates NaN as the CPU does", "[cuda][activation][nan]", float,
-                   double) {
-  using T = TestType;
-  auto x = uniform<T>({3, 5}, 1801);
-  x(0, 0) = std::numeric_limits<T>::quiet_NaN();
-  x(2, 3) = std::numeric_limits<T>::quiet_NaN();
-  x(1, 1) = -std::numeric_limits<T>::infinity();
-  x(1, 2) = std::numeric_limits<T>::infinity();
-  require_equal(ember::relu(x.to(kCuda)), ember::relu(x), "relu with NaN and infinities");
-}
-
-TEMPLATE_TEST_CASE("cuda ops: log_softmax along dim 1 and dim 0", "[cuda][activation]", float, double) {
-  using T = TestType;
-  struct Case {
-    Shape s;
-    I64 dim;
-    double amplitude;
-  };
-  const std::vector<Case> cases = {
-      {{7, 10}, 1, 1},   {{7, 10}, 0, 1},  {{7, 10}, -1, 1}, {{1, 1}, 1, 1},   {{1, 1}, 0, 1},
-      {{64, 10}, 1, 5},  {{3, 1000}, 1, 3}, {{1000, 3}, 0, 3}, {{1000, 3}, 1, 3}, {{4, 5, 6}, 1, 2},
-      {{4, 5, 6}, 0, 2}, {{4, 5, 6}, 2, 2}, {{8, 10}, 1, 60}, {{8, 10}, 0, 60}, {{5, 33}, 1, 1},
-  };
-  std::uint64_t seed = 1900;
-  for (const Case& c : cases) {
-    INFO("shape " << ember::shape_str(c.s) << ", dim " << c.dim << ", amplitude " << c.amplitude);
-    const Tensor<T> x = uniform<T>(c.s, ++seed, -c.amplitude, c.amplitude);
-    const I64 d = c.dim;
-    check_agreement<T>("log_softmax",
-                       [d](const std::vector<Tensor<T>>& v) { return ember::log_softmax(v[0], d); },
-                       {x}, ++seed, Scale::output, Scale::output);
-  }
-  check_agreement<T>("log_softmax of a transposed view",
-                     [](const std::vector<Tensor<T>>& v) { return ember::log_softmax(v[0].t(), 1); },
-                     {uniform<T>({10, 6}, 1990)}, 1991, Scale::output, Scale::output);
-}
-
-TEMPLATE_TEST_CASE("cuda ops: nll_loss (mean and sum) and cross_entropy", "[cuda][loss]", float,
-                   double) {
-  using T = TestType;
-  std::uint64_t seed = 2000;
-  for (const Shape& s : std::vector<Shape>{{1, 1}, {1, 10}, {7, 3}, {64, 10}, {1000, 10}, {5, 300}}) {
-    const Tensor<I64> labels = labels_of(s[0], s[1], ++seed);
-    const Tensor<T> logits = uniform<T>(s, ++seed, -3.0, 3.0);
-    const Tensor<T> logp = ember::log_softmax(logits, 1).detach();
-    for (auto red : {ember::Reduction::mean, ember::Reduction::sum}) {
-      INFO("shape " << ember::shape_str(s) << (red == ember::Reduction::mean ? ", mean" : ", sum"));
-      check_agreement<T>("nll_loss",
-                         [labels, red](const std::vector<Tensor<T>>& v) {
-                           return ember::nll_loss(v[0], labels.to(v[0].device()), red);
-                         },
-                         {logp}, ++seed, Scale::magnitudes, Scale::magnitudes);
-      check_agreement<T>("cross_entropy",
-                         [labels, red](const std::vector<Tensor<T>>& v) {
-                           return ember::cross_entropy(v[0], labels.to(v[0].device()), red);
-                         },
-                         {logits}, ++seed, Scale::output, Scale::output);
-    }
-  }
-}
-
-// =============================================================================================
-// Dropout
-// =============================================================================================
-
-TEMPLATE_TEST_CASE("cuda ops: dropout and dropout2d draw the same mask on both devices",
-                   "[cuda][dropout]", float, double) {
-  using T = TestType;
-  struct Case {
-    Shape s;
-    bool two_d;
-  };
-  const std::vector<Case> cases = {{{7}, false},          {{33, 65}, false},      {{4, 5, 6}, false},
-                                   {{100003}, false},     {{2, 3, 4, 5}, true},   {{3, 4, 5}, true},
-                                   {{8, 64, 12, 12}, true}, {{1, 1, 1, 1}, true}, {{16, 128}, false}};
-  std::uint64_t seed = 2100;
-  // 0.5 and 0.25 are exact in float; 0.1, 0.3 and 0.9 are not, so they also check that the
-  // device uses the CPU's keep scale, static_cast<T>(1.0 / (1.0 - p)) with p in double (e.g.
-  // p = 0.9: 10.0f), and not one recomputed from float(p) (9.999998f).
-  for (const Case& c : cases) {
-    for (double p : {0.5, 0.25, 0.1, 0.3, 0.9}) {
-      for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{12345}}) {
-        INFO("shape " << ember::shape_str(c.s) << (c.two_d ? ", dropout2d" : ", dropout") << ", p " << p
-                      << ", generator offset " << offset);
-        const Tensor<T> x = uniform<T>(c.s, ++seed);
-        const std::uint64_t gen_seed = ++seed;
-        Generator gc(gen_seed), gg(gen_seed);
-        gc.set_offset(offset);
-        gg.set_offset(offset);
-        const bool two_d = c.two_d;
-        Tensor<T> xc = x.clone().detach().requires_grad_(true);
-        Tensor<T> xg = x.to(kCuda).detach().requires_grad_(true);
-        const Tensor<T> yc = two_d ? ember::dropout2d(xc, p, true, gc) : ember::dropout(xc, p, true, gc);
-        const Tensor<T> yg = two_d ? ember::dropout2d(xg, p, true, gg) : ember::dropout(xg, p, true, gg);
-        require_equal(yg, yc, "dropout output");
-        REQUIRE(gg.offset() == gc.offset());
-        const Tensor<T> gy = uniform<T>(c.s, ++seed);
-        yc.backward(gy);
-        yg.backward(gy.to(kCuda));
-        require_equal(xg.grad(), xc.grad(), "dropout gradient");
-        // A second draw from the advanced generators: still in step.
-        require_equal(ember::dropout(x.to(kCuda), p, true, gg), ember::dropout(x, p, true, gc),
-                      "second dropout draw");
-      }
-    }
-  }
-  // The masks are not trivial: p = 0.5 over 100003 elements keeps about half.
-  {
-    Generator g(77);
-    const auto y = ember::dropout(Tensor<T>::ones({100003}, kCuda), 0.5, true, g).to_vector();
-    const auto kept = std::count_if(y.begin(), y.end(), [](T v) { return v != T(0); });
-    REQUIRE(kept > 49000);
-    REQUIRE(kept < 51000);
-    REQUIRE(std::all_of(y.begin(), y.end(), [](T v) { return v == T(0) || v == T(2); }));
-  }
-  // Evaluation mode and the edge probabilities.
-  {
-    const Tensor<T> x = uniform<T>({6, 7}, 2190);
-    const Tensor<T> xg = x.to(kCuda);
-    Generator g(5);
-    REQUIRE(ember::dropout(xg, 0.5, false, g).shares_storage(xg));
-    REQUIRE(ember::dropout2d(xg.reshape({1, 6, 7}), 0.5, false, g).shares_storage(xg));
-    REQUIRE(g.offset() == 0);
-    require_equal(ember::dropout(xg, 0.0, true, g), x, "dropout p = 0");
-    require_equal(ember::dropout(xg, 1.0, true, g), Tensor<T>::zeros({6, 7}), "dropout p = 1");
-  }
 }
 
 // =============================================================================================
