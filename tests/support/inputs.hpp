@@ -52,6 +52,18 @@ ember::Tensor<T> distinct_values(const ember::Shape& shape, std::uint64_t seed,
   return t;
 }
 
+// Values k / 4 for random integers k in [-levels, levels]: many exact ties and exact zeros.
+template <class T = double>
+ember::Tensor<T> quantized(const ember::Shape& shape, std::uint64_t seed, int levels = 4) {
+  ember::Generator gen(seed);
+  auto t = ember::Tensor<T>::empty(shape);
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    const int k = static_cast<int>(gen.below(static_cast<std::uint64_t>(2 * levels + 1))) - levels;
+    t.data()[i] = static_cast<T>(k) / T(4);
+  }
+  return t;
+}
+
 // Class labels in [0, classes).
 inline ember::Tensor<std::int64_t> random_labels(std::int64_t n, std::int64_t classes,
                                                  std::uint64_t seed) {
