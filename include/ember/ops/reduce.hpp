@@ -2,7 +2,8 @@
 // Reductions: sum and mean (over everything or one dimension); max/min along a dimension with
 // their indices, amax/amin, argmax/argmin and max/min of everything (PyTorch's: NaN propagates,
 // the first index on ties; CPU kernel backend/cpu/reduce.hpp, CUDA kernel kernels/reduce.cuh);
-// and the count of correct predictions that evaluation needs.
+// var/std with PyTorch's correction (compositions of mean, sub, mul, sum and pow, no kernel of
+// their own); and the count of correct predictions that evaluation needs.
 
 #include <algorithm>
 #include <concepts>
@@ -374,6 +375,54 @@ Tensor<std::int64_t> argmax(const Tensor<T>& a) {
 template <Element T>
 Tensor<std::int64_t> argmin(const Tensor<T>& a) {
   return detail::arg_extremum("argmin", a.reshape({-1}), 0, false, true);
+}
+
+// torch.var(input, dim, correction, keepdim): sum((x - mean)^2) / max(0, N - correction) over
+// the dimensions `dims` (empty: all), N the number of elements reduced; correction 1 is the
+// unbiased estimate, 0 the population variance. N <= correction gives inf, or NaN (0 / 0), as
+// PyTorch's. A composition of mean, sub, mul, sum and mul_scalar (the backward is theirs).
+template <Real T>
+Tensor<T> var(const Tensor<T>& x, const std::vector<std::int64_t>& dims, double correction = 1,
+              bool keepdim = false) {
+  const std::vector<std::int64_t> ds = detail::reduce_dims("var", dims, x.dim());
+  std::int64_t n = 1;
+  if (x.dim() > 0)
+    for (const std::int64_t d : ds) n *= x.size(d);
+  // Sums over the dimensions from the last, keeping them, so that the indices stay valid.
+  auto sum_dims = [&ds](Tensor<T> t) {
+    for (auto it = ds.rbegin(); it != ds.rend(); ++it) t = sum(t, *it, true);
+    return t;
+  };
+  const Tensor<T> mu = mul_scalar(sum_dims(x), T(1) / static_cast<T>(n));
+  const Tensor<T> dev = sub(x, mu);
+  const double dof = std::max(0.0, static_cast<double>(n) - correction);
+  const Tensor<T> v = mul_scalar(sum_dims(mul(dev, dev)), static_cast<T>(1.0 / dof));
+  return keepdim ? v : v.reshape(detail::reduced_shape(x.shape(), ds, false));
+}
+template <Real T, detail::DimIndex D>
+Tensor<T> var(const Tensor<T>& x, D dim, double correction = 1, bool keepdim = false) {
+  return var(x, std::vector<std::int64_t>{static_cast<std::int64_t>(dim)}, correction, keepdim);
+}
+// The variance of every element (a 0-d tensor), unbiased; var(x, {}, correction) for another.
+template <Real T>
+Tensor<T> var(const Tensor<T>& x) {
+  return var(x, std::vector<std::int64_t>{}, 1.0, false);
+}
+
+// torch.std: sqrt(var(...)), composed as pow(var, 0.5) (its gradient is NaN where var is 0,
+// as PyTorch's).
+template <Real T>
+Tensor<T> std(const Tensor<T>& x, const std::vector<std::int64_t>& dims, double correction = 1,
+              bool keepdim = false) {
+  return pow(var(x, dims, correction, keepdim), T(0.5));
+}
+template <Real T, detail::DimIndex D>
+Tensor<T> std(const Tensor<T>& x, D dim, double correction = 1, bool keepdim = false) {
+  return pow(var(x, dim, correction, keepdim), T(0.5));
+}
+template <Real T>
+Tensor<T> std(const Tensor<T>& x) {
+  return pow(var(x), T(0.5));
 }
 
 // Number of rows of `scores` [N, C] whose argmax equals `labels` [N].
