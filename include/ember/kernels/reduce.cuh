@@ -1,13 +1,13 @@
 #pragma once
 // Reductions on the device:
 //   * sum_all: the sum (or mean) of a contiguous array, two passes, deterministic;
-//   * argmax_rows / count_correct: the row-wise argmax of a [rows, cols] array with
-//     ember::argmax's rule (first maximum; the first NaN wins over any number);
+//   * extremum_dim: max/min along the middle axis of [outer, size, inner] with the index,
+//     ember::max's rule (DimReduceParams::beats: the first NaN, else the first extreme; a warp
+//     per row when inner is 1), behind max, min, amax, amin, argmax and argmin; and the backward
+//     of amax/amin (gy split evenly among ties) and of max/min (gy at the index);
+//   * count_correct: the number of rows of a [rows, cols] array whose argmax is the label;
 //   * sum_outer_inner: out[m] = sum over (o, i) of x[(o * mid + m) * inner + i], the
 //     [outer, mid, inner] -> [mid] reduction behind bias gradients and sum_to's common cases.
-//   * extremum_dim: max/min along the middle axis of [outer, size, inner] with the index,
-//     ember::max's rule (DimReduceParams::beats: the first NaN, else the first extreme), and
-//     the backward of amax/amin (gy split evenly among ties) and of max/min (gy at the index).
 // Every result is computed in a fixed order for a given launch configuration, so equal inputs give
 // bit-identical outputs run to run. The only atomic is count_correct's integer addition.
 // Kernels with warp shuffles need a block size that is a multiple of 32 (checked).
@@ -136,7 +136,8 @@ EMBER_KERNEL void sum_final_kernel(const T* ws, std::int64_t parts, T* out, T sc
 // NaNs) the lower index wins. i < 0 marks an empty candidate. This combination gives the same
 // answer as the sequential scan.
 template <class T>
-EMBER_DEVICE bool extremum_beats(const DimReduceParams& p, T v1, std::int64_t i1, T v2, std::int64_t i2) {
+EMBER_DEVICE bool extremum_beats(const DimReduceParams& p, T v1, std::int64_t i1, T v2,
+                                 std::int64_t i2) {
   if (i2 < 0) return false;
   if (i1 < 0) return true;
   const bool nan1 = v1 != v1, nan2 = v2 != v2;
@@ -180,21 +181,9 @@ EMBER_DEVICE std::int64_t warp_argmax(const T* row, std::int64_t cols, unsigned 
   return warp_extremum(DimReduceParams{}, row, cols, 1, lane, &value);
 }
 
-// One warp per row (grid-stride over rows).
-template <class T>
-EMBER_KERNEL void argmax_rows_kernel(const T* x, std::int64_t rows, std::int64_t cols,
-                                     std::int64_t* out) {
-  const unsigned lane = threadIdx.x & 31u;
-  const std::int64_t warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const std::int64_t nwarps = (static_cast<std::int64_t>(gridDim.x) * blockDim.x) >> 5;
-  for (std::int64_t r = warp; r < rows; r += nwarps) {
-    const std::int64_t bi = warp_argmax(x + r * cols, cols, lane);
-    if (lane == 0) out[r] = bi;
-  }
-}
-
-// Like argmax_rows_kernel, counting rows whose argmax equals the label; each block adds its count
-// to out[0] with one integer atomic (exact, so the total does not depend on the order).
+// One warp per row (as extremum_rows_kernel below), counting rows whose argmax equals the
+// label; each block adds its count to out[0] with one integer atomic (exact, so the total does
+// not depend on the order).
 template <class T>
 EMBER_KERNEL void count_correct_kernel(const T* x, std::int64_t rows, std::int64_t cols,
                                        const std::int64_t* labels, std::int64_t* out) {
@@ -214,7 +203,8 @@ EMBER_KERNEL void count_correct_kernel(const T* x, std::int64_t rows, std::int64
 
 // inner == 1, x [outer, size]: one warp per row (grid-stride over rows).
 template <class T>
-EMBER_KERNEL void extremum_rows_kernel(DimReduceParams p, const T* x, T* values, std::int64_t* indices) {
+EMBER_KERNEL void extremum_rows_kernel(DimReduceParams p, const T* x, T* values,
+                                       std::int64_t* indices) {
   const unsigned lane = threadIdx.x & 31u;
   const std::int64_t warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const std::int64_t nwarps = (static_cast<std::int64_t>(gridDim.x) * blockDim.x) >> 5;
@@ -231,10 +221,12 @@ EMBER_KERNEL void extremum_rows_kernel(DimReduceParams p, const T* x, T* values,
 // inner > 1: one thread per output (o, i), scanning its column in index order like the CPU;
 // neighbouring threads read neighbouring i (coalesced).
 template <class T>
-EMBER_KERNEL void extremum_columns_kernel(DimReduceParams p, const T* x, T* values, std::int64_t* indices) {
+EMBER_KERNEL void extremum_columns_kernel(DimReduceParams p, const T* x, T* values,
+                                          std::int64_t* indices) {
   const std::int64_t n = p.outputs();
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += stride) {
     const std::int64_t o = k / p.inner, i = k - o * p.inner;
     const T* col = x + o * p.size * p.inner + i;  // (size) with step inner
     T best = col[0];
@@ -254,10 +246,12 @@ EMBER_KERNEL void extremum_columns_kernel(DimReduceParams p, const T* x, T* valu
 // amax/amin backward, one thread per output (o, i): count the elements of its column equal to
 // y (NaN to NaN when p.nan_equal), then gx = (gy / count) * hit for each, as the CPU.
 template <class T>
-EMBER_KERNEL void extremum_backward_kernel(DimReduceParams p, const T* x, const T* y, const T* gy, T* gx) {
+EMBER_KERNEL void extremum_backward_kernel(DimReduceParams p, const T* x, const T* y, const T* gy,
+                                           T* gx) {
   const std::int64_t n = p.outputs();
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += stride) {
     const std::int64_t o = k / p.inner, i = k - o * p.inner;
     const std::int64_t base = o * p.size * p.inner + i;
     const T m = y[k];
@@ -278,10 +272,12 @@ EMBER_KERNEL void extremum_backward_kernel(DimReduceParams p, const T* x, const 
 
 // max/min backward, one thread per input element (o, s, i): gy[o, i] where s is the index.
 template <class T>
-EMBER_KERNEL void index_backward_kernel(DimReduceParams p, const T* gy, const std::int64_t* indices, T* gx) {
+EMBER_KERNEL void index_backward_kernel(DimReduceParams p, const T* gy, const std::int64_t* indices,
+                                        T* gx) {
   const std::int64_t n = p.outer * p.size * p.inner;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += stride) {
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += stride) {
     const std::int64_t i = e % p.inner, os = e / p.inner;
     const std::int64_t s = os % p.size, o = os / p.size;
     const std::int64_t k = o * p.inner + i;
@@ -408,20 +404,6 @@ void sum_all(const T* x, std::int64_t n, T* out, T scale, T* workspace, Stream s
   check_launch("sum_final_kernel");
 }
 
-// out[r] = index of the largest element of row r of the contiguous [rows, cols] array x: the
-// first maximum, and the first NaN if the row has one (ember::argmax). cols must be positive.
-template <class T>
-void argmax_rows(const T* x, std::int64_t rows, std::int64_t cols, std::int64_t* out,
-                 Stream stream, int threads = 256) {
-  (void)stream;  // (the CPU harness ignores streams)
-  reduce_impl::check_warp_multiple(threads, "argmax_rows");
-  EMBER_CHECK(rows >= 0 && cols > 0, "argmax_rows: bad shape [", rows, ", ", cols, "]");
-  if (rows == 0) return;
-  const unsigned grid = grid_for(rows, threads / 32);
-  EMBER_LAUNCH(reduce_impl::argmax_rows_kernel<T>, grid, threads, 0, stream)(x, rows, cols, out);
-  check_launch("argmax_rows_kernel");
-}
-
 namespace reduce_impl {
 inline void check_dim_reduce(const DimReduceParams& p, const char* what) {
   EMBER_CHECK(p.outer >= 0 && p.size > 0 && p.inner >= 0, what, ": bad shape [", p.outer, ", ",
@@ -443,8 +425,8 @@ void extremum_dim(const DimReduceParams& p, const T* x, T* values, std::int64_t*
                  stream)(p, x, values, indices);
     check_launch("extremum_rows_kernel");
   } else {
-    EMBER_LAUNCH(reduce_impl::extremum_columns_kernel<T>, grid_for(p.outputs(), threads), threads, 0,
-                 stream)(p, x, values, indices);
+    EMBER_LAUNCH(reduce_impl::extremum_columns_kernel<T>, grid_for(p.outputs(), threads), threads,
+                 0, stream)(p, x, values, indices);
     check_launch("extremum_columns_kernel");
   }
 }
@@ -476,7 +458,7 @@ void index_dim_backward(const DimReduceParams& p, const T* gy, const std::int64_
   check_launch("index_backward_kernel");
 }
 
-// out[0] = the number of rows r of x [rows, cols] whose argmax (as argmax_rows) equals labels[r]
+// out[0] = the number of rows r of x [rows, cols] whose argmax (as extremum_dim) equals labels[r]
 // (ember::count_correct). out is overwritten.
 template <class T>
 void count_correct(const T* x, std::int64_t rows, std::int64_t cols, const std::int64_t* labels,

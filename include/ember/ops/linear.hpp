@@ -90,9 +90,10 @@ Tensor<T> mm(const Tensor<T>& a, const Tensor<T>& b) {
   autograd::record(out, "MmBackward0", {a, b}, autograd::saved(a, b),
                    [a = a.detach(), b = b.detach(), need_a = a.requires_grad(),
                     need_b = b.requires_grad()](const Tensor<T>& g) {
-    return std::vector<Tensor<T>>{need_a ? gemm_2d(g, false, b, true) : Tensor<T>(),
-                                  need_b ? gemm_2d(a, true, g, false) : Tensor<T>()};
-  });
+                     return std::vector<Tensor<T>>{
+                         need_a ? gemm_2d(g, false, b, true) : Tensor<T>(),
+                         need_b ? gemm_2d(a, true, g, false) : Tensor<T>()};
+                   });
   return out;
 }
 
@@ -104,19 +105,21 @@ inline std::string matmul_shapes(const Shape& a, const Shape& b) {
 // torch.bmm: a [B, N, K] @ b [B, K, M] -> [B, N, M], no broadcasting.
 template <Real T>
 Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
-  EMBER_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: both operands must be 3-D, got ", shape_str(a.shape()),
-              " and ", shape_str(b.shape()));
-  EMBER_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm: shapes ", shape_str(a.shape()), " and ",
-              shape_str(b.shape()), " cannot be multiplied (expected the second to be [", a.size(0), ", ",
-              a.size(2), ", M])");
+  EMBER_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: both operands must be 3-D, got ",
+              shape_str(a.shape()), " and ", shape_str(b.shape()));
+  EMBER_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm: shapes ",
+              shape_str(a.shape()), " and ", shape_str(b.shape()),
+              " cannot be multiplied (expected the second to be [", a.size(0), ", ", a.size(2),
+              ", M])");
   Tensor<T> out = detail::gemm_batched(a, false, b, false);
   autograd::record(out, "BmmBackward0", {a, b}, autograd::saved(a, b),
                    [a = a.detach(), b = b.detach(), need_a = a.requires_grad(),
                     need_b = b.requires_grad()](const Tensor<T>& g) {
-    // d(a b)/da = g b^T, d(a b)/db = a^T g, entry by entry
-    return std::vector<Tensor<T>>{need_a ? detail::gemm_batched(g, false, b, true) : Tensor<T>(),
-                                  need_b ? detail::gemm_batched(a, true, g, false) : Tensor<T>()};
-  });
+                     // d(a b)/da = g b^T, d(a b)/db = a^T g, entry by entry
+                     return std::vector<Tensor<T>>{
+                         need_a ? detail::gemm_batched(g, false, b, true) : Tensor<T>(),
+                         need_b ? detail::gemm_batched(a, true, g, false) : Tensor<T>()};
+                   });
   return out;
 }
 
@@ -151,14 +154,16 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   }
   const Tensor<T> a2 = a.dim() == 1 ? a.unsqueeze(0) : a;  // [..., N, K]
   const Tensor<T> b2 = b.dim() == 1 ? b.unsqueeze(1) : b;  // [..., K, M]
-  const Shape batch_a(a2.shape().begin(), a2.shape().end() - 2), batch_b(b2.shape().begin(), b2.shape().end() - 2);
+  const Shape batch_a(a2.shape().begin(), a2.shape().end() - 2),
+      batch_b(b2.shape().begin(), b2.shape().end() - 2);
   const std::size_t rank = std::max(batch_a.size(), batch_b.size());
   Shape batch(rank);
   for (std::size_t i = 0; i < rank; ++i) {
     const std::int64_t da = i < rank - batch_a.size() ? 1 : batch_a[i - (rank - batch_a.size())];
     const std::int64_t db = i < rank - batch_b.size() ? 1 : batch_b[i - (rank - batch_b.size())];
     EMBER_CHECK(da == db || da == 1 || db == 1, detail::matmul_shapes(a.shape(), b.shape()),
-                ": the batch dimensions ", shape_str(batch_a), " and ", shape_str(batch_b), " do not broadcast");
+                ": the batch dimensions ", shape_str(batch_a), " and ", shape_str(batch_b),
+                " do not broadcast");
     batch[i] = da == 1 ? db : da;
   }
   const std::int64_t n = a2.size(-2), m = b2.size(-1), entries = numel_of(batch);

@@ -137,13 +137,15 @@ namespace detail {
 // naming the op.
 inline std::int64_t reduce_dim(const char* op, std::int64_t dim, std::int64_t rank) {
   const std::int64_t r = rank == 0 ? 1 : rank;
-  EMBER_CHECK(dim >= -r && dim < r, op, "(): dimension ", dim, " out of range for a tensor of rank ", rank,
-              " (expected in [", -r, ", ", r - 1, "])");
+  EMBER_CHECK(dim >= -r && dim < r, op, "(): dimension ", dim,
+              " out of range for a tensor of rank ", rank, " (expected in [", -r, ", ", r - 1,
+              "])");
   return dim < 0 ? dim + r : dim;
 }
 
 // The [outer, size, inner] view of `s` around dimension d (wrapped), refusing an empty one.
-inline DimReduceParams dim_reduce_params(const char* op, const Shape& s, std::int64_t d, bool take_min) {
+inline DimReduceParams dim_reduce_params(const char* op, const Shape& s, std::int64_t d,
+                                         bool take_min) {
   const DimSplit sp = split_at(s, d);
   EMBER_CHECK(sp.size > 0, op, "(): reduction dimension ", d, " of input ", shape_str(s),
               " is empty (expected a non-zero size)");
@@ -174,16 +176,18 @@ inline Shape reduced_shape(const Shape& s, const std::vector<std::int64_t>& dims
   Shape r;
   for (std::int64_t d = 0; d < static_cast<std::int64_t>(s.size()); ++d) {
     const bool reduced = std::find(dims.begin(), dims.end(), d) != dims.end();
-    if (!reduced) r.push_back(s[static_cast<std::size_t>(d)]);
-    else if (keepdim) r.push_back(1);
+    if (!reduced)
+      r.push_back(s[static_cast<std::size_t>(d)]);
+    else if (keepdim)
+      r.push_back(1);
   }
   return r;
 }
 
 // The index of the max (take_min: min) of `a` along dim, without values or gradient.
 template <Element T>
-Tensor<std::int64_t> arg_extremum(const char* op, const Tensor<T>& a, std::int64_t dim, bool keepdim,
-                                  bool take_min) {
+Tensor<std::int64_t> arg_extremum(const char* op, const Tensor<T>& a, std::int64_t dim,
+                                  bool keepdim, bool take_min) {
   const std::int64_t d = reduce_dim(op, dim, a.dim());
   const DimReduceParams p = dim_reduce_params(op, a.shape(), d, take_min);
   if constexpr (!Real<T>) {
@@ -193,13 +197,15 @@ Tensor<std::int64_t> arg_extremum(const char* op, const Tensor<T>& a, std::int64
   const Tensor<T> ac = a.contiguous();
   auto out = Tensor<std::int64_t>::empty(reduced_shape(a.shape(), d, keepdim), a.device());
   if (out.numel() > 0)
-    backend::run<op::ExtremumDim, T>(a.device(), p, ac.data(), static_cast<T*>(nullptr), out.data());
+    backend::run<op::ExtremumDim, T>(a.device(), p, ac.data(), static_cast<T*>(nullptr),
+                                     out.data());
   return out;
 }
 
 // amax/amin of `a` along one wrapped dimension d.
 template <Real T>
-Tensor<T> extremum_one_dim(const char* op, const Tensor<T>& a, std::int64_t d, bool keepdim, bool take_min) {
+Tensor<T> extremum_one_dim(const char* op, const Tensor<T>& a, std::int64_t d, bool keepdim,
+                           bool take_min) {
   const DimReduceParams p = dim_reduce_params(op, a.shape(), d, take_min);
   const Tensor<T> ac = a.contiguous();
   const Device dev = a.device();
@@ -211,7 +217,8 @@ Tensor<T> extremum_one_dim(const char* op, const Tensor<T>& a, std::int64_t d, b
                      const Tensor<T> gc = g.contiguous();
                      Tensor<T> gx = Tensor<T>::empty(x.shape(), dev);
                      if (gx.numel() > 0)
-                       backend::run<op::ExtremumDimBackward, T>(dev, p, x.data(), yv.data(), gc.data(), gx.data());
+                       backend::run<op::ExtremumDimBackward, T>(dev, p, x.data(), yv.data(),
+                                                                gc.data(), gx.data());
                      return std::vector<Tensor<T>>{gx};
                    });
   return keepdim ? y : y.reshape(reduced_shape(a.shape(), d, false));
@@ -220,8 +227,8 @@ Tensor<T> extremum_one_dim(const char* op, const Tensor<T>& a, std::int64_t d, b
 // amax/amin over the dimensions `dims` (empty: all): the reduced dimensions are moved last and
 // flattened into one, so that ties anywhere in a reduced slice share its gradient evenly.
 template <Real T>
-Tensor<T> extremum_dims(const char* op, const Tensor<T>& a, const std::vector<std::int64_t>& dims, bool keepdim,
-                        bool take_min) {
+Tensor<T> extremum_dims(const char* op, const Tensor<T>& a, const std::vector<std::int64_t>& dims,
+                        bool keepdim, bool take_min) {
   const std::vector<std::int64_t> ds = reduce_dims(op, dims, a.dim());
   if (ds.size() == 1) return extremum_one_dim(op, a, ds[0], keepdim, take_min);
   Shape perm, kept;
@@ -233,14 +240,14 @@ Tensor<T> extremum_dims(const char* op, const Tensor<T>& a, const std::vector<st
     }
   for (const std::int64_t d : ds) {
     perm.push_back(d);
-    EMBER_CHECK(a.size(d) > 0, op, "(): reduction dimension ", d, " of input ", shape_str(a.shape()),
-                " is empty (expected a non-zero size)");
+    EMBER_CHECK(a.size(d) > 0, op, "(): reduction dimension ", d, " of input ",
+                shape_str(a.shape()), " is empty (expected a non-zero size)");
     reduced *= a.size(d);
   }
   Shape flat = kept;
   flat.push_back(reduced);
-  const Tensor<T> y = extremum_one_dim(op, a.permute(perm).reshape(flat), static_cast<std::int64_t>(kept.size()),
-                                       false, take_min);
+  const Tensor<T> y = extremum_one_dim(op, a.permute(perm).reshape(flat),
+                                       static_cast<std::int64_t>(kept.size()), false, take_min);
   return y.reshape(reduced_shape(a.shape(), ds, keepdim));
 }
 
@@ -260,7 +267,8 @@ Tensor<T> extremum_all(const char* op, const Tensor<T>& a, bool take_min) {
                    [p, x = ac.detach(), yv = y.detach(), dev](const Tensor<T>& g) {
                      const Tensor<T> gc = g.contiguous();
                      Tensor<T> gx = Tensor<T>::empty(x.shape(), dev);
-                     backend::run<op::ExtremumDimBackward, T>(dev, p, x.data(), yv.data(), gc.data(), gx.data());
+                     backend::run<op::ExtremumDimBackward, T>(dev, p, x.data(), yv.data(),
+                                                              gc.data(), gx.data());
                      return std::vector<Tensor<T>>{gx};
                    });
   return y;
@@ -281,21 +289,23 @@ struct ValuesIndices {
 
 namespace detail {
 template <Real T>
-ValuesIndices<T> extremum_with_indices(const char* op, const Tensor<T>& a, std::int64_t dim, bool keepdim,
-                                       bool take_min) {
+ValuesIndices<T> extremum_with_indices(const char* op, const Tensor<T>& a, std::int64_t dim,
+                                       bool keepdim, bool take_min) {
   const std::int64_t d = reduce_dim(op, dim, a.dim());
   const DimReduceParams p = dim_reduce_params(op, a.shape(), d, take_min);
   const Tensor<T> ac = a.contiguous();
   const Device dev = a.device();
   Tensor<T> values = Tensor<T>::empty(reduced_shape(a.shape(), d, true), dev);
   auto indices = Tensor<std::int64_t>::empty(values.shape(), dev);
-  if (values.numel() > 0) backend::run<op::ExtremumDim, T>(dev, p, ac.data(), values.data(), indices.data());
+  if (values.numel() > 0)
+    backend::run<op::ExtremumDim, T>(dev, p, ac.data(), values.data(), indices.data());
   autograd::record(values, take_min ? "MinBackward0" : "MaxBackward0", {a},
                    [p, indices, in_shape = a.shape(), dev](const Tensor<T>& g) {
                      const Tensor<T> gc = g.contiguous();
                      Tensor<T> gx = Tensor<T>::empty(in_shape, dev);
                      if (gx.numel() > 0)
-                       backend::run<op::IndexDimBackward, T>(dev, p, gc.data(), indices.data(), gx.data());
+                       backend::run<op::IndexDimBackward, T>(dev, p, gc.data(), indices.data(),
+                                                             gx.data());
                      return std::vector<Tensor<T>>{gx};
                    });
   if (keepdim) return {values, indices};

@@ -16,7 +16,7 @@
 
 namespace ember::cpu {
 
-// values [outer, inner] (may be null: argmax/argmin), indices [outer, inner] <- x [outer, size, inner]
+// values [outer, inner] (null for argmax/argmin), indices [outer, inner] <- x [outer, size, inner]
 template <class T>
 void extremum_dim(const DimReduceParams& p, const T* x, T* values, std::int64_t* indices) {
   parallel_for(0, p.outer, std::max<std::int64_t>(1, 4096 / (p.size * p.inner + 1)),

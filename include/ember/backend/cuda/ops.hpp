@@ -75,17 +75,18 @@ struct Launch {
     Scratch<T> ws(d, kernels::reduce_workspace_elems<T>(n));
     kernels::sum_all<T>(x, n, out, scale, ws.get(), Ctx::stream(d));
   }
-  static void extremum_dim(int d, const DimReduceParams& p, const T* x, T* values, std::int64_t* indices) {
+  static void extremum_dim(int d, const DimReduceParams& p, const T* x, T* values,
+                           std::int64_t* indices) {
     G g(d);
     kernels::extremum_dim<T>(p, x, values, indices, Ctx::stream(d));
   }
-  static void extremum_dim_backward(int d, const DimReduceParams& p, const T* x, const T* y, const T* gy,
-                                    T* gx) {
+  static void extremum_dim_backward(int d, const DimReduceParams& p, const T* x, const T* y,
+                                    const T* gy, T* gx) {
     G g(d);
     kernels::extremum_dim_backward<T>(p, x, y, gy, gx, Ctx::stream(d));
   }
-  static void index_dim_backward(int d, const DimReduceParams& p, const T* gy, const std::int64_t* indices,
-                                 T* gx) {
+  static void index_dim_backward(int d, const DimReduceParams& p, const T* gy,
+                                 const std::int64_t* indices, T* gx) {
     G g(d);
     kernels::index_dim_backward<T>(p, gy, indices, gx, Ctx::stream(d));
   }
