@@ -1,6 +1,7 @@
 // kernels/reduce.cuh against ember's CPU ops: sum / mean of everything, argmax along rows (ties,
-// NaN), count_correct, and the [outer, mid, inner] -> [mid] sums. Every block size, odd sizes,
-// poisoned outputs and workspaces, repeated runs bit-identical.
+// NaN; extremum_dim), count_correct, the [outer, mid, inner] -> [mid] sums, and max / min along a
+// dimension with their backward (against backend/cpu/reduce.hpp, exactly). Every block size, odd
+// sizes, poisoned outputs and workspaces, repeated runs bit-identical.
 #include "support/kernel_test.hpp"
 
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@
 #include <limits>
 #include <vector>
 
+#include "ember/backend/cpu/reduce.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/reduce.hpp"
@@ -116,7 +118,8 @@ void check_argmax(const Tensor<T>& x) {
   for (const int threads : kt::block_sizes()) {
     INFO("argmax of " << ember::shape_str(x.shape()) << ", " << threads << " threads");
     Buffer<std::int64_t> out(static_cast<std::size_t>(rows)), correct(1);
-    ek::argmax_rows(dx.data(), rows, cols, out.data(), nullptr, threads);
+    ek::extremum_dim(ember::DimReduceParams{rows, cols, 1}, dx.data(), static_cast<T*>(nullptr),
+                     out.data(), nullptr, threads);
     CHECK(out.host() == want);
     ek::count_correct(dx.data(), rows, cols, dl.data(), correct.data(), nullptr, threads);
     CHECK(correct.host()[0] == want_correct);
@@ -125,8 +128,9 @@ void check_argmax(const Tensor<T>& x) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("argmax_rows and count_correct follow ember::argmax's first-maximum rule",
-                   "[kernels][reduce]", float, double) {
+TEMPLATE_TEST_CASE(
+    "extremum_dim's argmax and count_correct follow ember::argmax's first-maximum rule",
+    "[kernels][reduce]", float, double) {
   using T = TestType;
   const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
   std::uint64_t seed = 20;
@@ -197,5 +201,87 @@ TEMPLATE_TEST_CASE("sum_outer_inner sums [outer, mid, inner] down to [mid]", "[k
   for (const Case& c : cases) {
     check_sum_outer_inner<T, T>(c.o, c.m, c.i, seed++);
     check_sum_outer_inner<T, double>(c.o, c.m, c.i, seed++);
+  }
+}
+
+namespace {
+
+// Equal values, NaN matching NaN (a poisoned NaN left in place of a NaN result would pass, but
+// not in place of a number; the indices are poisoned with a non-index pattern).
+template <class T>
+void require_same(const std::vector<T>& got, const std::vector<T>& want, const char* what) {
+  REQUIRE(got.size() == want.size());
+  std::size_t bad = 0, first = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const bool ok = got[i] == want[i] || (got[i] != got[i] && want[i] != want[i]);
+    if (!ok && bad++ == 0) first = i;
+  }
+  INFO(what << ": " << bad << " elements differ; first at " << first);
+  REQUIRE(bad == 0);
+}
+
+template <class T>
+void check_extremum_dim(const Tensor<T>& x, std::int64_t outer, std::int64_t size,
+                        std::int64_t inner, std::uint64_t seed) {
+  const std::size_t n_out = static_cast<std::size_t>(outer * inner),
+                    n_in = static_cast<std::size_t>(x.numel());
+  const std::vector<T> gy = random_tensor<T>({outer * inner}, seed).to_vector();
+  for (const bool take_min : {false, true}) {
+    ember::DimReduceParams p{outer, size, inner, take_min, false};
+    std::vector<T> want_v(n_out), want_gx(n_in), want_gi(n_in);
+    std::vector<std::int64_t> want_i(n_out);
+    ember::cpu::extremum_dim(p, x.data(), want_v.data(), want_i.data());
+    ember::cpu::index_dim_backward(p, gy.data(), want_i.data(), want_gi.data());
+    Buffer<T> dx(x.to_vector()), dgy(gy);
+    for (const int threads : kt::block_sizes()) {
+      INFO((take_min ? "min" : "max") << " over [" << outer << ", " << size << ", " << inner
+                                      << "], " << threads << " threads");
+      Buffer<T> v(n_out);
+      Buffer<std::int64_t> idx(n_out), idx_only(n_out);
+      ek::extremum_dim(p, dx.data(), v.data(), idx.data(), nullptr, threads);
+      ek::extremum_dim(p, dx.data(), static_cast<T*>(nullptr), idx_only.data(), nullptr, threads);
+      require_same(v.host(), want_v, "values");
+      CHECK(idx.host() == want_i);
+      CHECK(idx_only.host() == want_i);
+      Buffer<std::int64_t> di(want_i);
+      Buffer<T> gi(n_in);
+      ek::index_dim_backward(p, dgy.data(), di.data(), gi.data(), nullptr, threads);
+      require_same(gi.host(), want_gi, "max/min backward");
+      for (const bool nan_equal : {false, true}) {
+        p.nan_equal = nan_equal;
+        ember::cpu::extremum_dim_backward(p, x.data(), want_v.data(), gy.data(), want_gx.data());
+        Buffer<T> dv(want_v), gx(n_in);
+        ek::extremum_dim_backward(p, dx.data(), dv.data(), dgy.data(), gx.data(), nullptr, threads);
+        require_same(gx.host(), want_gx, nan_equal ? "max() backward" : "amax backward");
+      }
+      p.nan_equal = false;
+    }
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("extremum_dim and its backward run cpu::extremum_dim's scans exactly",
+                   "[kernels][reduce][max]", float, double) {
+  using T = TestType;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  std::uint64_t seed = 40;
+  struct Dims {
+    std::int64_t outer, size, inner;
+  };
+  for (const Dims d :
+       {Dims{1, 1, 1}, Dims{7, 1, 3}, Dims{5, 10, 1}, Dims{3, 100, 1}, Dims{2, 1000, 1},
+        Dims{4, 33, 5}, Dims{1, 37, 64}, Dims{9, 7, 33}, Dims{0, 4, 3}}) {
+    const Tensor<T> x = random_tensor<T>({d.outer, d.size, d.inner}, seed++);
+    check_extremum_dim(x, d.outer, d.size, d.inner, seed++);
+    // few distinct values (ties everywhere), some NaNs, a -0 among the zeros
+    Tensor<T> ties = random_tensor<T>({d.outer, d.size, d.inner}, seed++, -2, 2);
+    for (std::int64_t i = 0; i < ties.numel(); ++i) {
+      T& v = ties.data()[i];
+      v = std::floor(v);
+      if (v == T(0) && i % 2 == 1) v = -T(0);
+      if (i % 29 == 11) v = nan;
+    }
+    check_extremum_dim(ties, d.outer, d.size, d.inner, seed++);
   }
 }

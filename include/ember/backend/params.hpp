@@ -235,6 +235,28 @@ struct BatchNormParams {
   [[nodiscard]] EMBER_HOST_DEVICE std::int64_t per_channel() const { return n * s; }
 };
 
+// A reduction along one dimension of a contiguous tensor viewed as x [outer, size, inner]
+// (size the reduced dimension) to [outer, inner]: max/min with their indices, argmax/argmin,
+// amax/amin and their backward. take_min picks min over max.
+struct DimReduceParams {
+  std::int64_t outer = 1, size = 1, inner = 1;
+  bool take_min = false;
+  // amax/amin backward: whether a NaN input counts as equal to a NaN result (max(x)'s
+  // gradient goes to the NaNs; amax's is NaN, as PyTorch's).
+  bool nan_equal = false;
+
+  [[nodiscard]] EMBER_HOST_DEVICE std::int64_t outputs() const { return outer * inner; }
+  // Whether v replaces the running best of a scan in index order, PyTorch's rule: a NaN
+  // beats any number and the first NaN stays; otherwise a strictly larger (smaller) value
+  // wins, so the first of equal values stays.
+  template <class T>
+  [[nodiscard]] EMBER_HOST_DEVICE bool beats(T v, T best) const {
+    if (best != best) return false;
+    if (v != v) return true;
+    return take_min ? v < best : v > best;
+  }
+};
+
 // The comparison of ember::eq, ne, lt, le, gt, ge (IEEE: NaN compares unequal to everything).
 enum class CompareOp { eq, ne, lt, le, gt, ge };
 

@@ -1,8 +1,11 @@
 #pragma once
 // Reductions on the device:
 //   * sum_all: the sum (or mean) of a contiguous array, two passes, deterministic;
-//   * argmax_rows / count_correct: the row-wise argmax of a [rows, cols] array with
-//     ember::argmax's rule (first maximum; the first NaN wins over any number);
+//   * extremum_dim: max/min along the middle axis of [outer, size, inner] with the index,
+//     ember::max's rule (DimReduceParams::beats: the first NaN, else the first extreme; a warp
+//     per row when inner is 1), behind max, min, amax, amin, argmax and argmin; and the backward
+//     of amax/amin (gy split evenly among ties) and of max/min (gy at the index);
+//   * count_correct: the number of rows of a [rows, cols] array whose argmax is the label;
 //   * sum_outer_inner: out[m] = sum over (o, i) of x[(o * mid + m) * inner + i], the
 //     [outer, mid, inner] -> [mid] reduction behind bias gradients and sum_to's common cases.
 // Every result is computed in a fixed order for a given launch configuration, so equal inputs give
@@ -127,29 +130,33 @@ EMBER_KERNEL void sum_final_kernel(const T* ws, std::int64_t parts, T* out, T sc
   if (threadIdx.x == 0) out[0] = static_cast<T>(r) * scale;
 }
 
-// ---- argmax ------------------------------------------------------------------------------------
-// Whether candidate (v2, i2) beats (v1, i1) under ember::argmax's rule: a NaN beats any number,
-// a larger value beats a smaller one, and among equals (or NaNs) the lower index wins. i < 0 marks
-// an empty candidate. This combination gives the same answer as the sequential scan.
+// ---- argmax, max/min along a dimension ----------------------------------------------------------
+// Whether candidate (v2, i2) beats (v1, i1) under ember::max's rule (p.take_min: ember::min's): a
+// NaN beats any number, a larger (smaller) value beats a smaller (larger) one, and among equals (or
+// NaNs) the lower index wins. i < 0 marks an empty candidate. This combination gives the same
+// answer as the sequential scan.
 template <class T>
-EMBER_DEVICE bool argmax_beats(T v1, std::int64_t i1, T v2, std::int64_t i2) {
+EMBER_DEVICE bool extremum_beats(const DimReduceParams& p, T v1, std::int64_t i1, T v2,
+                                 std::int64_t i2) {
   if (i2 < 0) return false;
   if (i1 < 0) return true;
   const bool nan1 = v1 != v1, nan2 = v2 != v2;
   if (nan1 || nan2) return nan1 && nan2 ? i2 < i1 : nan2;
-  if (v2 > v1) return true;
-  if (v1 > v2) return false;
+  if (p.take_min ? v2 < v1 : v2 > v1) return true;
+  if (p.take_min ? v1 < v2 : v1 > v2) return false;
   return i2 < i1;
 }
 
-// Argmax of one row by a whole warp (every lane must call it); the index is valid in lane 0.
+// The max (or min) of a row of `cols` elements `step` apart, by a whole warp (every lane must
+// call it); the index and *value are valid in lane 0.
 template <class T>
-EMBER_DEVICE std::int64_t warp_argmax(const T* row, std::int64_t cols, unsigned lane) {
+EMBER_DEVICE std::int64_t warp_extremum(const DimReduceParams& p, const T* row, std::int64_t cols,
+                                        std::int64_t step, unsigned lane, T* value) {
   T best = T(0);
   std::int64_t bi = -1;
   for (std::int64_t c = lane; c < cols; c += 32) {
-    const T v = row[c];
-    if (bi < 0 || v > best || (v != v && best == best)) {  // the sequential rule on this lane's share
+    const T v = row[c * step];
+    if (bi < 0 || p.beats(v, best)) {  // the sequential rule on this lane's share
       best = v;
       bi = c;
     }
@@ -158,29 +165,25 @@ EMBER_DEVICE std::int64_t warp_argmax(const T* row, std::int64_t cols, unsigned 
   for (int d = 16; d > 0; d >>= 1) {
     const T ov = __shfl_down_sync(kFullMask, best, d);
     const std::int64_t oi = __shfl_down_sync(kFullMask, bi, d);
-    if (argmax_beats(best, bi, ov, oi)) {
+    if (extremum_beats(p, best, bi, ov, oi)) {
       best = ov;
       bi = oi;
     }
   }
+  *value = best;
   return bi;
 }
 
-// One warp per row (grid-stride over rows).
+// Argmax of one contiguous row by a whole warp; the index is valid in lane 0.
 template <class T>
-EMBER_KERNEL void argmax_rows_kernel(const T* x, std::int64_t rows, std::int64_t cols,
-                                     std::int64_t* out) {
-  const unsigned lane = threadIdx.x & 31u;
-  const std::int64_t warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-  const std::int64_t nwarps = (static_cast<std::int64_t>(gridDim.x) * blockDim.x) >> 5;
-  for (std::int64_t r = warp; r < rows; r += nwarps) {
-    const std::int64_t bi = warp_argmax(x + r * cols, cols, lane);
-    if (lane == 0) out[r] = bi;
-  }
+EMBER_DEVICE std::int64_t warp_argmax(const T* row, std::int64_t cols, unsigned lane) {
+  T value;
+  return warp_extremum(DimReduceParams{}, row, cols, 1, lane, &value);
 }
 
-// Like argmax_rows_kernel, counting rows whose argmax equals the label; each block adds its count
-// to out[0] with one integer atomic (exact, so the total does not depend on the order).
+// One warp per row (as extremum_rows_kernel below), counting rows whose argmax equals the
+// label; each block adds its count to out[0] with one integer atomic (exact, so the total does
+// not depend on the order).
 template <class T>
 EMBER_KERNEL void count_correct_kernel(const T* x, std::int64_t rows, std::int64_t cols,
                                        const std::int64_t* labels, std::int64_t* out) {
@@ -196,6 +199,90 @@ EMBER_KERNEL void count_correct_kernel(const T* x, std::int64_t rows, std::int64
   count = block_sum(count, scratch);
   if (threadIdx.x == 0 && count != 0)
     atomicAdd(reinterpret_cast<unsigned long long*>(out), static_cast<unsigned long long>(count));
+}
+
+// inner == 1, x [outer, size]: one warp per row (grid-stride over rows).
+template <class T>
+EMBER_KERNEL void extremum_rows_kernel(DimReduceParams p, const T* x, T* values,
+                                       std::int64_t* indices) {
+  const unsigned lane = threadIdx.x & 31u;
+  const std::int64_t warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const std::int64_t nwarps = (static_cast<std::int64_t>(gridDim.x) * blockDim.x) >> 5;
+  for (std::int64_t r = warp; r < p.outer; r += nwarps) {
+    T v;
+    const std::int64_t bi = warp_extremum(p, x + r * p.size, p.size, 1, lane, &v);
+    if (lane == 0) {
+      if (values != nullptr) values[r] = v;
+      indices[r] = bi;
+    }
+  }
+}
+
+// inner > 1: one thread per output (o, i), scanning its column in index order like the CPU;
+// neighbouring threads read neighbouring i (coalesced).
+template <class T>
+EMBER_KERNEL void extremum_columns_kernel(DimReduceParams p, const T* x, T* values,
+                                          std::int64_t* indices) {
+  const std::int64_t n = p.outputs();
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += stride) {
+    const std::int64_t o = k / p.inner, i = k - o * p.inner;
+    const T* col = x + o * p.size * p.inner + i;  // (size) with step inner
+    T best = col[0];
+    std::int64_t bi = 0;
+    for (std::int64_t s = 1; s < p.size; ++s) {
+      const T v = col[s * p.inner];
+      if (p.beats(v, best)) {
+        best = v;
+        bi = s;
+      }
+    }
+    if (values != nullptr) values[k] = best;
+    indices[k] = bi;
+  }
+}
+
+// amax/amin backward, one thread per output (o, i): count the elements of its column equal to
+// y (NaN to NaN when p.nan_equal), then gx = (gy / count) * hit for each, as the CPU.
+template <class T>
+EMBER_KERNEL void extremum_backward_kernel(DimReduceParams p, const T* x, const T* y, const T* gy,
+                                           T* gx) {
+  const std::int64_t n = p.outputs();
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += stride) {
+    const std::int64_t o = k / p.inner, i = k - o * p.inner;
+    const std::int64_t base = o * p.size * p.inner + i;
+    const T m = y[k];
+    const bool nan_m = p.nan_equal && m != m;
+    std::int64_t count = 0;
+    for (std::int64_t s = 0; s < p.size; ++s) {
+      const T v = x[base + s * p.inner];
+      count += (v == m || (nan_m && v != v)) ? 1 : 0;
+    }
+    const T share = gy[k] / static_cast<T>(count);
+    for (std::int64_t s = 0; s < p.size; ++s) {
+      const T v = x[base + s * p.inner];
+      const bool hit = v == m || (nan_m && v != v);
+      gx[base + s * p.inner] = share * (hit ? T(1) : T(0));
+    }
+  }
+}
+
+// max/min backward, one thread per input element (o, s, i): gy[o, i] where s is the index.
+template <class T>
+EMBER_KERNEL void index_backward_kernel(DimReduceParams p, const T* gy, const std::int64_t* indices,
+                                        T* gx) {
+  const std::int64_t n = p.outer * p.size * p.inner;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += stride) {
+    const std::int64_t i = e % p.inner, os = e / p.inner;
+    const std::int64_t s = os % p.size, o = os / p.size;
+    const std::int64_t k = o * p.inner + i;
+    gx[e] = indices[k] == s ? gy[k] : T(0);
+  }
 }
 
 // ---- [outer, mid, inner] -> [mid] ----------------------------------------------------------------
@@ -317,21 +404,61 @@ void sum_all(const T* x, std::int64_t n, T* out, T scale, T* workspace, Stream s
   check_launch("sum_final_kernel");
 }
 
-// out[r] = index of the largest element of row r of the contiguous [rows, cols] array x: the
-// first maximum, and the first NaN if the row has one (ember::argmax). cols must be positive.
+namespace reduce_impl {
+inline void check_dim_reduce(const DimReduceParams& p, const char* what) {
+  EMBER_CHECK(p.outer >= 0 && p.size > 0 && p.inner >= 0, what, ": bad shape [", p.outer, ", ",
+              p.size, ", ", p.inner, "] (the reduced size must be positive)");
+}
+}  // namespace reduce_impl
+
+// values [outer, inner] (null: indices only) and indices [outer, inner] <- the max (p.take_min:
+// min) along the middle axis of the contiguous x [outer, size, inner], as cpu::extremum_dim.
 template <class T>
-void argmax_rows(const T* x, std::int64_t rows, std::int64_t cols, std::int64_t* out,
-                 Stream stream, int threads = 256) {
+void extremum_dim(const DimReduceParams& p, const T* x, T* values, std::int64_t* indices,
+                  Stream stream, int threads = 256) {
   (void)stream;  // (the CPU harness ignores streams)
-  reduce_impl::check_warp_multiple(threads, "argmax_rows");
-  EMBER_CHECK(rows >= 0 && cols > 0, "argmax_rows: bad shape [", rows, ", ", cols, "]");
-  if (rows == 0) return;
-  const unsigned grid = grid_for(rows, threads / 32);
-  EMBER_LAUNCH(reduce_impl::argmax_rows_kernel<T>, grid, threads, 0, stream)(x, rows, cols, out);
-  check_launch("argmax_rows_kernel");
+  reduce_impl::check_warp_multiple(threads, "extremum_dim");
+  reduce_impl::check_dim_reduce(p, "extremum_dim");
+  if (p.outputs() == 0) return;
+  if (p.inner == 1) {
+    EMBER_LAUNCH(reduce_impl::extremum_rows_kernel<T>, grid_for(p.outer, threads / 32), threads, 0,
+                 stream)(p, x, values, indices);
+    check_launch("extremum_rows_kernel");
+  } else {
+    EMBER_LAUNCH(reduce_impl::extremum_columns_kernel<T>, grid_for(p.outputs(), threads), threads,
+                 0, stream)(p, x, values, indices);
+    check_launch("extremum_columns_kernel");
+  }
 }
 
-// out[0] = the number of rows r of x [rows, cols] whose argmax (as argmax_rows) equals labels[r]
+// gx [outer, size, inner] = the amax/amin gradient, (gy / count) * (x == y), as
+// cpu::extremum_dim_backward (gx is overwritten).
+template <class T>
+void extremum_dim_backward(const DimReduceParams& p, const T* x, const T* y, const T* gy, T* gx,
+                           Stream stream, int threads = 256) {
+  (void)stream;  // (the CPU harness ignores streams)
+  reduce_impl::check_dim_reduce(p, "extremum_dim_backward");
+  if (p.outputs() == 0) return;
+  EMBER_LAUNCH(reduce_impl::extremum_backward_kernel<T>, grid_for(p.outputs(), threads), threads, 0,
+               stream)(p, x, y, gy, gx);
+  check_launch("extremum_backward_kernel");
+}
+
+// gx [outer, size, inner] = gy [outer, inner] at the indices, 0 elsewhere, as
+// cpu::index_dim_backward (gx is overwritten).
+template <class T>
+void index_dim_backward(const DimReduceParams& p, const T* gy, const std::int64_t* indices, T* gx,
+                        Stream stream, int threads = 256) {
+  (void)stream;  // (the CPU harness ignores streams)
+  reduce_impl::check_dim_reduce(p, "index_dim_backward");
+  const std::int64_t n = p.outer * p.size * p.inner;
+  if (n == 0) return;
+  EMBER_LAUNCH(reduce_impl::index_backward_kernel<T>, grid_for(n, threads), threads, 0, stream)(
+      p, gy, indices, gx);
+  check_launch("index_backward_kernel");
+}
+
+// out[0] = the number of rows r of x [rows, cols] whose argmax (as extremum_dim) equals labels[r]
 // (ember::count_correct). out is overwritten.
 template <class T>
 void count_correct(const T* x, std::int64_t rows, std::int64_t cols, const std::int64_t* labels,

@@ -1,7 +1,12 @@
 #pragma once
-// matmul and linear (y = x W^T + b), forward and backward, on the threaded Eigen GEMM.
+// matmul (torch.matmul's rules), bmm and linear (y = x W^T + b), forward and backward, on the
+// GEMM op (the threaded Eigen GEMM on the CPU, the CUDA GEMM kernel or cuBLAS on a GPU). A
+// batched product runs one GEMM per batch entry; matmul of an N-D tensor by a matrix folds the
+// batch into the rows of one GEMM, as PyTorch does.
 
+#include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "ember/backend/cpu/gemm.hpp"
@@ -53,19 +58,124 @@ Tensor<T> gemm_2d(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
 }
 }  // namespace detail
 
-// a [M, K] @ b [K, N] -> [M, N]
+namespace detail {
+// C[i] = op(A[i]) op(B[i]) for contiguous 3-D a and b (B entries), one GEMM per entry.
 template <Real T>
-Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
-  EMBER_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "matmul: shapes ",
-              shape_str(a.shape()), " and ", shape_str(b.shape()), " cannot be multiplied");
-  Tensor<T> out = detail::gemm_2d(a, false, b, false);
+Tensor<T> gemm_batched(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
+  const Tensor<T> ac = a.contiguous(), bc = b.contiguous();
+  cpu::GemmParams p;
+  p.trans_a = ta;
+  p.trans_b = tb;
+  p.m = ta ? a.size(2) : a.size(1);
+  p.k = ta ? a.size(1) : a.size(2);
+  p.n = tb ? b.size(1) : b.size(2);
+  p.lda = a.size(2);
+  p.ldb = b.size(2);
+  p.ldc = p.n;
+  detail::check_same_device(a.device(), b.device());
+  const std::int64_t batch = a.size(0);
+  Tensor<T> c = Tensor<T>::empty({batch, p.m, p.n}, a.device());
+  if (c.numel() == 0) return c;
+  const std::int64_t sa = a.size(1) * a.size(2), sb = b.size(1) * b.size(2), sc = p.m * p.n;
+  for (std::int64_t i = 0; i < batch; ++i)
+    backend::run<op::Gemm, T>(a.device(), p, T(1), ac.data() + i * sa, bc.data() + i * sb, T(0),
+                              c.data() + i * sc);
+  return c;
+}
+
+// a [M, K] @ b [K, N] -> [M, N] (torch.mm).
+template <Real T>
+Tensor<T> mm(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = gemm_2d(a, false, b, false);
   autograd::record(out, "MmBackward0", {a, b}, autograd::saved(a, b),
                    [a = a.detach(), b = b.detach(), need_a = a.requires_grad(),
                     need_b = b.requires_grad()](const Tensor<T>& g) {
-    return std::vector<Tensor<T>>{need_a ? detail::gemm_2d(g, false, b, true) : Tensor<T>(),
-                                  need_b ? detail::gemm_2d(a, true, g, false) : Tensor<T>()};
-  });
+                     return std::vector<Tensor<T>>{
+                         need_a ? gemm_2d(g, false, b, true) : Tensor<T>(),
+                         need_b ? gemm_2d(a, true, g, false) : Tensor<T>()};
+                   });
   return out;
+}
+
+inline std::string matmul_shapes(const Shape& a, const Shape& b) {
+  return "matmul: shapes " + shape_str(a) + " and " + shape_str(b) + " cannot be multiplied";
+}
+}  // namespace detail
+
+// torch.bmm: a [B, N, K] @ b [B, K, M] -> [B, N, M], no broadcasting.
+template <Real T>
+Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
+  EMBER_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: both operands must be 3-D, got ",
+              shape_str(a.shape()), " and ", shape_str(b.shape()));
+  EMBER_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm: shapes ",
+              shape_str(a.shape()), " and ", shape_str(b.shape()),
+              " cannot be multiplied (expected the second to be [", a.size(0), ", ", a.size(2),
+              ", M])");
+  Tensor<T> out = detail::gemm_batched(a, false, b, false);
+  autograd::record(out, "BmmBackward0", {a, b}, autograd::saved(a, b),
+                   [a = a.detach(), b = b.detach(), need_a = a.requires_grad(),
+                    need_b = b.requires_grad()](const Tensor<T>& g) {
+                     // d(a b)/da = g b^T, d(a b)/db = a^T g, entry by entry
+                     return std::vector<Tensor<T>>{
+                         need_a ? detail::gemm_batched(g, false, b, true) : Tensor<T>(),
+                         need_b ? detail::gemm_batched(a, true, g, false) : Tensor<T>()};
+                   });
+  return out;
+}
+
+// torch.matmul:
+//   1-D @ 1-D: the dot product (0-d);  2-D @ 2-D: the matrix product;
+//   1-D @ 2-D and 2-D @ 1-D: a vector-matrix / matrix-vector product (the vector taken as a
+//   [1, K] row / [K, 1] column, that dimension removed from the result);
+//   N-D (N > 2) on either side: a batch of matrix products over the leading dimensions, which
+//   broadcast (numpy rules), with a 1-D operand taken as above. The gradient of an operand is
+//   summed over the batch dimensions it was broadcast along.
+// Compositions of bmm / mm with reshape and broadcast_to, whose backward passes make matmul's.
+template <Real T>
+Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
+  EMBER_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both arguments need to be at least 1-D, got ",
+              shape_str(a.shape()), " and ", shape_str(b.shape()));
+  const std::int64_t k = a.size(-1), kb = b.dim() == 1 ? b.size(0) : b.size(-2);
+  EMBER_CHECK(k == kb, detail::matmul_shapes(a.shape(), b.shape()), " (", k, " != ", kb, ")");
+  if (a.dim() <= 2 && b.dim() <= 2) {
+    const Tensor<T> a2 = a.dim() == 1 ? a.unsqueeze(0) : a;  // [1, K]
+    const Tensor<T> b2 = b.dim() == 1 ? b.unsqueeze(1) : b;  // [K, 1]
+    Tensor<T> c = detail::mm(a2, b2);
+    if (b.dim() == 1) c = c.squeeze(1);
+    if (a.dim() == 1) c = c.squeeze(0);
+    return c;
+  }
+  if (b.dim() <= 2) {  // [..., N, K] @ [K, M]: one GEMM of [(...) N, K] by [K, M]
+    Shape out(a.shape().begin(), a.shape().end() - 1);
+    const Tensor<T> b2 = b.dim() == 1 ? b.unsqueeze(1) : b;
+    if (b.dim() == 2) out.push_back(b.size(1));
+    const std::int64_t rows = numel_of(Shape(a.shape().begin(), a.shape().end() - 1));
+    return detail::mm(a.reshape({rows, k}), b2).reshape(out);
+  }
+  const Tensor<T> a2 = a.dim() == 1 ? a.unsqueeze(0) : a;  // [..., N, K]
+  const Tensor<T> b2 = b.dim() == 1 ? b.unsqueeze(1) : b;  // [..., K, M]
+  const Shape batch_a(a2.shape().begin(), a2.shape().end() - 2),
+      batch_b(b2.shape().begin(), b2.shape().end() - 2);
+  const std::size_t rank = std::max(batch_a.size(), batch_b.size());
+  Shape batch(rank);
+  for (std::size_t i = 0; i < rank; ++i) {
+    const std::int64_t da = i < rank - batch_a.size() ? 1 : batch_a[i - (rank - batch_a.size())];
+    const std::int64_t db = i < rank - batch_b.size() ? 1 : batch_b[i - (rank - batch_b.size())];
+    EMBER_CHECK(da == db || da == 1 || db == 1, detail::matmul_shapes(a.shape(), b.shape()),
+                ": the batch dimensions ", shape_str(batch_a), " and ", shape_str(batch_b),
+                " do not broadcast");
+    batch[i] = da == 1 ? db : da;
+  }
+  const std::int64_t n = a2.size(-2), m = b2.size(-1), entries = numel_of(batch);
+  Shape full_a = batch, full_b = batch;
+  full_a.insert(full_a.end(), {n, k});
+  full_b.insert(full_b.end(), {k, m});
+  const Tensor<T> c = bmm(broadcast_to(a2, full_a).reshape({entries, n, k}),
+                          broadcast_to(b2, full_b).reshape({entries, k, m}));
+  Shape out = batch;
+  if (a.dim() > 1) out.push_back(n);
+  if (b.dim() > 1) out.push_back(m);
+  return c.reshape(out);
 }
 
 // x [N, in], weight [out, in], bias [out] (optional) -> [N, out]

@@ -78,9 +78,20 @@ struct Launch {
     Scratch<T> ws(d, kernels::reduce_workspace_elems<T>(n));
     kernels::sum_all<T>(x, n, out, scale, ws.get(), Ctx::stream(d));
   }
-  static void argmax_rows(int d, const T* x, std::int64_t rows, std::int64_t cols, std::int64_t* out) {
+  static void extremum_dim(int d, const DimReduceParams& p, const T* x, T* values,
+                           std::int64_t* indices) {
     G g(d);
-    kernels::argmax_rows<T>(x, rows, cols, out, Ctx::stream(d));
+    kernels::extremum_dim<T>(p, x, values, indices, Ctx::stream(d));
+  }
+  static void extremum_dim_backward(int d, const DimReduceParams& p, const T* x, const T* y,
+                                    const T* gy, T* gx) {
+    G g(d);
+    kernels::extremum_dim_backward<T>(p, x, y, gy, gx, Ctx::stream(d));
+  }
+  static void index_dim_backward(int d, const DimReduceParams& p, const T* gy,
+                                 const std::int64_t* indices, T* gx) {
+    G g(d);
+    kernels::index_dim_backward<T>(p, gy, indices, gx, Ctx::stream(d));
   }
   static void count_correct(int d, const T* x, std::int64_t rows, std::int64_t cols,
                             const std::int64_t* labels, std::int64_t* out) {
@@ -294,7 +305,9 @@ void register_typed() {
   set_cuda_kernel<op::Unary, T>(&L::unary);
   set_cuda_kernel<op::SumTo, T>(&L::sum_to);
   set_cuda_kernel<op::SumAll, T>(&L::sum_all);
-  set_cuda_kernel<op::ArgmaxRows, T>(&L::argmax_rows);
+  set_cuda_kernel<op::ExtremumDim, T>(&L::extremum_dim);
+  set_cuda_kernel<op::ExtremumDimBackward, T>(&L::extremum_dim_backward);
+  set_cuda_kernel<op::IndexDimBackward, T>(&L::index_dim_backward);
   set_cuda_kernel<op::CountCorrect, T>(&L::count_correct);
   set_cuda_kernel<op::Compare, T>(&L::compare);
   set_cuda_kernel<op::Where, T>(&L::where);
