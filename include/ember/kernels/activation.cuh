@@ -230,7 +230,9 @@ void bias_grad_rows(const T* g, T* gb, std::int64_t rows, std::int64_t cols, Str
 
 // ---- sigmoid, tanh, gelu, leaky_relu, elu, silu; softmax -----------------------------------------
 // The formulas of ember::cpu::activation_forward/backward and softmax_forward/backward
-// (backend/cpu/activation.hpp), written out again with the device math functions.
+// (backend/cpu/activation.hpp), written out again with the device math functions (the CPU's
+// float kernels use Eigen's vectorised approximations of them instead: results a few ulp
+// apart, bounded in tests/ops/op_activations.cpp).
 
 namespace ember::kernels {
 

@@ -12,15 +12,20 @@
 // saved output y for sigmoid and tanh and the saved input x for the others
 // (activation_saves_output). kernels/activation.cuh computes the same expressions.
 //
-// softmax over the middle axis of (outer, size, inner): m = max, s = sum exp(double(x - m)) in
-// double, y = T(exp(double(x - m)) / s); backward gx = T(y * (g - sum(g * y))), the sum in
-// double (PyTorch's SoftmaxBackward0).
+// softmax over the middle axis of (outer, size, inner): m = max, e = exp(x - m) (in float for
+// float, through the vectorised exp below; in double for double), s = sum e in double,
+// y = T(double(e) / s); backward gx = T(y * (g - sum(g * y))), the sum in double (PyTorch's
+// SoftmaxBackward0).
 
+#include "ember/core/simd.hpp"  // first: <immintrin.h> before Eigen includes it (see there)
+
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
 
 #include "ember/core/error.hpp"
@@ -118,12 +123,157 @@ inline constexpr std::int64_t kGrain = 1 << 14;
 
 }  // namespace activation_detail
 
+// Float goes through Eigen's packet math (SSE, AVX or AVX-512, whichever the build targets):
+// `packet` below evaluates the same expressions on Eigen::internal packets, with exp, expm1,
+// tanh and erf built on Eigen 3.4's pexp, pexpm1, ptanh and perf (polynomial and rational
+// approximations), their ranges, saturation and NaN fixed to match glibc's expf, expm1f,
+// tanhf and erff (docs/performance.md gives the measured differences). A partial
+// last packet is padded, so every element is computed alike whatever the chunking or thread
+// count. Double keeps the scalar libm loop (Eigen 3.4 vectorises only exp for double).
+namespace activation_detail::packet {
+
+using Eigen::internal::padd;
+using Eigen::internal::pcmp_eq;
+using Eigen::internal::pcmp_lt;
+using Eigen::internal::pdiv;
+using Eigen::internal::pmul;
+using Eigen::internal::pselect;
+using Eigen::internal::pset1;
+using Eigen::internal::psub;
+using P = Eigen::internal::packet_traits<float>::type;
+inline constexpr int kWidth = static_cast<int>(sizeof(P) / sizeof(float));
+
+// NaN where x is NaN, r elsewhere.
+inline P keep_nan(P x, P r) { return pselect(pcmp_eq(x, x), r, x); }
+
+inline P select_sign(P x, P r) {  // -r where x < 0, r elsewhere
+  return pselect(pcmp_lt(x, pset1<P>(0.0f)), psub(pset1<P>(0.0f), r), r);
+}
+
+// expf. Eigen's pexp flushes results below FLT_MIN (x < -87.34) to 0, overflows from
+// x = 88.03 on (2^128 times a mantissa below 1) and clamps x at 88.723; in those ranges
+// exp(x / 2)^2 gives libm's subnormals and large values, and x > ln(FLT_MAX) gives inf.
+inline P exp(P x) {
+  P e = Eigen::internal::pexp(x);
+  const P low =
+      Eigen::internal::por(pcmp_lt(x, pset1<P>(-87.3365478515625f)), pcmp_lt(pset1<P>(88.0f), x));
+  if (Eigen::internal::predux_any(low)) {
+    const P h = Eigen::internal::pexp(pmul(x, pset1<P>(0.5f)));
+    e = pselect(low, pmul(h, h), e);
+  }
+  const P over = pcmp_lt(pset1<P>(88.72283935546875f), x);
+  return keep_nan(x, pselect(over, pset1<P>(std::numeric_limits<float>::infinity()), e));
+}
+inline P expm1(P x) {
+  const P e = Eigen::internal::pexpm1(x);
+  const P over = pcmp_lt(pset1<P>(88.72283935546875f), x);
+  return keep_nan(x, pselect(over, pset1<P>(std::numeric_limits<float>::infinity()), e));
+}
+// tanhf. Eigen's rational ptanh below |x| = 0.625; above, 1 - 2 / (1 + exp(2|x|)), which
+// saturates to 1 where libm's does (|x| > 9.01; ptanh is 1 from 7.9988 on).
+inline P tanh(P x) {
+  const P ax = Eigen::internal::pabs(x), one = pset1<P>(1.0f);
+  const P e = Eigen::internal::pexp(padd(ax, ax));
+  const P big = select_sign(x, psub(one, pdiv(pset1<P>(2.0f), padd(one, e))));
+  return keep_nan(x, pselect(pcmp_lt(ax, pset1<P>(0.625f)), Eigen::internal::ptanh(x), big));
+}
+// erff. Eigen's rational perf, held to [-1, 1] and +-1 from |x| = 3.9192059 on, as libm's.
+inline P erf(P x) {
+  const P one = pset1<P>(1.0f);
+  const P r =
+      Eigen::internal::pmin(Eigen::internal::pmax(Eigen::internal::perf(x), pset1<P>(-1.0f)), one);
+  const P sat = Eigen::internal::pcmp_le(pset1<P>(3.9192059f), Eigen::internal::pabs(x));
+  return keep_nan(x, pselect(sat, select_sign(x, one), r));
+}
+
+template <ActivationKind K>
+P forward(P x, P a) {
+  const P one = pset1<P>(1.0f), half = pset1<P>(0.5f), zero = pset1<P>(0.0f);
+  if constexpr (K == ActivationKind::sigmoid) {
+    return pdiv(one, padd(one, exp(psub(zero, x))));
+  } else if constexpr (K == ActivationKind::tanh) {
+    return tanh(x);
+  } else if constexpr (K == ActivationKind::gelu) {
+    return pmul(pmul(x, half), padd(one, erf(pmul(x, pset1<P>(kSqrt1_2<float>)))));
+  } else if constexpr (K == ActivationKind::gelu_tanh) {
+    const P cube = pmul(pmul(x, x), x);
+    const P inner =
+        pmul(pset1<P>(kSqrt2OverPi<float>), padd(x, pmul(pset1<P>(kGeluKappa<float>), cube)));
+    return pmul(pmul(half, x), padd(one, tanh(inner)));
+  } else if constexpr (K == ActivationKind::leaky_relu) {
+    return pselect(pcmp_lt(zero, x), x, pmul(x, a));
+  } else if constexpr (K == ActivationKind::elu) {
+    return pselect(pcmp_lt(zero, x), x, pmul(expm1(x), a));
+  } else {
+    return pdiv(x, padd(one, exp(psub(zero, x))));
+  }
+}
+
+template <ActivationKind K>
+P backward(P g, P s, P a) {
+  const P one = pset1<P>(1.0f), half = pset1<P>(0.5f), zero = pset1<P>(0.0f);
+  if constexpr (K == ActivationKind::sigmoid) {
+    return pmul(pmul(g, psub(one, s)), s);
+  } else if constexpr (K == ActivationKind::tanh) {
+    return pmul(g, psub(one, pmul(s, s)));
+  } else if constexpr (K == ActivationKind::gelu) {
+    const P cdf = pmul(half, padd(one, erf(pmul(s, pset1<P>(kSqrt1_2<float>)))));
+    const P pdf = pmul(pset1<P>(kInvSqrt2Pi<float>), exp(pmul(pmul(s, s), pset1<P>(-0.5f))));
+    return pmul(g, padd(cdf, pmul(s, pdf)));
+  } else if constexpr (K == ActivationKind::gelu_tanh) {
+    const P x_sq = pmul(s, s);
+    const P inner = pmul(pset1<P>(kSqrt2OverPi<float>),
+                         padd(s, pmul(pset1<P>(kGeluKappa<float>), pmul(x_sq, s))));
+    const P t = tanh(inner);
+    const P left = pmul(half, s), right = padd(one, t);
+    const P right_derivative = pmul(pmul(psub(one, pmul(t, t)), pset1<P>(kSqrt2OverPi<float>)),
+                                    padd(one, pmul(pset1<P>(3.0f * kGeluKappa<float>), x_sq)));
+    return pmul(g, padd(pmul(half, right), pmul(left, right_derivative)));
+  } else if constexpr (K == ActivationKind::leaky_relu) {
+    return pselect(pcmp_lt(zero, s), g, pmul(g, a));
+  } else if constexpr (K == ActivationKind::elu) {
+    return pselect(pcmp_lt(zero, s), g, pmul(pmul(g, a), exp(s)));
+  } else {
+    const P sig = pdiv(one, padd(one, exp(psub(zero, s))));
+    return pmul(pmul(g, sig), padd(one, pmul(s, psub(one, sig))));
+  }
+}
+
+// out[i] = f(packets of in0[i], in1[i]...) over [lo, hi), the last partial packet padded.
+template <class F>
+void map(std::int64_t lo, std::int64_t hi, float* out, F&& f, const float* in0,
+         const float* in1 = nullptr) {
+  using Eigen::internal::ploadu;
+  using Eigen::internal::pstoreu;
+  std::int64_t i = lo;
+  for (; i + kWidth <= hi; i += kWidth)
+    pstoreu(out + i, f(ploadu<P>(in0 + i), in1 ? ploadu<P>(in1 + i) : pset1<P>(0.0f)));
+  if (i < hi) {
+    float b0[kWidth] = {}, b1[kWidth] = {}, r[kWidth];
+    const std::int64_t m = hi - i;
+    std::copy(in0 + i, in0 + hi, b0);
+    if (in1) std::copy(in1 + i, in1 + hi, b1);
+    pstoreu(r, f(ploadu<P>(b0), ploadu<P>(b1)));
+    std::copy(r, r + m, out + i);
+  }
+}
+
+}  // namespace activation_detail::packet
+
 // y[i] = f(x[i]) for n contiguous elements; y may be x.
 template <class T>
 void activation_forward(ActivationKind kind, T a, const T* x, T* y, std::int64_t n) {
   activation_detail::with_kind(kind, [&](auto k) {
     parallel_for(0, n, activation_detail::kGrain, [&](std::int64_t lo, std::int64_t hi) {
-      for (std::int64_t i = lo; i < hi; ++i) y[i] = activation_detail::forward<decltype(k)::value>(x[i], a);
+      if constexpr (std::is_same_v<T, float>) {
+        namespace pk = activation_detail::packet;
+        const pk::P av = pk::pset1<pk::P>(a);
+        pk::map(
+            lo, hi, y, [av](pk::P v, pk::P) { return pk::forward<decltype(k)::value>(v, av); }, x);
+      } else {
+        for (std::int64_t i = lo; i < hi; ++i)
+          y[i] = activation_detail::forward<decltype(k)::value>(x[i], a);
+      }
     });
   });
 }
@@ -133,53 +283,101 @@ template <class T>
 void activation_backward(ActivationKind kind, T a, const T* g, const T* saved, T* gx, std::int64_t n) {
   activation_detail::with_kind(kind, [&](auto k) {
     parallel_for(0, n, activation_detail::kGrain, [&](std::int64_t lo, std::int64_t hi) {
-      for (std::int64_t i = lo; i < hi; ++i)
-        gx[i] = activation_detail::backward<decltype(k)::value>(g[i], saved[i], a);
+      if constexpr (std::is_same_v<T, float>) {
+        namespace pk = activation_detail::packet;
+        const pk::P av = pk::pset1<pk::P>(a);
+        pk::map(
+            lo, hi, gx,
+            [av](pk::P gv, pk::P sv) { return pk::backward<decltype(k)::value>(gv, sv, av); }, g,
+            saved);
+      } else {
+        for (std::int64_t i = lo; i < hi; ++i)
+          gx[i] = activation_detail::backward<decltype(k)::value>(g[i], saved[i], a);
+      }
     });
   });
 }
 
-// y = softmax(x) over the middle axis of a contiguous (outer, size, inner) array.
+namespace activation_detail {
+
+// The rows of a contiguous (outer, size, inner) array are handled kSoftmaxTile columns i at a
+// time (a row per column is strided by inner), so that the loops over i run contiguously.
+inline constexpr std::int64_t kSoftmaxTile = 256;
+
+// f(o, i0, i1) over every (o, [i0, i1)) tile, threaded.
+template <class F>
+void for_softmax_tiles(std::int64_t outer, std::int64_t size, std::int64_t inner, F&& f) {
+  const std::int64_t tiles_per = (inner + kSoftmaxTile - 1) / kSoftmaxTile;
+  const std::int64_t tile_elems = std::max<std::int64_t>(1, size * std::min(inner, kSoftmaxTile));
+  parallel_for(0, outer * tiles_per, std::max<std::int64_t>(1, 16384 / tile_elems),
+               [&](std::int64_t lo, std::int64_t hi) {
+                 for (std::int64_t t = lo; t < hi; ++t) {
+                   const std::int64_t o = t / tiles_per, i0 = (t - o * tiles_per) * kSoftmaxTile;
+                   f(o, i0, std::min(inner, i0 + kSoftmaxTile));
+                 }
+               });
+}
+
+}  // namespace activation_detail
+
+// y = softmax(x) over the middle axis of a contiguous (outer, size, inner) array. Float takes
+// exp(x - m) in float through the packet exp above (within a few ulp of libm's), double in
+// double; the sums and the division are in double.
 template <class T>
 void softmax_forward(const T* x, T* y, std::int64_t outer, std::int64_t size, std::int64_t inner) {
-  parallel_for(0, outer * inner, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(size, 1)),
-               [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<double> e(static_cast<std::size_t>(size));  // exp(x - m) of one row, computed once
-    for (std::int64_t r = lo; r < hi; ++r) {
-      const std::int64_t o = r / inner, i = r - o * inner;
-      const T* row = x + o * size * inner + i;
-      T* out = y + o * size * inner + i;
-      T m = -std::numeric_limits<T>::infinity();
-      for (std::int64_t s = 0; s < size; ++s) m = std::max(m, row[s * inner]);
-      double acc = 0;
-      for (std::int64_t s = 0; s < size; ++s) {
-        e[static_cast<std::size_t>(s)] = std::exp(double(row[s * inner] - m));
-        acc += e[static_cast<std::size_t>(s)];
-      }
-      for (std::int64_t s = 0; s < size; ++s)
-        out[s * inner] = static_cast<T>(e[static_cast<std::size_t>(s)] / acc);
-    }
-  });
+  activation_detail::for_softmax_tiles(
+      outer, size, inner, [&](std::int64_t o, std::int64_t i0, std::int64_t i1) {
+        const std::int64_t w = i1 - i0;
+        const T* in = x + o * size * inner + i0;
+        T* out = y + o * size * inner + i0;
+        std::vector<T> m(static_cast<std::size_t>(w), -std::numeric_limits<T>::infinity());
+        std::vector<double> acc(static_cast<std::size_t>(w), 0.0);
+        std::vector<T> e(
+            static_cast<std::size_t>(size * w));  // exp(x - m) of the tile, computed once
+        for (std::int64_t s = 0; s < size; ++s)
+          for (std::int64_t j = 0; j < w; ++j)
+            m[static_cast<std::size_t>(j)] =
+                std::max(m[static_cast<std::size_t>(j)], in[s * inner + j]);
+        for (std::int64_t s = 0; s < size; ++s)
+          for (std::int64_t j = 0; j < w; ++j)
+            e[static_cast<std::size_t>(s * w + j)] =
+                in[s * inner + j] - m[static_cast<std::size_t>(j)];
+        if constexpr (std::is_same_v<T, float>) {
+          namespace pk = activation_detail::packet;
+          pk::map(
+              0, size * w, e.data(), [](pk::P v, pk::P) { return pk::exp(v); }, e.data());
+        } else {
+          for (T& v : e) v = std::exp(v);
+        }
+        for (std::int64_t s = 0; s < size; ++s)
+          for (std::int64_t j = 0; j < w; ++j)
+            acc[static_cast<std::size_t>(j)] += double(e[static_cast<std::size_t>(s * w + j)]);
+        for (std::int64_t s = 0; s < size; ++s)
+          for (std::int64_t j = 0; j < w; ++j)
+            out[s * inner + j] = static_cast<T>(double(e[static_cast<std::size_t>(s * w + j)]) /
+                                                acc[static_cast<std::size_t>(j)]);
+      });
 }
 
 // gx = y * (g - sum(g * y)) over the middle axis; y is softmax's output.
 template <class T>
 void softmax_backward(const T* g, const T* y, T* gx, std::int64_t outer, std::int64_t size,
                       std::int64_t inner) {
-  parallel_for(0, outer * inner, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(size, 1)),
-               [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t r = lo; r < hi; ++r) {
-      const std::int64_t o = r / inner, i = r - o * inner;
-      const std::int64_t base = o * size * inner + i;
-      double dot = 0;
-      for (std::int64_t s = 0; s < size; ++s)
-        dot += double(g[base + s * inner]) * double(y[base + s * inner]);
-      for (std::int64_t s = 0; s < size; ++s) {
-        const std::int64_t k = base + s * inner;
-        gx[k] = static_cast<T>(double(y[k]) * (double(g[k]) - dot));
-      }
-    }
-  });
+  activation_detail::for_softmax_tiles(
+      outer, size, inner, [&](std::int64_t o, std::int64_t i0, std::int64_t i1) {
+        const std::int64_t w = i1 - i0, base = o * size * inner + i0;
+        std::vector<double> dot(static_cast<std::size_t>(w), 0.0);
+        for (std::int64_t s = 0; s < size; ++s)
+          for (std::int64_t j = 0; j < w; ++j)
+            dot[static_cast<std::size_t>(j)] +=
+                double(g[base + s * inner + j]) * double(y[base + s * inner + j]);
+        for (std::int64_t s = 0; s < size; ++s)
+          for (std::int64_t j = 0; j < w; ++j) {
+            const std::int64_t k = base + s * inner + j;
+            gx[k] =
+                static_cast<T>(double(y[k]) * (double(g[k]) - dot[static_cast<std::size_t>(j)]));
+          }
+      });
 }
 
 // relu's backward: gx = gy where the saved output y > 0, else 0 (as kernels/activation.cuh).
