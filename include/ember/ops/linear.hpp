@@ -39,18 +39,25 @@ struct BiasGradRows {
 
 // C = op(A) op(B) for 2-D tensors (made contiguous first).
 namespace detail {
-template <Real T>
-Tensor<T> gemm_2d(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
-  const Tensor<T> ac = a.contiguous(), bc = b.contiguous();
+// The GEMM of op(A) op(B) for row-major A (ra, ca) and B (rb, cb), each transposed when asked.
+inline cpu::GemmParams gemm_params(std::int64_t ra, std::int64_t ca, bool ta, std::int64_t rb,
+                                   std::int64_t cb, bool tb) {
   cpu::GemmParams p;
   p.trans_a = ta;
   p.trans_b = tb;
-  p.m = ta ? a.size(1) : a.size(0);
-  p.k = ta ? a.size(0) : a.size(1);
-  p.n = tb ? b.size(0) : b.size(1);
-  p.lda = a.size(1);
-  p.ldb = b.size(1);
+  p.m = ta ? ca : ra;
+  p.k = ta ? ra : ca;
+  p.n = tb ? rb : cb;
+  p.lda = ca;
+  p.ldb = cb;
   p.ldc = p.n;
+  return p;
+}
+
+template <Real T>
+Tensor<T> gemm_2d(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
+  const Tensor<T> ac = a.contiguous(), bc = b.contiguous();
+  const cpu::GemmParams p = gemm_params(a.size(0), a.size(1), ta, b.size(0), b.size(1), tb);
   detail::check_same_device(a.device(), b.device());
   Tensor<T> c = Tensor<T>::empty({p.m, p.n}, a.device());
   if (c.numel() > 0) backend::run<op::Gemm, T>(a.device(), p, T(1), ac.data(), bc.data(), T(0), c.data());
@@ -63,15 +70,7 @@ namespace detail {
 template <Real T>
 Tensor<T> gemm_batched(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
   const Tensor<T> ac = a.contiguous(), bc = b.contiguous();
-  cpu::GemmParams p;
-  p.trans_a = ta;
-  p.trans_b = tb;
-  p.m = ta ? a.size(2) : a.size(1);
-  p.k = ta ? a.size(1) : a.size(2);
-  p.n = tb ? b.size(1) : b.size(2);
-  p.lda = a.size(2);
-  p.ldb = b.size(2);
-  p.ldc = p.n;
+  const cpu::GemmParams p = gemm_params(a.size(1), a.size(2), ta, b.size(1), b.size(2), tb);
   detail::check_same_device(a.device(), b.device());
   const std::int64_t batch = a.size(0);
   Tensor<T> c = Tensor<T>::empty({batch, p.m, p.n}, a.device());
