@@ -2,6 +2,14 @@
 // A small persistent thread pool and parallel_for. The calling thread takes part in the
 // work; a parallel_for inside another one runs serially, so kernels may nest freely.
 //
+// Waking a thread that sleeps on a condition variable costs tens of microseconds (a futex
+// wake and a reschedule, more in a virtual machine): as much as a whole elementwise kernel on
+// a few megabytes. So a worker that finishes a job spins on the job counter for a while
+// (kSpinMicros) before it sleeps, as OpenMP runtimes do, and the caller spins for the last
+// chunks before it sleeps: back-to-back kernels (a forward and its backward, a training step)
+// find their workers awake. A pool with nothing to do for longer than that sleeps and costs
+// nothing.
+//
 // The chunks of a parallel_for depend on the range and the grain only, never on the thread
 // count: threads take whole chunks in any order, and a serial run (one thread, or nested)
 // goes through the very same chunks in order. A kernel that combines per-chunk results in
@@ -10,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -18,7 +27,32 @@
 #include <thread>
 #include <vector>
 
+#include "ember/core/simd.hpp"  // <immintrin.h> (_mm_pause), included there only
+
 namespace ember {
+
+namespace detail {
+// One step of a spin-wait: tells the core it spins (frees the pipeline for its sibling
+// hyper-thread and saves power).
+inline void spin_pause() {
+#if EMBER_X86
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins until done() or until `micros` microseconds have passed; returns done().
+template <class Done>
+bool spin_until(Done&& done, std::int64_t micros) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(micros);
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= until) return done();
+    spin_pause();
+  }
+}
+}  // namespace detail
 
 // At most this many chunks per parallel_for: enough to balance up to a few dozen threads,
 // few enough that taking a chunk costs nothing next to running it.
@@ -32,6 +66,9 @@ inline constexpr std::int64_t kParallelForMaxChunks = 64;
 
 class ThreadPool {
  public:
+  // How long an idle worker, or a caller waiting for the last chunks, spins before it sleeps.
+  static constexpr std::int64_t kSpinMicros = 200;
+
   static ThreadPool& instance() {
     static ThreadPool* pool = new ThreadPool();  // leaked on purpose: workers outlive statics
     return *pool;
@@ -71,15 +108,18 @@ class ThreadPool {
     {
       std::lock_guard lock(mutex_);
       job_ = &job;
-      ++generation_;
+      generation_.fetch_add(1);
     }
     cv_.notify_all();
     run_chunks(job);
+    // Spin for the chunks still running, then sleep if they take longer.
+    detail::spin_until([&] { return job.finished.load() == job.chunks && active_.load() == 0; },
+                       kSpinMicros);
     {
       std::unique_lock lock(mutex_);
       // Wait for every chunk and for every worker to have left the job, which lives on
       // this stack frame.
-      done_cv_.wait(lock, [&] { return job.finished.load() == job.chunks && active_ == 0; });
+      done_cv_.wait(lock, [&] { return job.finished.load() == job.chunks && active_.load() == 0; });
       job_ = nullptr;
     }
     if (job.error) std::rethrow_exception(job.error);
@@ -125,18 +165,20 @@ class ThreadPool {
     std::uint64_t seen = 0;
     for (;;) {
       Job* job = nullptr;
+      // Awake and spinning, a worker sees a new job without a wake-up.
+      detail::spin_until([&] { return generation_.load() != seen; }, kSpinMicros);
       {
         std::unique_lock lock(mutex_);
-        cv_.wait(lock, [&] { return generation_ != seen && job_ != nullptr; });
-        seen = generation_;
+        cv_.wait(lock, [&] { return generation_.load() != seen && job_ != nullptr; });
+        seen = generation_.load();
         if (id >= num_threads_.load() - 1) continue;  // this worker is not in use now
         job = job_;
-        ++active_;
+        active_.fetch_add(1);
       }
       run_chunks(*job);
       {
         std::lock_guard lock(mutex_);
-        --active_;
+        active_.fetch_sub(1);
         done_cv_.notify_all();
       }
     }
@@ -147,8 +189,8 @@ class ThreadPool {
   std::mutex run_mutex_, mutex_;
   std::condition_variable cv_, done_cv_;
   Job* job_ = nullptr;
-  std::uint64_t generation_ = 0;
-  int active_ = 0;
+  std::atomic<std::uint64_t> generation_{0};  // written under mutex_, read by spinning workers
+  std::atomic<int> active_{0};                // workers inside a job; written under mutex_
 };
 
 inline void set_num_threads(int n) { ThreadPool::instance().set_num_threads(n); }
