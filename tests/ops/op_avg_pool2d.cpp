@@ -108,7 +108,10 @@ TEST_CASE("avg_pool2d agrees on every device, exactly", "[op][avg_pool2d]") {
   const std::vector<Case> cases = {
       {{3, 5, 17, 13}, 3, 2, 1, false, true}, {{3, 5, 17, 13}, 3, 2, 1, true, false},
       {{2, 3, 24, 24}, 2, {}, 0, false, true}, {{1, 7, 9, 31}, {5, 2}, {3, 1}, {2, 1}, true, true},
-      {{4, 1, 1, 1}, 1, 1, 0, false, true},   {{2, 2, 6, 6}, 6, 1, 3, true, false}};
+      {{4, 1, 1, 1}, 1, 1, 0, false, true},   {{2, 2, 6, 6}, 6, 1, 3, true, false},
+      // tiled windows (the CPU's fast paths), with rows and columns left over
+      {{2, 3, 9, 11}, 2, {}, 0, false, true}, {{2, 3, 10, 11}, 3, {}, 0, false, false},
+      {{1, 2, 7, 9}, {2, 3}, {}, 0, true, true}};
   for (const Case& c : cases) {
     auto f32 = [c](const std::vector<Tensor<float>>& in) {
       return ember::avg_pool2d(in[0], c.k, c.s, c.p, c.ceil, c.include_pad);

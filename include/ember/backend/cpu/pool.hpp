@@ -66,6 +66,66 @@ void max_pool2d_2x2(const Pool2dParams& p, const T* x, T* y, std::int32_t* argma
     }
   });
 }
+
+// True when the windows tile the input without overlap or padding (stride = kernel, undilated,
+// not adaptive) and every window lies whole inside it: each input is in at most one window, and
+// every divisor is kh * kw.
+[[nodiscard]] inline bool is_avg_pool_tiled(const Pool2dParams& p) {
+  return !p.adaptive() && p.sh == p.kh && p.sw == p.kw && p.ph == 0 && p.pw == 0 && p.dh == 1 &&
+         p.dw == 1 && p.kh * p.p() <= p.h && p.kw * p.q() <= p.w;
+}
+
+// avg_pool2d 2 x 2 on tiled windows: the generic loop's sum in the same order (0 + a + b + c +
+// d, the 0 keeps a -0 window at +0 as there), with no window table, so a row vectorises.
+template <class T>
+void avg_pool2d_2x2(const Pool2dParams& p, const T* x, T* y) {
+  const std::int64_t P = p.p(), Q = p.q(), W = p.w, H = p.h;
+  parallel_for(0, p.planes, 8, [=](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t pl = lo; pl < hi; ++pl)
+      for (std::int64_t oh = 0; oh < P; ++oh) {
+        const T* __restrict r0 = x + pl * H * W + 2 * oh * W;
+        const T* __restrict r1 = r0 + W;
+        T* __restrict yo = y + (pl * P + oh) * Q;
+        for (std::int64_t ow = 0; ow < Q; ++ow)
+          yo[ow] = (T(0) + r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) / T(4);
+      }
+  });
+}
+
+// The backward of tiled windows: every input gets 0 + gy / divisor of its one window (as the
+// generic gather), or 0 outside every window; the division is done once per output.
+template <class T>
+void avg_pool2d_backward_tiled(const Pool2dParams& p, const T* gy, T* gx) {
+  const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w, kh = p.kh, kw = p.kw;
+  const T divisor = static_cast<T>(kh * kw);
+  parallel_for(0, p.planes, 8, [=](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t pl = lo; pl < hi; ++pl) {
+      T* xp = gx + pl * H * W;
+      for (std::int64_t ih = 0; ih < H; ++ih) {
+        T* __restrict row = xp + ih * W;
+        const std::int64_t oh = ih / kh;
+        if (oh >= P) {
+          for (std::int64_t iw = 0; iw < W; ++iw) row[iw] = T(0);
+          continue;
+        }
+        const T* __restrict g = gy + (pl * P + oh) * Q;
+        if (kw == 2) {
+          for (std::int64_t ow = 0; ow < Q; ++ow) {
+            const T v = T(0) + g[ow] / divisor;
+            row[2 * ow] = v;
+            row[2 * ow + 1] = v;
+          }
+        } else {
+          for (std::int64_t ow = 0; ow < Q; ++ow) {
+            const T v = T(0) + g[ow] / divisor;
+            for (std::int64_t j = 0; j < kw; ++j) row[ow * kw + j] = v;
+          }
+        }
+        for (std::int64_t iw = Q * kw; iw < W; ++iw) row[iw] = T(0);
+      }
+    }
+  });
+}
 }  // namespace detail
 
 // y (planes, P, Q), argmax (planes, P, Q) <- x (planes, H, W)
@@ -121,6 +181,10 @@ void max_pool2d_backward(const Pool2dParams& p, const T* gy, const std::int32_t*
 // not once per plane (their bounds and divisors cost integer divisions).
 template <class T>
 void avg_pool2d_forward(const Pool2dParams& p, const T* x, T* y) {
+  if (detail::is_avg_pool_tiled(p) && p.kh == 2 && p.kw == 2) {
+    detail::avg_pool2d_2x2(p, x, y);
+    return;
+  }
   const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
   std::vector<Pool2dParams::Window> windows(static_cast<std::size_t>(P * Q));  // (P, Q)
   for (std::int64_t oh = 0; oh < P; ++oh)
@@ -146,6 +210,10 @@ void avg_pool2d_forward(const Pool2dParams& p, const T* x, T* y) {
 // all worked out once, not per element of every plane.
 template <class T>
 void avg_pool2d_backward(const Pool2dParams& p, const T* gy, T* gx) {
+  if (detail::is_avg_pool_tiled(p)) {
+    detail::avg_pool2d_backward_tiled(p, gy, gx);
+    return;
+  }
   const std::int64_t P = p.p(), Q = p.q(), H = p.h, W = p.w;
   std::vector<T> divisor(static_cast<std::size_t>(P * Q));  // (P, Q)
   std::vector<std::int64_t> rows(static_cast<std::size_t>(2 * H));  // (H, 2): [oh0, oh1)
