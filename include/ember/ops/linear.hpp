@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/backend/cpu/activation.hpp"
 #include "ember/backend/cpu/gemm.hpp"
 #include "ember/backend/dispatch.hpp"
 #include "ember/core/tensor.hpp"
@@ -27,13 +28,13 @@ struct Gemm {
 struct BiasAddRows {
   static constexpr const char* name = "linear bias";
   template <class T>
-  using sig = void(T* y, const T* bias, std::int64_t rows, std::int64_t cols);
+  static constexpr auto cpu = &ember::cpu::bias_add_rows<T>;
 };
 // gb[col] = sum over rows of gy (rows, cols)
 struct BiasGradRows {
   static constexpr const char* name = "linear bias gradient";
   template <class T>
-  using sig = void(const T* gy, T* gb, std::int64_t rows, std::int64_t cols);
+  static constexpr auto cpu = &ember::cpu::bias_grad_rows<T>;
 };
 }  // namespace op
 
@@ -192,14 +193,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     detail::check_same_device(x.device(), bias.device());
     const Tensor<T> bc = bias.contiguous();
     const std::int64_t n = out.size(0), o = out.size(1);
-    T* po = out.data();
-    const T* pb = bc.data();
-    if (out.device().is_cuda()) {
-      if (out.numel() > 0) backend::cuda<op::BiasAddRows, T>(out.device().index, po, pb, n, o);
-    } else {
-      for (std::int64_t i = 0; i < n; ++i)
-        for (std::int64_t j = 0; j < o; ++j) po[i * o + j] += pb[j];
-    }
+    if (out.numel() > 0) backend::run<op::BiasAddRows, T>(out.device(), out.data(), bc.data(), n, o);
   }
   std::vector<Tensor<T>> inputs{x, weight};
   if (has_bias) inputs.push_back(bias);
@@ -210,15 +204,11 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                          need_x ? detail::gemm_2d(g, false, w, false) : Tensor<T>(),
                          need_w ? detail::gemm_2d(g, true, x, false) : Tensor<T>()};
                      if (has_bias) {
-                       if (g.device().is_cuda()) {
-                         const Tensor<T> gc = g.contiguous();
-                         Tensor<T> gb = Tensor<T>::empty({gc.size(1)}, g.device());
-                         backend::cuda<op::BiasGradRows, T>(g.device().index, gc.data(), gb.data(),
-                                                                            gc.size(0), gc.size(1));
-                         grads.push_back(gb);
-                       } else {
-                         grads.push_back(sum(g.detach(), 0));
-                       }
+                       const Tensor<T> gc = g.contiguous();
+                       Tensor<T> gb = Tensor<T>::empty({gc.size(1)}, g.device());
+                       backend::run<op::BiasGradRows, T>(g.device(), gc.data(), gb.data(), gc.size(0),
+                                                         gc.size(1));
+                       grads.push_back(gb);
                      }
                      return grads;
                    });

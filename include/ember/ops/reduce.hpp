@@ -22,7 +22,13 @@ namespace op {
 struct SumAll {
   static constexpr const char* name = "sum";
   template <class T>
-  using sig = void(const T* x, std::int64_t n, T* out, T scale);
+  static constexpr auto cpu = &ember::cpu::sum_all<T>;
+};
+// y [outer, inner] = sum of x [outer, size, inner] along size
+struct SumDim {
+  static constexpr const char* name = "sum along a dim";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::sum_dim<T>;
 };
 // values, indices [outer, inner] = max (p.take_min: min) of x [outer, size, inner] along size
 // (values may be null: argmax/argmin)
@@ -47,8 +53,7 @@ struct IndexDimBackward {
 struct CountCorrect {
   static constexpr const char* name = "count_correct";
   template <class T>
-  using sig = void(const T* x, std::int64_t rows, std::int64_t cols, const std::int64_t* labels,
-                   std::int64_t* out);
+  static constexpr auto cpu = &ember::cpu::count_correct<T>;
 };
 }  // namespace op
 
@@ -77,19 +82,9 @@ inline Shape reduced_shape(Shape s, std::int64_t d, bool keepdim) {
 // Sum of all elements (a scalar), accumulated in double.
 template <Real T>
 Tensor<T> sum(const Tensor<T>& a) {
-  Tensor<T> ac = a.contiguous();
-  if (a.device().is_cuda()) {
-    Tensor<T> out = Tensor<T>::zeros({}, a.device());
-    if (a.numel() > 0) backend::cuda<op::SumAll, T>(a.device().index, ac.data(), ac.numel(), out.data(), T(1));
-    autograd::record(out, "SumBackward0", {a}, [s = a.shape()](const Tensor<T>& g) {
-      return std::vector<Tensor<T>>{broadcast_to(g, s)};
-    });
-    return out;
-  }
-  double acc = 0;
-  const T* p = ac.data();
-  for (std::int64_t i = 0; i < ac.numel(); ++i) acc += p[i];
-  Tensor<T> out = Tensor<T>::scalar(static_cast<T>(acc));
+  const Tensor<T> ac = a.contiguous();
+  Tensor<T> out = Tensor<T>::zeros({}, a.device());
+  if (a.numel() > 0) backend::run<op::SumAll, T>(a.device(), ac.data(), ac.numel(), out.data(), T(1));
   autograd::record(out, "SumBackward0", {a}, [s = a.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{broadcast_to(g, s)};
   });
@@ -99,20 +94,11 @@ Tensor<T> sum(const Tensor<T>& a) {
 template <Real T>
 Tensor<T> sum(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   const std::int64_t d = wrap_dim(dim, a.dim());
-  if (a.device().is_cuda()) {  // a reduction to the kept shape; sum_to records the backward
-    Tensor<T> out = sum_to(a, detail::reduced_shape(a.shape(), d, true));
-    return keepdim ? out : out.reshape(detail::reduced_shape(a.shape(), d, false));
-  }
   const auto sp = detail::split_at(a.shape(), d);
-  Tensor<T> ac = a.contiguous();
-  Tensor<T> out = Tensor<T>::zeros(detail::reduced_shape(a.shape(), d, true));
-  const T* p = ac.data();
-  T* po = out.data();
-  for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t s = 0; s < sp.size; ++s)
-      for (std::int64_t i = 0; i < sp.inner; ++i)
-        po[o * sp.inner + i] += p[(o * sp.size + s) * sp.inner + i];
-  if (!keepdim) out = out.detach().reshape(detail::reduced_shape(a.shape(), d, false));
+  const Tensor<T> ac = a.contiguous();
+  Tensor<T> out = Tensor<T>::zeros(detail::reduced_shape(a.shape(), d, keepdim), a.device());
+  if (out.numel() > 0 && sp.size > 0)  // an empty dim sums to the zeros
+    backend::run<op::SumDim, T>(a.device(), ac.data(), out.data(), sp.outer, sp.size, sp.inner);
   autograd::record(out, "SumBackward1", {a}, [s = a.shape(), d](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{broadcast_to(g.reshape(detail::reduced_shape(s, d, true)), s)};
   });
@@ -441,20 +427,13 @@ std::int64_t count_correct(const Tensor<T>& scores, const Tensor<std::int64_t>& 
   EMBER_CHECK(scores.dim() == 2 && labels.dim() == 1 && labels.size(0) == scores.size(0),
               "count_correct: scores ", shape_str(scores.shape()), " and labels ",
               shape_str(labels.shape()), " do not match");
-  if (scores.device().is_cuda()) {
-    detail::check_same_device(scores.device(), labels.device());
-    const Tensor<T> sc = scores.contiguous();
-    const Tensor<std::int64_t> lc = labels.contiguous();
-    auto count = Tensor<std::int64_t>::empty({}, scores.device());
-    backend::cuda<op::CountCorrect, T>(scores.device().index, sc.data(), sc.size(0), sc.size(1),
-                                       lc.data(), count.data());
-    return count.item();
-  }
-  const auto pred = argmax(scores, 1).to_vector();
-  const auto lab = labels.to_vector();
-  std::int64_t correct = 0;
-  for (std::size_t i = 0; i < pred.size(); ++i) correct += pred[i] == lab[i];
-  return correct;
+  detail::check_same_device(scores.device(), labels.device());
+  const Tensor<T> sc = scores.contiguous();
+  const Tensor<std::int64_t> lc = labels.contiguous();
+  auto count = Tensor<std::int64_t>::zeros({}, scores.device());
+  backend::run<op::CountCorrect, T>(scores.device(), sc.data(), sc.size(0), sc.size(1), lc.data(),
+                                    count.data());
+  return count.item();
 }
 
 }  // namespace ember

@@ -392,5 +392,34 @@ void relu_backward(const T* gy, const T* y, T* gx, std::int64_t n) {
   });
 }
 
+// linear's bias: y (rows, cols) += bias[col], in place (as kernels/activation.cuh's
+// bias_add_rows).
+template <class T>
+void bias_add_rows(T* y, const T* bias, std::int64_t rows, std::int64_t cols) {
+  parallel_for(0, rows, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(cols, 1)),
+               [=](std::int64_t lo, std::int64_t hi) {
+                 for (std::int64_t r = lo; r < hi; ++r) {
+                   T* __restrict row = y + r * cols;
+                   const T* __restrict b = bias;
+                   for (std::int64_t c = 0; c < cols; ++c) row[c] += b[c];
+                 }
+               });
+}
+
+// linear's bias gradient: gb[col] = the sum of gy (rows, cols) over rows, accumulated in T in
+// row order, as ember::sum(gy, 0) (kernels/activation.cuh sums in double: the two agree within
+// float rounding, not bit for bit).
+template <class T>
+void bias_grad_rows(const T* gy, T* gb, std::int64_t rows, std::int64_t cols) {
+  parallel_for(0, cols, 64, [=](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t c = lo; c < hi; ++c) gb[c] = T(0);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* __restrict row = gy + r * cols;
+      T* __restrict g = gb;
+      for (std::int64_t c = lo; c < hi; ++c) g[c] += row[c];
+    }
+  });
+}
+
 }  // namespace cpu
 }  // namespace ember

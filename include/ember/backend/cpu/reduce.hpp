@@ -6,10 +6,16 @@
 //  * extremum_dim_backward: the gradient of amax/amin, gy split evenly among the elements
 //    equal to the result, (gy / count) * (x == y) as PyTorch computes it;
 //  * index_dim_backward: the gradient of max/min with indices, gy put at the index.
-// kernels/reduce.cuh runs the same scans, so the two agree exactly.
+// kernels/reduce.cuh runs the same scans, so the two agree exactly. And over whole arrays:
+//  * sum_all: the sum of a contiguous array in double, in index order (kernels/reduce.cuh
+//    sums in double in a fixed tree: the two agree to double rounding before the cast);
+//  * sum_dim: y [outer, inner] = the sum of x [outer, size, inner] along size, in T, in index
+//    order (kernels/reduce.cuh reaches the same result through sum_to);
+//  * count_correct: the number of rows whose argmax (extremum_dim's rule) is the label.
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "ember/backend/params.hpp"
 #include "ember/core/parallel.hpp"
@@ -78,6 +84,44 @@ void index_dim_backward(const DimReduceParams& p, const T* gy, const std::int64_
                        gx[(o * p.size + s) * p.inner + i] =
                            indices[o * p.inner + i] == s ? gy[o * p.inner + i] : T(0);
                });
+}
+
+// out[0] = T(the double sum of x[0, n)) * scale (scale 1: ember::sum).
+template <class T>
+void sum_all(const T* x, std::int64_t n, T* out, T scale) {
+  double acc = 0;
+  for (std::int64_t i = 0; i < n; ++i) acc += x[i];
+  out[0] = static_cast<T>(acc) * scale;
+}
+
+// y [outer, inner] = sum over s of x [outer, size, inner], accumulated in T from 0, s ascending.
+template <class T>
+void sum_dim(const T* x, T* y, std::int64_t outer, std::int64_t size, std::int64_t inner) {
+  parallel_for(0, outer, std::max<std::int64_t>(1, 16384 / (size * inner + 1)),
+               [=](std::int64_t lo, std::int64_t hi) {
+                 for (std::int64_t o = lo; o < hi; ++o) {
+                   T* __restrict yo = y + o * inner;
+                   for (std::int64_t i = 0; i < inner; ++i) yo[i] = T(0);
+                   for (std::int64_t s = 0; s < size; ++s) {
+                     const T* __restrict xs = x + (o * size + s) * inner;
+                     for (std::int64_t i = 0; i < inner; ++i) yo[i] += xs[i];
+                   }
+                 }
+               });
+}
+
+// out[0] = the number of rows r of x [rows, cols] whose argmax is labels[r].
+template <class T>
+void count_correct(const T* x, std::int64_t rows, std::int64_t cols, const std::int64_t* labels,
+                   std::int64_t* out) {
+  DimReduceParams p;
+  p.outer = rows;
+  p.size = cols;
+  std::vector<std::int64_t> pred(static_cast<std::size_t>(rows));
+  if (rows > 0 && cols > 0) extremum_dim<T>(p, x, nullptr, pred.data());
+  std::int64_t correct = 0;
+  for (std::int64_t r = 0; r < rows && cols > 0; ++r) correct += pred[static_cast<std::size_t>(r)] == labels[r];
+  out[0] = correct;
 }
 
 }  // namespace ember::cpu

@@ -73,6 +73,24 @@ struct Launch {
     G g(d);
     kernels::sum_to<T>(x, vx, out, vout, out_n, Ctx::stream(d));
   }
+  // y [outer, inner] = x [outer, size, inner] summed along size: sum_to with size reduced.
+  static void sum_dim(int d, const T* x, T* y, std::int64_t outer, std::int64_t size,
+                      std::int64_t inner) {
+    StridedView vx, vy;
+    vx.rank = vy.rank = 3;
+    const std::int64_t shape[3] = {outer, size, inner}, strides[3] = {size * inner, inner, 1};
+    for (int i = 0; i < 3; ++i) {
+      vx.shape[i] = shape[i];
+      vx.strides[i] = strides[i];
+    }
+    vy.shape[0] = outer;
+    vy.shape[1] = 1;
+    vy.shape[2] = inner;
+    vy.strides[0] = inner;
+    vy.strides[2] = 1;
+    G g(d);
+    kernels::sum_to<T>(x, vx, y, vy, outer * inner, Ctx::stream(d));
+  }
   static void sum_all(int d, const T* x, std::int64_t n, T* out, T scale) {
     G g(d);
     Scratch<T> ws(d, kernels::reduce_workspace_elems<T>(n));
@@ -305,6 +323,7 @@ void register_typed() {
   set_cuda_kernel<op::Unary, T>(&L::unary);
   set_cuda_kernel<op::SumTo, T>(&L::sum_to);
   set_cuda_kernel<op::SumAll, T>(&L::sum_all);
+  set_cuda_kernel<op::SumDim, T>(&L::sum_dim);
   set_cuda_kernel<op::ExtremumDim, T>(&L::extremum_dim);
   set_cuda_kernel<op::ExtremumDimBackward, T>(&L::extremum_dim_backward);
   set_cuda_kernel<op::IndexDimBackward, T>(&L::index_dim_backward);
