@@ -522,6 +522,17 @@ TEST_CASE("evaluate() checks the model's scores against the batch and the classe
   FixedScores extra_row(10, 1);
   REQUIRE_THROWS_WITH(ember::nn::evaluate(extra_row, loader),
                       Catch::Contains("shape [5, 10] for a batch of 4 images"));
+
+  // A dataset that does not say how many classes it has (num_classes() 0): any count.
+  ember::Tensor<std::int64_t> labels = ember::Tensor<std::int64_t>::empty({10});
+  for (std::int64_t i = 0; i < 10; ++i) labels.data()[i] = i % 3;
+  auto unsaid = std::make_shared<const ember::data::TensorDataset>(
+      ember::Tensor<float>::ones({10, 1, 4, 3}), labels);
+  ember::data::DataLoader any_classes(unsaid, {.batch_size = 4});
+  FixedScores three(3);
+  const ember::nn::EvalResult r3 = ember::nn::evaluate(three, any_classes);
+  CHECK(r3.total == 10);
+  CHECK(r3.correct == 4);  // the labels 0 of images 0, 3, 6 and 9
 }
 
 TEST_CASE("AvgPool2d and AdaptiveAvgPool2d: the functions, PyTorch's printed forms, their steps",

@@ -1,7 +1,8 @@
 #pragma once
 // PNG images read as 8-bit greyscale: read_png gives a uint8 tensor (H, W) from a file or from
 // bytes in memory, whatever the file's colour type and bit depth. Used, as pgm.hpp's read_pgm,
-// to classify single images.
+// to classify single images. read_png_image gives (1, H, W) grey or (3, H, W) RGB (for
+// ImageFolder), and write_png writes an 8-bit image (tests' fixtures, augmented samples).
 //
 // Decoding is libpng 1.6's simplified API (png_image_*), so a program that includes this
 // header links libpng; in CMake: find_package(PNG REQUIRED) and
@@ -11,7 +12,8 @@
 //   grey, 1/2/4/8 bit     the levels scaled to 0..255 (a 1-bit 1 is 255, a 4-bit 15 is 255)
 //   grey, 16 bit          round(v / 257): 16-bit samples are taken as sRGB-encoded, as 8-bit
 //                         ones are (PNG_IMAGE_FLAG_16BIT_sRGB), not as linear light
-//   RGB, palette          libpng's luminance: Y = 0.2126 R + 0.7152 G + 0.0722 B in linear
+//   RGB, palette          as RGB (read_png_image with 3 channels): as stored; as grey:
+//                         libpng's luminance: Y = 0.2126 R + 0.7152 G + 0.0722 B in linear
 //                         light, encoded back to sRGB. A grey (R = G = B) keeps its value;
 //                         pure red reads as about 127, pure green 220, pure blue 76.
 //   alpha (RGBA, grey + alpha, tRNS)
@@ -134,10 +136,12 @@ inline void png_check_head(const unsigned char* head, std::size_t n, std::uint64
               " bytes of pixel data, more than deflate can pack into them): truncated or corrupt");
 }
 
-// Decodes the image whose header png_image_begin_read_* has read, and flattens its alpha.
+// Decodes the image whose header png_image_begin_read_* has read, and flattens its alpha:
+// channels 0 gives grey (H, W), 1 grey (1, H, W), 3 RGB (3, H, W).
 [[nodiscard]] inline Tensor<std::uint8_t> finish_png(png_image& image, const std::string& where,
                                                      const PngOptions& options, std::uint64_t size,
-                                                     std::FILE* file = nullptr) {
+                                                     std::FILE* file = nullptr,
+                                                     int channels = 0) {
   // png_check_head has checked the header, libpng bounds width and height by 2^31 - 1 (and by
   // default 10^6): this cannot overflow.
   const auto h = static_cast<std::int64_t>(image.height);
@@ -145,25 +149,30 @@ inline void png_check_head(const unsigned char* head, std::size_t n, std::uint64
   EMBER_CHECK(w * h <= options.max_pixels, where, w, " x ", h, " image has ", w * h,
               " pixels, more than the limit of ", options.max_pixels);
 
+  const std::int64_t c = channels == 3 ? 3 : 1;
   image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;  // only valid after png_image_begin_read_*
-  image.format = PNG_FORMAT_GA;              // 8-bit sRGB grey + alpha, not premultiplied
-  const auto bytes = static_cast<std::size_t>(2 * w * h);
-  std::vector<std::uint8_t> ga = allocate_or_throw(where + "grey + alpha buffer", bytes, [&] {
-    return std::vector<std::uint8_t>(bytes);  // (H, W, 2)
+  // 8-bit sRGB grey + alpha or RGBA, not premultiplied
+  image.format = c == 3 ? PNG_FORMAT_RGBA : PNG_FORMAT_GA;
+  const auto bytes = static_cast<std::size_t>((c + 1) * w * h);
+  std::vector<std::uint8_t> ga = allocate_or_throw(where + "pixel + alpha buffer", bytes, [&] {
+    return std::vector<std::uint8_t>(bytes);  // (H, W, c + 1)
   });
-  const int ok =
-      png_image_finish_read(&image, nullptr, ga.data(), static_cast<png_int_32>(2 * w), nullptr);
+  const int ok = png_image_finish_read(&image, nullptr, ga.data(),
+                                       static_cast<png_int_32>((c + 1) * w), nullptr);
   if (ok == 0) throw Error(png_failure(where, image, size, file));
 
-  auto img = allocate_or_throw(where + "image", bytes / 2, [&] {
-    return Tensor<std::uint8_t>::empty({h, w});
+  auto img = allocate_or_throw(where + "image", bytes / static_cast<std::size_t>(c + 1) *
+                                                    static_cast<std::size_t>(c), [&] {
+    return channels == 0 ? Tensor<std::uint8_t>::empty({h, w})
+                         : Tensor<std::uint8_t>::empty({c, h, w});
   });
-  std::uint8_t* out = img.data();
+  std::uint8_t* out = img.data();  // (c, H, W)
   const unsigned bg = options.background;
   for (std::int64_t i = 0; i < w * h; ++i) {
-    const unsigned v = ga[static_cast<std::size_t>(2 * i)];
-    const unsigned a = ga[static_cast<std::size_t>(2 * i + 1)];
-    out[i] = static_cast<std::uint8_t>((v * a + bg * (255 - a) + 127) / 255);
+    const std::uint8_t* px = ga.data() + static_cast<std::size_t>((c + 1) * i);
+    const unsigned a = px[c];
+    for (std::int64_t k = 0; k < c; ++k)
+      out[k * w * h + i] = static_cast<std::uint8_t>((px[k] * a + bg * (255 - a) + 127) / 255);
   }
   return img;
 }
@@ -171,7 +180,8 @@ inline void png_check_head(const unsigned char* head, std::size_t n, std::uint64
 // Decodes PNG data held in memory; `where` begins every message.
 [[nodiscard]] inline Tensor<std::uint8_t> read_png_memory(std::span<const std::byte> bytes,
                                                           const std::string& where,
-                                                          const PngOptions& options) {
+                                                          const PngOptions& options,
+                                                          int channels = 0) {
   EMBER_CHECK(!bytes.empty(), where, "no bytes (empty)");
   const std::size_t n = std::min(bytes.size(), png_head_bytes);
   png_check_head(reinterpret_cast<const unsigned char*>(bytes.data()), n, bytes.size(), where,
@@ -180,14 +190,14 @@ inline void png_check_head(const unsigned char* head, std::size_t n, std::uint64
   if (png_image_begin_read_from_memory(&image.get(), bytes.data(), bytes.size()) == 0) {
     throw Error(png_failure(where, image.get(), bytes.size()));
   }
-  return finish_png(image.get(), where, options, bytes.size());
+  return finish_png(image.get(), where, options, bytes.size(), nullptr, channels);
 }
 
 }  // namespace detail
 
-// Reads a PNG file as an 8-bit greyscale (H, W) image.
-[[nodiscard]] inline Tensor<std::uint8_t> read_png(const std::string& path,
-                                                   const PngOptions& options = {}) {
+namespace detail {
+[[nodiscard]] inline Tensor<std::uint8_t> read_png_file(const std::string& path,
+                                                        const PngOptions& options, int channels) {
   const std::string where = "PNG file '" + path + "': ";
   std::FILE* file = std::fopen(path.c_str(), "rb");
   EMBER_CHECK(file != nullptr, where, "cannot open: ", std::generic_category().message(errno));
@@ -210,7 +220,7 @@ inline void png_check_head(const unsigned char* head, std::size_t n, std::uint64
       detail::png_check_signature(bytes.data(), bytes.size(), where);  // not all of /dev/zero
     }
     EMBER_CHECK(std::ferror(file) == 0, where, "read error");
-    return detail::read_png_memory(bytes, where, options);
+    return detail::read_png_memory(bytes, where, options, channels);
   }
   const auto size = static_cast<std::uint64_t>(info.st_size);
   unsigned char head[detail::png_head_bytes];
@@ -223,7 +233,24 @@ inline void png_check_head(const unsigned char* head, std::size_t n, std::uint64
   if (png_image_begin_read_from_stdio(&image.get(), file) == 0) {
     throw Error(detail::png_failure(where, image.get(), size, file));
   }
-  return detail::finish_png(image.get(), where, options, size, file);
+  return detail::finish_png(image.get(), where, options, size, file, channels);
+}
+}  // namespace detail
+
+// Reads a PNG file as an 8-bit greyscale (H, W) image.
+[[nodiscard]] inline Tensor<std::uint8_t> read_png(const std::string& path,
+                                                   const PngOptions& options = {}) {
+  return detail::read_png_file(path, options, 0);
+}
+
+// Reads a PNG file as an image (channels, H, W): channels 1 for grey (as read_png), 3 for
+// RGB (grey files give R = G = B; alpha is composited onto options.background in each
+// channel as above; libpng converts palettes and bit depths).
+[[nodiscard]] inline Tensor<std::uint8_t> read_png_image(const std::string& path, int channels,
+                                                         const PngOptions& options = {}) {
+  EMBER_CHECK(channels == 1 || channels == 3, "PNG file '", path,
+              "': channels must be 1 (grey) or 3 (RGB), got ", channels);
+  return detail::read_png_file(path, options, channels);
 }
 
 // Reads PNG bytes held in memory; `name` stands for them in error messages.
@@ -231,6 +258,38 @@ inline void png_check_head(const unsigned char* head, std::size_t n, std::uint64
                                                    const std::string& name = "<memory>",
                                                    const PngOptions& options = {}) {
   return detail::read_png_memory(bytes, "PNG data '" + name + "': ", options);
+}
+
+// Writes an 8-bit image as a PNG file: (H, W) or (1, H, W) grey, (2, H, W) grey + alpha,
+// (3, H, W) RGB or (4, H, W) RGBA. Throws an ember::Error naming the file if it cannot.
+inline void write_png(const std::string& path, const Tensor<std::uint8_t>& image) {
+  const std::string where = "PNG file '" + path + "': ";
+  EMBER_CHECK(image.defined() && (image.dim() == 2 || image.dim() == 3), where,
+              "expected an image (H, W) or (C, H, W), got shape ",
+              image.defined() ? shape_str(image.shape()) : std::string("undefined"));
+  const Tensor<std::uint8_t> img = image.is_contiguous() ? image : image.contiguous();
+  const std::int64_t c = img.dim() == 2 ? 1 : img.size(0);
+  const std::int64_t h = img.size(img.dim() - 2), w = img.size(img.dim() - 1);
+  EMBER_CHECK(c >= 1 && c <= 4, where, "expected 1 to 4 channels, got ", c);
+  EMBER_CHECK(h > 0 && w > 0 && h <= 0x7fffffff && w <= 0x7fffffff, where,
+              "cannot write a ", h, " x ", w, " image");
+  std::vector<std::uint8_t> interleaved(static_cast<std::size_t>(c * h * w));  // (H, W, C)
+  const std::uint8_t* src = img.data();
+  for (std::int64_t k = 0; k < c; ++k)
+    for (std::int64_t i = 0; i < h * w; ++i)
+      interleaved[static_cast<std::size_t>(i * c + k)] = src[k * h * w + i];
+  detail::PngImage png;
+  png.get().width = static_cast<png_uint_32>(w);
+  png.get().height = static_cast<png_uint_32>(h);
+  png.get().format = c == 1   ? PNG_FORMAT_GRAY
+                     : c == 2 ? PNG_FORMAT_GA
+                     : c == 3 ? PNG_FORMAT_RGB
+                              : PNG_FORMAT_RGBA;
+  if (png_image_write_to_file(&png.get(), path.c_str(), 0, interleaved.data(),
+                              static_cast<png_int_32>(c * w), nullptr) == 0) {
+    throw Error(where + "cannot write: " +
+                (png.get().message[0] != '\0' ? png.get().message : "unknown libpng error"));
+  }
 }
 
 }  // namespace ember::data

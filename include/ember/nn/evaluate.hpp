@@ -23,10 +23,10 @@ struct EvalResult {
 
 namespace detail {
 // The model's output for a batch of `count` samples must be log-probabilities (count, classes)
-// with the dataset's number of classes.
+// with the dataset's number of classes (any number when the dataset does not say: 0).
 inline void check_scores(const ember::Tensor<float>& out, std::int64_t count,
                          std::int64_t classes) {
-  EMBER_CHECK(out.dim() == 2 && out.size(0) == count && out.size(1) == classes,
+  EMBER_CHECK(out.dim() == 2 && out.size(0) == count && (classes <= 0 || out.size(1) == classes),
               "evaluate: the model returned scores of shape ", shape_str(out.shape()),
               " for a batch of ", count, " images; expected [", count, ", ", classes,
               "] (the dataset's num_classes)");
