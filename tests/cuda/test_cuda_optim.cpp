@@ -3,7 +3,7 @@
 // same optimizers on the CPU (backend/cpu/), for each option that changes the rule, with
 // tensors of odd sizes in one launch, more tensors than one launch's list holds, and a parameter
 // without a gradient in one step. Runs on the CPU execution harness (test_cuda_ops_emu) and on a
-// GPU (test_cuda_ops).
+// GPU (test_cuda_ops). Gradient clipping on the device against the CPU.
 //
 // Exactness: the kernels round every operation on its own; the CPU loop may be contracted into
 // fused multiply-adds by the host compiler (ember's default flags), so elements may differ by a
@@ -21,6 +21,7 @@
 
 #include "ember/core/device.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/nn/clip_grad.hpp"
 #include "ember/optim/adam.hpp"
 #include "ember/optim/rmsprop.hpp"
 #include "ember/optim/sgd.hpp"
@@ -170,4 +171,30 @@ TEST_CASE("cuda optim: SGD with maximize and two groups matches the CPU", "[cuda
                                                      .maximize = true}},
                                                    {rest, {.lr = 0.1, .maximize = true}}});
       });
+}
+
+TEST_CASE("cuda optim: clip_grad_norm_ and clip_grad_value_ on the device match the CPU",
+          "[cuda][optim]") {
+  const std::vector<Shape> ss = {{7}, {33, 65}, {1}};
+  for (const double norm_type : {2.0, 1.0, 3.0, std::numeric_limits<double>::infinity()}) {
+    INFO("norm_type " << norm_type);
+    std::vector<Tensor<float>> pc, pg;
+    std::uint64_t seed = 9100;
+    for (const Shape& s : ss) {
+      const Tensor<float> g = uniform(s, ++seed, -2, 2);
+      pc.push_back(Tensor<float>::zeros(s).requires_grad_(true));
+      pg.push_back(Tensor<float>::zeros(s, kDevice).requires_grad_(true));
+      pc.back().set_grad(g);
+      pg.back().set_grad(g.to(kDevice));
+    }
+    const double total_c = ember::nn::utils::clip_grad_norm_(pc, 0.5, norm_type);
+    const double total_g = ember::nn::utils::clip_grad_norm_(pg, 0.5, norm_type);
+    CHECK(total_g == total_c);
+    for (std::size_t i = 0; i < ss.size(); ++i)
+      CHECK(pg[i].grad().to(Device::cpu()).to_vector() == pc[i].grad().to_vector());
+    ember::nn::utils::clip_grad_value_(pc, 0.01);
+    ember::nn::utils::clip_grad_value_(pg, 0.01);
+    for (std::size_t i = 0; i < ss.size(); ++i)
+      CHECK(pg[i].grad().to(Device::cpu()).to_vector() == pc[i].grad().to_vector());
+  }
 }

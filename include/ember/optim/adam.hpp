@@ -34,6 +34,16 @@ struct AdamStep {
 };
 }  // namespace ember::op
 
+// The step's scalars (bias corrections, step size, AdamW's 1 - lr * weight_decay) are worked
+// out in double as PyTorch's Python does, with no fused multiply-add (but in a translation unit
+// compiled by nvcc, whose front end knows no such pragma).
+#if defined(__clang__) && !defined(__CUDACC__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace ember::optim {
 
 struct AdamOptions {
@@ -206,3 +216,9 @@ class AdamW : public AdamBase<AdamWOptions> {
 };
 
 }  // namespace ember::optim
+
+#if defined(__clang__) && !defined(__CUDACC__)
+#pragma clang fp contract(on)
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#pragma GCC pop_options
+#endif
