@@ -13,6 +13,7 @@
 #include "ember/io/checkpoint.hpp"
 #include "ember/models/mnist_net.hpp"
 #include "ember/ops/loss.hpp"
+#include "ember/optim/sgd.hpp"
 #include "fuzz/harness.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -53,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const io::Checkpoint back =
       io::checkpoint_from_safetensors(io::parse_safetensors(bytes, "again"), "again");
   fuzz::require(back.epoch == c.epoch + 1 && back.settings == c.settings &&
-                    back.optimizer_steps == opt.steps(),
+                    back.optimizer.steps == opt.steps(),
                 "a saved checkpoint read back differently");
   return 0;
 }

@@ -188,6 +188,30 @@ CHECKPOINT_METADATA = {
 }
 
 
+CHECKPOINT_V2_METADATA = {
+    "optimizer": "SGD", "optimizer.steps": "3", "optimizer.param_groups": "2",
+    "optimizer.param_groups.0.lr": "0.007", "optimizer.param_groups.0.momentum": "0.9",
+    "optimizer.param_groups.0.dampening": "0", "optimizer.param_groups.0.weight_decay": "0.0001",
+    "optimizer.param_groups.0.nesterov": "0", "optimizer.param_groups.0.maximize": "0",
+    "optimizer.param_groups.0.initial_lr": "0.01",
+    "optimizer.param_groups.1.lr": "0.007", "optimizer.param_groups.1.momentum": "0.9",
+    "optimizer.param_groups.1.dampening": "0", "optimizer.param_groups.1.weight_decay": "0",
+    "optimizer.param_groups.1.nesterov": "0", "optimizer.param_groups.1.maximize": "0",
+    "optimizer.param_groups.1.initial_lr": "0.01",
+    "scheduler": "SequentialLR", "scheduler.value.last_epoch": "1",
+    "scheduler.list._last_lr": "0.007,0.007", "scheduler.list._milestones": "2",
+    "scheduler.children": "2",
+    "scheduler.child.0": "LinearLR", "scheduler.child.0.value.last_epoch": "1",
+    "scheduler.child.0.value._step_count": "2", "scheduler.child.0.value.start_factor": "0.5",
+    "scheduler.child.0.value.end_factor": "1", "scheduler.child.0.value.total_iters": "2",
+    "scheduler.child.0.list.base_lrs": "0.01,0.01", "scheduler.child.0.list._last_lr": "0.007,0.007",
+    "scheduler.child.1": "StepLR", "scheduler.child.1.value.last_epoch": "-1",
+    "scheduler.child.1.value._step_count": "1", "scheduler.child.1.value.step_size": "1",
+    "scheduler.child.1.value.gamma": "0.7", "scheduler.child.1.list.base_lrs": "0.01,0.01",
+    "scheduler.child.1.list._last_lr": "0.005,0.005",
+}
+
+
 def make_checkpoint():
     fresh("checkpoint")
     tensors = mnist_tensors(prefix="model.")
@@ -203,8 +227,28 @@ def make_checkpoint():
         meta["optimizer.momentum_buffer." + name] = "absent"
     write("checkpoint", "momentum_absent", safetensors(mnist_tensors(prefix="model."), meta))
     meta["setting.batch-size"] = "32"
+    meta["version"] = "3"
+    write("checkpoint", "version_3", safetensors(mnist_tensors(prefix="model."), meta))
+    # Version 2: any optimizer, here SGD with two groups (weights, biases), and a scheduler
+    # whose state has values, lists and a child (SequentialLR of LinearLR and StepLR).
+    meta = {k: v for k, v in CHECKPOINT_METADATA.items()
+            if not k.startswith("optimizer.") and not k.startswith("scheduler")}
     meta["version"] = "2"
-    write("checkpoint", "version_2", safetensors(mnist_tensors(prefix="model."), meta))
+    weights = [n for n in MNIST_SHAPES if n.endswith("weight")]
+    biases = [n for n in MNIST_SHAPES if n.endswith("bias")]
+    meta.update(CHECKPOINT_V2_METADATA)
+    meta["optimizer.param_groups.0.params"] = ",".join(weights)
+    meta["optimizer.param_groups.1.params"] = ",".join(biases)
+    tensors = mnist_tensors(prefix="model.")
+    for i, name in enumerate(MNIST_SHAPES):
+        if name in weights:
+            meta["optimizer.state." + name] = "momentum_buffer"
+            shape = MNIST_SHAPES[name]
+            tensors["optimizer.state." + name + ".momentum_buffer"] = (
+                "F32", shape, values(numel(shape), 0.01, 5 + i))
+        else:
+            meta["optimizer.state." + name] = ""
+    write("checkpoint", "v2_sgd_groups_sequential", safetensors(tensors, meta))
 
 
 # ---- JSON ----------------------------------------------------------------------------------
@@ -236,8 +280,10 @@ HEADER_TOKENS = ['"dtype"', '"shape"', '"data_offsets"', '"__metadata__"'] + [
                          "I16", "F8_E8M0", "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL")]
 CHECKPOINT_TOKENS = ['"model.', '"optimizer.momentum_buffer.', '"present"', '"absent"',
                      '"StepLR"', '"none"', '"ember-checkpoint"', '"setting.', '"true"',
-                     '"false"', '"nan"', '"inf"', '"1e308"', '"-0"', '"4611686018427387904"'] + [
-    '"%s"' % k for k in CHECKPOINT_METADATA]
+                     '"false"', '"nan"', '"inf"', '"1e308"', '"-0"', '"4611686018427387904"',
+                     '"optimizer.state.', '".momentum_buffer"', '"exp_avg"', '"Adam"',
+                     '"scheduler.value.', '"scheduler.list.', '"scheduler.child.', '","'] + [
+    '"%s"' % k for k in CHECKPOINT_METADATA] + ['"%s"' % k for k in CHECKPOINT_V2_METADATA]
 
 
 def dict_line(token):

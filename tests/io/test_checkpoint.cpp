@@ -30,6 +30,11 @@
 #include "ember/models/mnist_net.hpp"
 #include "ember/nn/evaluate.hpp"
 #include "ember/nn/layers.hpp"
+#include "ember/nn/clip_grad.hpp"
+#include "ember/optim/adam.hpp"
+#include "ember/optim/lr_scheduler.hpp"
+#include "ember/optim/rmsprop.hpp"
+#include "ember/optim/sgd.hpp"
 #include "ember/ops/loss.hpp"
 #include "support/tmp.hpp"
 
@@ -196,27 +201,34 @@ TEST_CASE("a checkpoint round-trips every field bit for bit", "[io][checkpoint]"
   w[0] = -0.0f;
   w[1] = std::numeric_limits<float>::denorm_min();
   w[2] = std::numeric_limits<float>::quiet_NaN();
-  REQUIRE(c.momentum_buffers.size() == 6);
-  c.momentum_buffers[3].second = Tensor<float>();
+  REQUIRE(c.optimizer.state.size() == 6);
+  c.optimizer.state[3].clear();
 
   const std::string path = (temp_dir("checkpoint_roundtrip") / "c.safetensors").string();
   io::save_checkpoint(path, c);
   const io::SafetensorsFile raw = io::load_safetensors(path);
   CHECK(raw.metadata.at("format") == "ember-checkpoint");
-  CHECK(raw.metadata.at("version") == "1");
+  CHECK(raw.metadata.at("version") == "2");
   CHECK(raw.metadata.at("epoch") == "7");
   CHECK(raw.metadata.at("generator.offset") == "18446744073709551614");
   CHECK(raw.metadata.at("generator.seed") == "9223372036854775813");
   CHECK(raw.metadata.at("loader_generator.offset") == "9007199254740993");
-  CHECK(raw.metadata.at("optimizer.lr") == "0.30000000000000004");
-  CHECK(raw.metadata.at("optimizer.momentum_buffer.5.weight") == "present");
-  CHECK(raw.metadata.at("optimizer.momentum_buffer.5.bias") == "absent");
+  CHECK(raw.metadata.at("optimizer") == "SGD");
+  CHECK(raw.metadata.at("optimizer.param_groups") == "1");
+  CHECK(raw.metadata.at("optimizer.param_groups.0.lr") == "0.30000000000000004");
+  CHECK(raw.metadata.at("optimizer.param_groups.0.initial_lr") == "0.05");
+  CHECK(raw.metadata.at("optimizer.param_groups.0.params") ==
+        "0.weight,0.bias,5.weight,5.bias,8.weight,8.bias");
+  CHECK(raw.metadata.at("optimizer.state.5.weight") == "momentum_buffer");
+  CHECK(raw.metadata.at("optimizer.state.5.bias").empty());
   CHECK(raw.metadata.at("scheduler") == "StepLR");
+  CHECK(raw.metadata.at("scheduler.value.last_epoch") == "1");
+  CHECK(raw.metadata.at("scheduler.list.base_lrs") == "0.05");
   CHECK(raw.metadata.at("setting.batch-size") == "32");
   CHECK(raw.tensors.at("model.0.weight").dtype == "F32");
   CHECK(raw.tensors.at("model.0.weight").shape == std::vector<std::int64_t>{4, 1, 3, 3});
-  CHECK(raw.tensors.count("optimizer.momentum_buffer.8.bias") == 1);
-  CHECK(raw.tensors.count("optimizer.momentum_buffer.5.bias") == 0);
+  CHECK(raw.tensors.count("optimizer.state.8.bias.momentum_buffer") == 1);
+  CHECK(raw.tensors.count("optimizer.state.5.bias.momentum_buffer") == 0);
   CHECK(raw.tensors.size() == 6 + 5);
 
   const io::Checkpoint back = io::load_checkpoint(path);
@@ -225,25 +237,31 @@ TEST_CASE("a checkpoint round-trips every field bit for bit", "[io][checkpoint]"
   std::map<std::string, Tensor<float>> saved_model(c.model.begin(), c.model.end());
   REQUIRE(back.model.size() == c.model.size());
   for (const auto& [name, t] : back.model) CHECK(same_bits(t, saved_model.at(name)));
-  std::map<std::string, Tensor<float>> saved_momentum(c.momentum_buffers.begin(),
-                                                      c.momentum_buffers.end());
-  REQUIRE(back.momentum_buffers.size() == 6);
-  for (const auto& [name, t] : back.momentum_buffers) {
-    INFO(name);
-    CHECK(same_bits(t, saved_momentum.at(name)));
+  CHECK(back.optimizer_params == c.optimizer_params);
+  REQUIRE(back.optimizer.state.size() == 6);
+  for (std::size_t k = 0; k < 6; ++k) {
+    INFO(c.optimizer_params[k]);
+    REQUIRE(back.optimizer.state[k].size() == c.optimizer.state[k].size());
+    for (const auto& [key, t] : back.optimizer.state[k])
+      CHECK(same_bits(t, c.optimizer.state[k].at(key)));
   }
-  CHECK(back.optimizer.lr == 0.1 * 3);
-  CHECK(back.optimizer.momentum == 0.9);
-  CHECK(back.optimizer.dampening == 0.0);
-  CHECK(back.optimizer.weight_decay == 1e-3);
-  CHECK_FALSE(back.optimizer.nesterov);
-  CHECK(back.optimizer_steps == run.opt.steps());
-  CHECK(back.optimizer_steps == 8);  // 240 images in batches of 32
+  CHECK(back.optimizer.state[3].empty());
+  CHECK(same_bits(back.optimizer_tensor("8.bias", "momentum_buffer"),
+                  run.opt.momentum_buffers()[5]));
+  const std::map<std::string, double>& options = back.optimizer.param_groups.at(0).options;
+  CHECK(options.at("lr") == 0.1 * 3);
+  CHECK(options.at("momentum") == 0.9);
+  CHECK(options.at("dampening") == 0.0);
+  CHECK(options.at("weight_decay") == 1e-3);
+  CHECK(options.at("nesterov") == 0);
+  CHECK(back.optimizer.steps == run.opt.steps());
+  CHECK(back.optimizer.steps == 8);  // 240 images in batches of 32
   REQUIRE(back.scheduler.has_value());
-  CHECK(back.scheduler->last_epoch == 1);
-  CHECK(back.scheduler->step_size == 2);
-  CHECK(back.scheduler->gamma == 0.5);
-  CHECK(back.scheduler->base_lr == 0.05);
+  CHECK(back.scheduler->type == "StepLR");
+  CHECK(back.scheduler->values.at("last_epoch") == 1);
+  CHECK(back.scheduler->values.at("step_size") == 2);
+  CHECK(back.scheduler->values.at("gamma") == 0.5);
+  CHECK(back.scheduler->lists.at("base_lrs") == std::vector<double>{0.05});
   CHECK(back.generator == io::GeneratorState{std::uint64_t{1} << 63 | 5,
                                              std::numeric_limits<std::uint64_t>::max() - 1});
   REQUIRE(back.loader_generator.has_value());
@@ -275,7 +293,54 @@ TEST_CASE("a checkpoint round-trips every field bit for bit", "[io][checkpoint]"
   CHECK(io::GeneratorState::of(fresh.gen) == back.generator);
   CHECK(io::GeneratorState::of(fresh.loader.generator()) == *back.loader_generator);
   // The restored buffers are the optimiser's own: training on does not touch the checkpoint.
-  CHECK_FALSE(fresh.opt.momentum_buffers()[0].shares_storage(back.momentum_buffers[0].second));
+  CHECK_FALSE(fresh.opt.momentum_buffers()[0].shares_storage(
+      back.optimizer.state[0].at("momentum_buffer")));
+}
+
+// The layout before optimizers had a common interface: SGD's options and momentum buffers and
+// StepLR's state under their own keys.
+TEST_CASE("a version 1 checkpoint (SGD, StepLR) still restores", "[io][checkpoint]") {
+  const Split data = synthetic_split();
+  Run run(data, 5);
+  run.train_epoch();
+  run.train_epoch();
+  io::SafetensorsFile f;
+  f.metadata = {{"format", "ember-checkpoint"}, {"version", "1"}, {"epoch", "2"},
+                {"optimizer.lr", io::double_to_string(run.opt.lr())},
+                {"optimizer.momentum", "0.9"}, {"optimizer.dampening", "0"},
+                {"optimizer.weight_decay", "0.001"}, {"optimizer.nesterov", "false"},
+                {"optimizer.steps", std::to_string(run.opt.steps())},
+                {"scheduler", "StepLR"}, {"scheduler.last_epoch", "2"},
+                {"scheduler.step_size", "2"}, {"scheduler.gamma", "0.5"},
+                {"scheduler.base_lr", "0.05"}};
+  const io::GeneratorState g = io::GeneratorState::of(run.gen);
+  const io::GeneratorState lg = io::GeneratorState::of(run.loader.generator());
+  f.metadata["generator.seed"] = std::to_string(g.seed);
+  f.metadata["generator.offset"] = std::to_string(g.offset);
+  f.metadata["loader_generator.seed"] = std::to_string(lg.seed);
+  f.metadata["loader_generator.offset"] = std::to_string(lg.offset);
+  for (const auto& [name, t] : run.model->state_dict())
+    f.tensors["model." + name] = io::to_record(t.detach().clone());
+  const nn::NamedTensors params = run.model->named_parameters();
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const std::string key = "optimizer.momentum_buffer." + params[k].first;
+    f.metadata[key] = "present";
+    f.tensors[key] = io::to_record(run.opt.momentum_buffers()[k].clone());
+  }
+  const io::Checkpoint c = io::checkpoint_from_safetensors(f, "v1");
+  Run resumed(data, 99);
+  io::restore_checkpoint(c, resumed.state());
+  CHECK(Snapshot(resumed) == Snapshot(run));
+  CHECK(resumed.opt.initial_lr(0) == std::optional<double>(0.05));
+  // Both go on alike.
+  run.train_epoch();
+  resumed.train_epoch();
+  CHECK(Snapshot(resumed) == Snapshot(run));
+  CHECK(resumed.opt.lr() == 0.025);
+  // A version 1 file with a buffer marked absent but stored is refused, as before.
+  f.metadata["optimizer.momentum_buffer.0.bias"] = "absent";
+  CHECK_THROWS_WITH(io::checkpoint_from_safetensors(f, "v1"),
+                    Contains("is stored but its metadata says \"absent\""));
 }
 
 TEST_CASE("evaluation draws no random numbers", "[io][checkpoint]") {
@@ -347,6 +412,140 @@ TEST_CASE("a resumed run ends bit-identical to an uninterrupted one", "[io][chec
 
 namespace {
 
+// A run with any optimizer and scheduler: two parameter groups (no weight decay on biases),
+// gradients clipped, the schedule stepped per batch (OneCycleLR), per epoch, or on the
+// validation loss (ReduceLROnPlateau).
+struct AnyRun {
+  enum Kind { adamw_onecycle, adam_sequential, rmsprop_plateau, sgd_multistep };
+  AnyRun(const Split& data, std::uint64_t seed, Kind kind)
+      : kind(kind),
+        gen(seed),
+        model(small_net(gen)),
+        loader(data.train, {.batch_size = 32, .shuffle = true, .seed = seed + 1}),
+        val_loader(data.val, {.batch_size = 25}) {
+    const nn::NamedTensors named = model->named_parameters();
+    switch (kind) {
+      case adamw_onecycle:
+        opt = std::make_unique<optim::AdamW>(optim::decay_groups<optim::AdamWOptions>(
+            named, {.lr = 0.01, .weight_decay = 0.05}));
+        sched = std::make_unique<optim::OneCycleLR>(
+            *opt, optim::OneCycleLROptions{.max_lr = {0.02}, .total_steps = 8 * 3});
+        break;
+      case adam_sequential:
+        opt = std::make_unique<optim::Adam>(optim::decay_groups<optim::AdamOptions>(
+            named, {.lr = 0.01, .weight_decay = 1e-3, .amsgrad = true}));
+        sched = std::make_unique<optim::SequentialLR>(
+            *opt,
+            std::vector<std::shared_ptr<optim::LRScheduler>>{
+                std::make_shared<optim::LinearLR>(*opt, 0.1, 1.0, 2),
+                std::make_shared<optim::CosineAnnealingLR>(*opt, 4)},
+            std::vector<std::int64_t>{2});
+        break;
+      case rmsprop_plateau:
+        opt = std::make_unique<optim::RMSprop>(optim::decay_groups<optim::RMSpropOptions>(
+            named, {.lr = 0.002, .weight_decay = 1e-3, .momentum = 0.5, .centered = true}));
+        sched = std::make_unique<optim::ReduceLROnPlateau>(
+            *opt, optim::ReduceLROnPlateauOptions{.factor = 0.5, .patience = 0});
+        break;
+      case sgd_multistep:
+        opt = std::make_unique<optim::SGD>(optim::decay_groups<optim::SGDOptions>(
+            named, {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3, .nesterov = true}));
+        sched = std::make_unique<optim::MultiStepLR>(*opt, std::vector<std::int64_t>{1, 2}, 0.5);
+        break;
+    }
+  }
+  [[nodiscard]] io::TrainingState state() {
+    return {.model = model.get(),
+            .optimizer = opt.get(),
+            .scheduler = sched.get(),
+            .generator = &gen,
+            .loader_generator = &loader.generator()};
+  }
+  void train_epoch() {
+    model->train();
+    for (const data::Batch& b : loader.epoch()) {
+      opt->zero_grad();
+      Tensor<float> loss = nll_loss((*model)(b.images), b.labels);
+      loss.backward();
+      (void)nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+      opt->step();
+      if (kind == adamw_onecycle) sched->step();
+    }
+    const nn::EvalResult val = nn::evaluate(*model, val_loader);
+    if (kind == rmsprop_plateau)
+      static_cast<optim::ReduceLROnPlateau&>(*sched).step(val.loss);
+    else if (kind != adamw_onecycle)
+      sched->step();
+  }
+  // Everything that must match, as bits: parameters, optimizer state, rates.
+  [[nodiscard]] std::vector<Tensor<float>> everything() const {
+    std::vector<Tensor<float>> out;
+    for (const auto& [name, t] : model->state_dict()) out.push_back(t.detach().clone());
+    const optim::OptimizerState s = opt->state_dict();
+    for (const auto& state : s.state)
+      for (const auto& [key, t] : state) out.push_back(t);
+    std::vector<float> rates;
+    for (std::size_t g = 0; g < opt->num_param_groups(); ++g) {
+      for (const char* option : {"lr", "momentum", "beta1"}) {
+        if (opt->has_option(option)) rates.push_back(static_cast<float>(opt->option(g, option)));
+      }
+    }
+    out.push_back(Tensor<float>::from_vector(rates));
+    return out;
+  }
+
+  Kind kind;
+  Generator gen;
+  std::shared_ptr<nn::Sequential> model;
+  data::DataLoader loader, val_loader;
+  std::unique_ptr<optim::Optimizer> opt;
+  std::unique_ptr<optim::LRScheduler> sched;
+};
+
+}  // namespace
+
+TEST_CASE("any optimizer and scheduler resume bit-identically from a checkpoint",
+          "[io][checkpoint]") {
+  const Split data = synthetic_split();
+  constexpr int epochs = 3;
+  const auto kind = GENERATE(AnyRun::adamw_onecycle, AnyRun::adam_sequential,
+                             AnyRun::rmsprop_plateau, AnyRun::sgd_multistep);
+  INFO("run kind " << static_cast<int>(kind));
+  AnyRun straight(data, 5, kind);
+  for (int e = 1; e <= epochs; ++e) straight.train_epoch();
+  REQUIRE(straight.opt->num_param_groups() == 2);
+
+  const std::string path = (temp_dir("checkpoint_any") / "run.safetensors").string();
+  for (int k = 1; k < epochs; ++k) {
+    INFO("saved after epoch " << k);
+    {
+      AnyRun first(data, 5, kind);
+      for (int e = 1; e <= k; ++e) first.train_epoch();
+      io::save_checkpoint(path, first.state(), k);
+    }
+    AnyRun resumed(data, 99, kind);  // another seed: everything must come from the file
+    const io::Checkpoint c = io::load_checkpoint(path);
+    io::restore_checkpoint(c, resumed.state());
+    for (std::int64_t e = c.epoch + 1; e <= epochs; ++e) resumed.train_epoch();
+    CHECK(same_bits(resumed.everything(), straight.everything()));
+    CHECK(resumed.sched->get_last_lr() == straight.sched->get_last_lr());
+    CHECK(resumed.sched->last_epoch() == straight.sched->last_epoch());
+    CHECK(resumed.opt->steps() == straight.opt->steps());
+  }
+  // Control: a resume without the optimizer's state does not match.
+  AnyRun first(data, 5, kind);
+  first.train_epoch();
+  io::save_checkpoint(path, first.state(), 1);
+  io::Checkpoint c = io::load_checkpoint(path);
+  for (auto& state : c.optimizer.state) state.clear();
+  AnyRun resumed(data, 99, kind);
+  io::restore_checkpoint(c, resumed.state());
+  for (int e = 2; e <= epochs; ++e) resumed.train_epoch();
+  CHECK_FALSE(same_bits(resumed.everything(), straight.everything()));
+}
+
+namespace {
+
 // Version v of the big checkpoint used by the kill test: every element a function of
 // (v, tensor, index), exact in float, so a loaded file shows whether it is one whole version.
 float version_value(std::int64_t v, std::size_t tensor, std::int64_t i) {
@@ -354,44 +553,55 @@ float version_value(std::int64_t v, std::size_t tensor, std::int64_t i) {
          static_cast<float>(i % 1024) / 1024.0f;
 }
 
+// Every tensor of a checkpoint in a fixed order: the model's, then the optimizer's state.
+std::vector<Tensor<float>> all_tensors(const io::Checkpoint& c) {
+  std::vector<Tensor<float>> out;
+  for (const auto& [name, t] : c.model) out.push_back(t);
+  for (const auto& state : c.optimizer.state)
+    for (const auto& [key, t] : state) out.push_back(t);
+  return out;
+}
+
 // Plain loops only: the child of fork() must not start parallel work (the pool's threads do
 // not exist there).
 void make_version(io::Checkpoint& c, std::int64_t v) {
   c.epoch = v;
-  c.optimizer_steps = 10 * v;
+  c.optimizer.steps = 10 * v;
   c.generator.offset = (std::uint64_t{1} << 63) + static_cast<std::uint64_t>(v);
   c.loader_generator->offset =
       std::numeric_limits<std::uint64_t>::max() - static_cast<std::uint64_t>(v);
   std::size_t tensor = 0;
-  for (nn::NamedTensors* list : {&c.model, &c.momentum_buffers}) {
-    for (auto& [name, t] : *list) {
-      float* p = t.data();
-      for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = version_value(v, tensor, i);
-      ++tensor;
-    }
+  for (Tensor<float>& t : all_tensors(c)) {
+    float* p = t.data();
+    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = version_value(v, tensor, i);
+    ++tensor;
   }
 }
 
-// Whether c is exactly version c.epoch (its tensors in the capture's order by name).
+// Whether c is exactly version c.epoch (its tensors in the order of all_tensors).
 bool is_whole_version(const io::Checkpoint& c, const io::Checkpoint& layout) {
   const std::int64_t v = c.epoch;
-  if (c.optimizer_steps != 10 * v ||
+  if (c.optimizer.steps != 10 * v ||
       c.generator.offset != (std::uint64_t{1} << 63) + static_cast<std::uint64_t>(v) ||
       c.loader_generator->offset !=
           std::numeric_limits<std::uint64_t>::max() - static_cast<std::uint64_t>(v))
     return false;
   std::map<std::string, Tensor<float>> model(c.model.begin(), c.model.end());
-  std::map<std::string, Tensor<float>> momentum(c.momentum_buffers.begin(),
-                                                c.momentum_buffers.end());
   std::size_t tensor = 0;
-  for (const auto* list : {&layout.model, &layout.momentum_buffers}) {
-    const bool is_model = list == &layout.model;
-    for (const auto& [name, unused] : *list) {
-      const auto& loaded = is_model ? model : momentum;
-      const auto it = loaded.find(name);
-      if (it == loaded.end()) return false;
-      const float* p = it->second.data();
-      for (std::int64_t i = 0; i < it->second.numel(); ++i)
+  for (const auto& [name, unused] : layout.model) {
+    const auto it = model.find(name);
+    if (it == model.end()) return false;
+    const float* p = it->second.data();
+    for (std::int64_t i = 0; i < it->second.numel(); ++i)
+      if (p[i] != version_value(v, tensor, i)) return false;
+    ++tensor;
+  }
+  for (std::size_t k = 0; k < layout.optimizer.state.size(); ++k) {
+    for (const auto& [key, unused] : layout.optimizer.state[k]) {
+      const Tensor<float> t = c.optimizer_tensor(layout.optimizer_params[k], key);
+      if (!t.defined()) return false;
+      const float* p = t.data();
+      for (std::int64_t i = 0; i < t.numel(); ++i)
         if (p[i] != version_value(v, tensor, i)) return false;
       ++tensor;
     }
@@ -586,15 +796,20 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
                           Contains("\"format\" is \"pt\""));
     CHECK_THROWS_WITH(restore(without_metadata("format")),
                       Contains("not an ember checkpoint (its metadata has no \"format\")"));
-    CHECK_THROWS_WITH(restore(with_metadata("version", "2")),
-                      Contains("version \"2\" is not supported"));
+    CHECK_THROWS_WITH(restore(with_metadata("version", "3")),
+                      Contains("version \"3\" is not supported"));
   }
   SECTION("a missing metadata entry") {
-    for (const char* key : {"epoch", "optimizer.lr", "optimizer.steps", "generator.offset",
-                            "loader_generator.seed", "scheduler", "scheduler.gamma"}) {
+    for (const char* key :
+         {"epoch", "optimizer", "optimizer.param_groups", "optimizer.param_groups.0.lr",
+          "optimizer.param_groups.0.params", "optimizer.steps", "optimizer.state.0.bias",
+          "generator.offset", "loader_generator.seed", "scheduler"}) {
       CHECK_THROWS_WITH(restore(without_metadata(key)),
                         Contains(std::string("metadata \"") + key + "\" is missing"));
     }
+    // A scheduler's state without one of its fields: refused by the scheduler.
+    CHECK_THROWS_WITH(restore(without_metadata("scheduler.value.gamma")),
+                      Contains("StepLR.load_state_dict: no \"gamma\""));
   }
   SECTION("a bad metadata number") {
     CHECK_THROWS_WITH(restore(with_metadata("generator.offset", "12x")),
@@ -608,18 +823,25 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
                       Contains("\"epoch\" is \"-3\", expected a non-negative 64-bit integer"));
     CHECK_THROWS_WITH(restore(with_metadata("optimizer.steps", " 8")),
                       Contains("\"optimizer.steps\" is \" 8\""));
-    CHECK_THROWS_WITH(restore(with_metadata("optimizer.lr", "fast")),
-                      Contains("\"optimizer.lr\" is \"fast\", expected a finite number"));
-    CHECK_THROWS_WITH(restore(with_metadata("optimizer.lr", "nan")),
-                      Contains("\"optimizer.lr\" is \"nan\", expected a finite number"));
-    CHECK_THROWS_WITH(restore(with_metadata("optimizer.lr", "-0.5")),
-                      Contains("\"optimizer.lr\" is \"-0.5\", expected a number of at least 0"));
-    CHECK_THROWS_WITH(restore(with_metadata("optimizer.nesterov", "yes")),
-                      Contains("\"optimizer.nesterov\" is \"yes\", expected true or false"));
-    CHECK_THROWS_WITH(restore(with_metadata("scheduler", "CosineAnnealingLR")),
-                      Contains("expected \"StepLR\" or \"none\""));
-    CHECK_THROWS_WITH(restore(with_metadata("scheduler.step_size", "0")),
-                      Contains("\"scheduler.step_size\" is \"0\", expected a positive integer"));
+    const std::string lr = "optimizer.param_groups.0.lr";
+    CHECK_THROWS_WITH(restore(with_metadata(lr, "fast")),
+                      Contains("\"" + lr + "\" is \"fast\", expected a finite number"));
+    CHECK_THROWS_WITH(restore(with_metadata(lr, "nan")),
+                      Contains("\"" + lr + "\" is \"nan\", expected a finite number"));
+    CHECK_THROWS_WITH(restore(with_metadata(lr, "-0.5")),
+                      Contains("\"" + lr + "\" is \"-0.5\", expected a number of at least 0"));
+    CHECK_THROWS_WITH(restore(with_metadata("optimizer.param_groups.0.nesterov", "yes")),
+                      Contains("\"optimizer.param_groups.0.nesterov\" is \"yes\", expected a "
+                               "finite number"));
+    CHECK_THROWS_WITH(restore(with_metadata("optimizer.param_groups.0.nesterov", "0.5")),
+                      Contains("option \"nesterov\" of group 0 is 0.5, expected 0 or 1"));
+    CHECK_THROWS_WITH(restore(with_metadata("optimizer.param_groups", "2")),
+                      Contains("\"optimizer.param_groups.1.params\" is missing"));
+    CHECK_THROWS_WITH(restore(with_metadata("scheduler.value.step_size", "0")),
+                      Contains("\"step_size\" is 0, expected a whole number >= 1"));
+    CHECK_THROWS_WITH(restore(with_metadata("scheduler.list.base_lrs", "0.05,x")),
+                      Contains("\"scheduler.list.base_lrs\" is \"0.05,x\", expected "
+                               "comma-separated numbers"));
   }
   SECTION("a missing tensor") {
     io::SafetensorsFile f = good;
@@ -627,13 +849,18 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
     CHECK_THROWS_WITH(restore(write(f)),
                       Contains("has no tensor \"model.5.bias\" for the model's 5.bias"));
     f = good;
-    f.tensors.erase("optimizer.momentum_buffer.8.weight");
+    f.tensors.erase("optimizer.state.8.weight.momentum_buffer");
     CHECK_THROWS_WITH(restore(write(f)),
-                      Contains("the momentum buffer of \"8.weight\" is present but tensor "
-                               "\"optimizer.momentum_buffer.8.weight\" is missing"));
-    f.metadata.erase("optimizer.momentum_buffer.8.weight");
+                      Contains("metadata \"optimizer.state.8.weight\" lists \"momentum_buffer\" "
+                               "but tensor \"optimizer.state.8.weight.momentum_buffer\" is "
+                               "missing"));
+    f.metadata["optimizer.param_groups.0.params"] = "0.weight,0.bias,5.weight,5.bias,8.bias";
     CHECK_THROWS_WITH(restore(write(f)),
-                      Contains("has no momentum buffer entry for parameter \"8.weight\""));
+                      Contains("metadata \"optimizer.state.8.weight\" names a parameter in no "
+                               "optimizer group"));
+    f.metadata.erase("optimizer.state.8.weight");
+    CHECK_THROWS_WITH(restore(write(f)),
+                      Contains("has no optimizer state entry for parameter \"8.weight\""));
   }
   SECTION("a wrong shape") {
     io::SafetensorsFile f = good;
@@ -642,9 +869,9 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
                       Contains("tensor \"model.5.weight\" has shape [100, 16] but the model's "
                                "5.weight has shape [16, 100]"));
     f = good;
-    f.tensors.at("optimizer.momentum_buffer.0.weight").shape = {4, 9};
+    f.tensors.at("optimizer.state.0.weight.momentum_buffer").shape = {4, 9};
     CHECK_THROWS_WITH(restore(write(f)),
-                      Contains("momentum buffer of \"0.weight\" has shape [4, 9] but the "
+                      Contains("\"momentum_buffer\" of parameter 0 has shape [4, 9] but the "
                                "parameter has shape [4, 1, 3, 3]"));
   }
   SECTION("a wrong dtype") {
@@ -662,10 +889,15 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
     f.tensors["fc.weight"] = io::to_record(Tensor<float>::ones({2}));
     CHECK_THROWS_WITH(restore(write(f)), Contains("unexpected tensor \"fc.weight\""));
     f = good;
-    f.metadata["optimizer.momentum_buffer.0.bias"] = "absent";
+    f.metadata["optimizer.state.0.bias"] = "";
     CHECK_THROWS_WITH(restore(write(f)),
-                      Contains("tensor \"optimizer.momentum_buffer.0.bias\" is stored but its "
-                               "metadata says \"absent\""));
+                      Contains("tensor \"optimizer.state.0.bias.momentum_buffer\" is not listed "
+                               "in the optimizer's state"));
+    f = good;
+    f.tensors["optimizer.state.0.bias.exp_avg"] = io::to_record(Tensor<float>::ones({4}));
+    f.metadata["optimizer.state.0.bias"] = "exp_avg,momentum_buffer";
+    CHECK_THROWS_WITH(restore(write(f)),
+                      Contains("unexpected state \"exp_avg\" for parameter 1"));
   }
   SECTION("truncated or not safetensors at all") {
     const std::string path = write(good);
@@ -693,8 +925,8 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
                                "most 2^62"));
     CHECK_THROWS_WITH(restore(with_metadata("optimizer.steps", "4611686018427387905")),
                       Contains("expected a count of at most 2^62"));
-    CHECK_THROWS_WITH(restore(with_metadata("scheduler.last_epoch", "4611686018427387905")),
-                      Contains("expected a count of at most 2^62"));
+    CHECK_THROWS_WITH(restore(with_metadata("scheduler.value.last_epoch", "4611686018427387905")),
+                      Contains("\"last_epoch\" is") && Contains("expected a whole number"));
     try {
       restore(with_metadata("version", std::string(1'000'000, '9')));
       FAIL("a checkpoint of version 999... was accepted");
@@ -704,23 +936,34 @@ TEST_CASE("corrupt or mismatched checkpoints give clear errors and change nothin
     }
   }
   SECTION("a checkpoint of a differently configured run") {
-    CHECK_THROWS_WITH(restore(with_metadata("optimizer.momentum", "0.5")),
-                      Contains("SGD momentum is 0.5 in the checkpoint but 0.9 in the optimizer"));
-    CHECK_THROWS_WITH(restore(with_metadata("optimizer.weight_decay", "0.001000001")),
-                      Contains("SGD weight_decay is 0.001000001 in the checkpoint but 0.001"));
-    CHECK_THROWS_WITH(restore(with_metadata("optimizer.nesterov", "true")),
-                      Contains("SGD nesterov is true in the checkpoint but false"));
-    CHECK_THROWS_WITH(restore(with_metadata("scheduler.gamma", "0.7")),
-                      Contains("StepLR gamma is 0.7 in the checkpoint but 0.5 in the scheduler"));
-    CHECK_THROWS_WITH(restore(with_metadata("scheduler.base_lr", "0.01")),
-                      Contains("StepLR base_lr is 0.01 in the checkpoint but 0.05"));
+    CHECK_THROWS_WITH(restore(with_metadata("optimizer", "Adam")),
+                      Contains("has the state of a Adam optimizer, but the run's is SGD"));
     CHECK_THROWS_WITH(restore(with_metadata("scheduler", "none")),
-                      Contains("has no StepLR state, but the run has a StepLR scheduler"));
+                      Contains("has no scheduler state, but the run has a StepLR scheduler"));
+    CHECK_THROWS_WITH(restore(with_metadata("scheduler", "ExponentialLR")),
+                      Contains("has ExponentialLR scheduler state, but the run's scheduler is a "
+                               "StepLR"));
+    // Refused by the optimizer as it loads (PyTorch's check of the option)...
+    CHECK_THROWS_WITH(restore(with_metadata("optimizer.param_groups.0.momentum", "-0.5")),
+                      Contains("SGD: invalid momentum -0.5"));
+    // ... or by the scheduler after the optimizer had loaded: the optimizer is put back.
+    {
+      io::SafetensorsFile f = good;
+      f.metadata.erase("scheduler.value.step_size");
+      f.metadata["optimizer.param_groups.0.momentum"] = "0.5";
+      CHECK_THROWS_WITH(restore(write(f)), Contains("StepLR.load_state_dict: no \"step_size\""));
+    }
     // Found last of all checks: the model and optimiser were fine, and still nothing changed.
     io::SafetensorsFile f = good;
     f.metadata.erase("loader_generator.seed");
     f.metadata.erase("loader_generator.offset");
     CHECK_THROWS_WITH(restore(write(f)), Contains("has no data loader generator state"));
+    // As PyTorch's load_state_dict: the options come from the checkpoint.
+    Run other(data, 8);
+    io::restore_checkpoint(io::load_checkpoint(with_metadata("optimizer.param_groups.0.momentum",
+                                                             "0.5")),
+                           other.state());
+    CHECK(other.opt.options().momentum == 0.5);
   }
   SECTION("different run settings") {
     const io::Checkpoint c = io::load_checkpoint(write(good));

@@ -171,7 +171,7 @@ TEST_CASE("StepLR halves the rate every two epochs like PyTorch's", "[optim][ste
   const std::vector<double> expected = {0.1, 0.1, 0.05, 0.05, 0.025};
   for (std::size_t epoch = 0; epoch < expected.size(); ++epoch) {
     INFO("epoch " << epoch);
-    CHECK(sched.get_last_lr() == Approx(expected[epoch]).epsilon(1e-12));
+    CHECK(sched.get_last_lr()[0] == Approx(expected[epoch]).epsilon(1e-12));
     CHECK(opt.lr() == Approx(expected[epoch]).epsilon(1e-12));
     CHECK(sched.last_epoch() == static_cast<std::int64_t>(epoch));
     opt.step();

@@ -28,6 +28,7 @@ struct SgdTensorRef {
 struct SgdStepArgs {
   float lr, momentum, dampening_factor, weight_decay;
   bool nesterov, first_step;
+  bool maximize = false;  // steps along +grad (the gradient is negated first)
 };
 
 }  // namespace ember::backend

@@ -1,30 +1,43 @@
 #pragma once
 // Training checkpoints: everything a training run needs to continue exactly where it stopped,
 // in one safetensors file written atomically (io/atomic_file.hpp), so that a crash or a kill
-// during a save leaves the previous checkpoint whole.
+// during a save leaves the previous checkpoint whole. Any optimizer (optim/optimizer.hpp) and
+// any scheduler (optim/lr_scheduler.hpp) is stored through its state_dict().
 //
-// A file (format "ember-checkpoint", version 1) holds
+// A file (format "ember-checkpoint", version 2) holds
 //   tensors, all F32:
-//     model.<name>                        the model's state_dict, PyTorch names
-//     optimizer.momentum_buffer.<name>    SGD's momentum buffer of parameter <name>
+//     model.<name>                          the model's state_dict, PyTorch names
+//     optimizer.state.<param>.<key>         the optimizer's state of parameter <param> (the
+//                                           model's name): momentum_buffer, exp_avg, ...; a
+//                                           step count has shape []
 //   metadata, all strings:
-//     format, version                     "ember-checkpoint", "1"
-//     epoch                               completed epochs
-//     optimizer.lr, .momentum, .dampening, .weight_decay, .nesterov, .steps
-//     optimizer.momentum_buffer.<name>    "present", or "absent" before the parameter's first step
-//     scheduler                           "StepLR" or "none"; with StepLR also
-//     scheduler.last_epoch, .step_size, .gamma, .base_lr
-//     generator.seed, .offset             the generator behind initialisation and dropout
-//     loader_generator.seed, .offset      the data loader's shuffle generator, when recorded
-//     setting.<key>                       free-form run settings (batch size, seed, ...)
+//     format, version                       "ember-checkpoint", "2"
+//     epoch                                 completed epochs
+//     optimizer                             "SGD", "Adam", "AdamW" or "RMSprop"
+//     optimizer.steps                       calls of step()
+//     optimizer.param_groups                the number of groups, G
+//     optimizer.param_groups.<g>.params     the group's parameters: model names, comma-separated
+//     optimizer.param_groups.<g>.<option>   each option (lr, momentum, beta1, initial_lr, ...);
+//                                           booleans as 0 or 1
+//     optimizer.state.<param>               the state keys stored for <param>, comma-separated
+//                                           (empty before its first step)
+//     scheduler                             its type ("StepLR", "OneCycleLR", ...) or "none";
+//     scheduler.value.<key>, scheduler.list.<key> (comma-separated), scheduler.text.<key>
+//                                           its state_dict; SequentialLR's children under
+//                                           scheduler.child.<i>. (scheduler.children: their count)
+//     generator.seed, .offset               the generator behind initialisation and dropout
+//     loader_generator.seed, .offset        the data loader's shuffle generator, when recorded
+//     setting.<key>                         free-form run settings (batch size, seed, ...)
 // Integers are decimal; doubles are written in the shortest form that reads back to the same
 // value (std::to_chars), so learning rates and 64-bit generator offsets round-trip exactly.
+// Version 1 files (SGD and StepLR only, before optimizers had a common interface) still load.
 //
 // Nothing changes until everything has been checked: load_checkpoint checks the file on its
-// own (format, version, every number, dtypes, each momentum buffer listed and stored),
-// restore_checkpoint checks it against the live objects (names, shapes, hyper-parameters) and
-// only then copies it in. A checkpoint that fails leaves the model, optimiser, scheduler and
-// generators as they were.
+// own (format, version, every number, dtypes, each state tensor listed and stored),
+// restore_checkpoint checks it against the live objects (names, shapes, optimizer and
+// scheduler types) and only then copies it in. A checkpoint that fails leaves the model,
+// optimiser, scheduler and generators as they were. As PyTorch's load_state_dict, the
+// optimizer's options and the scheduler's settings come from the checkpoint.
 //
 //   io::TrainingState state{.model = &model, .optimizer = &opt, .scheduler = &sched,
 //                           .loader_generator = &loader.generator()};
@@ -56,12 +69,13 @@
 #include "ember/io/safetensors.hpp"
 #include "ember/io/state_dict.hpp"
 #include "ember/nn/module.hpp"
-#include "ember/optim/sgd.hpp"
+#include "ember/optim/lr_scheduler.hpp"
+#include "ember/optim/optimizer.hpp"
 
 namespace ember::io {
 
 inline constexpr std::string_view checkpoint_format = "ember-checkpoint";
-inline constexpr std::string_view checkpoint_version = "1";
+inline constexpr std::string_view checkpoint_version = "2";
 
 // A Generator's whole state.
 struct GeneratorState {
@@ -76,34 +90,37 @@ struct GeneratorState {
   friend bool operator==(const GeneratorState&, const GeneratorState&) = default;
 };
 
-// optim::StepLR's state and its settings (checked on restore).
-struct StepLRState {
-  std::int64_t last_epoch = 0;
-  std::int64_t step_size = 1;
-  double gamma = 0.1;
-  double base_lr = 0;
-};
-
 struct Checkpoint {
-  std::int64_t epoch = 0;       // completed epochs: training continues with epoch + 1
-  nn::NamedTensors model;       // the state_dict, on the CPU
-  optim::SGDOptions optimizer;  // lr is the one the next step uses
-  std::int64_t optimizer_steps = 0;
-  // (parameter name, buffer), one per optimiser parameter; undefined before its first step.
-  nn::NamedTensors momentum_buffers;
-  std::optional<StepLRState> scheduler;
+  std::int64_t epoch = 0;  // completed epochs: training continues with epoch + 1
+  nn::NamedTensors model;  // the state_dict, on the CPU
+  // The optimizer's state_dict (tensors on the CPU); the lr is the one the next step uses.
+  optim::OptimizerState optimizer;
+  std::vector<std::string> optimizer_params;  // the model's name of each optimizer parameter
+  std::optional<optim::SchedulerState> scheduler;
   GeneratorState generator;                        // initialisation and dropout
   std::optional<GeneratorState> loader_generator;  // the training data's shuffle
   std::map<std::string, std::string> settings;
   std::string source = "<memory>";  // the file it was loaded from, for messages
+
+  // The state tensor `key` of the optimizer parameter the model calls `param` (undefined when
+  // it has none).
+  [[nodiscard]] Tensor<float> optimizer_tensor(const std::string& param,
+                                               const std::string& key) const {
+    for (std::size_t k = 0; k < optimizer_params.size() && k < optimizer.state.size(); ++k) {
+      if (optimizer_params[k] != param) continue;
+      const auto it = optimizer.state[k].find(key);
+      return it == optimizer.state[k].end() ? Tensor<float>() : it->second;
+    }
+    return {};
+  }
 };
 
 // The live objects a checkpoint is taken from and restored into. model, optimizer and
 // generator are required; the optimiser's parameters must be parameters of the model.
 struct TrainingState {
   nn::Module* model = nullptr;
-  optim::SGD* optimizer = nullptr;
-  optim::StepLR* scheduler = nullptr;
+  optim::Optimizer* optimizer = nullptr;
+  optim::LRScheduler* scheduler = nullptr;
   Generator* generator = &default_generator();
   Generator* loader_generator = nullptr;
 };
@@ -124,7 +141,9 @@ namespace detail {
 }
 
 inline constexpr std::string_view model_prefix = "model.";
-inline constexpr std::string_view momentum_prefix = "optimizer.momentum_buffer.";
+inline constexpr std::string_view state_prefix = "optimizer.state.";
+inline constexpr std::string_view group_prefix = "optimizer.param_groups.";
+inline constexpr std::string_view v1_momentum_prefix = "optimizer.momentum_buffer.";
 inline constexpr std::string_view setting_prefix = "setting.";
 
 // A copy on the CPU that shares nothing with t (the run goes on changing t).
@@ -135,11 +154,12 @@ inline Tensor<float> host_copy(const Tensor<float>& t) {
 
 // The model's name for each of the optimiser's parameters, in the optimiser's order.
 inline std::vector<std::string> optimizer_parameter_names(const nn::Module& model,
-                                                          const optim::SGD& opt) {
+                                                          const optim::Optimizer& opt) {
   const nn::NamedTensors named = model.named_parameters();
   std::vector<std::string> names;
-  for (std::size_t k = 0; k < opt.params().size(); ++k) {
-    const Tensor<float>& p = opt.params()[k];
+  const std::vector<Tensor<float>> params = opt.params();
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const Tensor<float>& p = params[k];
     const auto it = std::find_if(named.begin(), named.end(), [&](const auto& e) {
       return e.second.impl_ptr() == p.impl_ptr();
     });
@@ -222,25 +242,102 @@ class MetadataReader {
   c.epoch = epoch;
   for (const auto& [name, t] : state.model->state_dict())
     c.model.emplace_back(name, detail::host_copy(t));
-  optim::SGD& opt = *state.optimizer;
-  c.optimizer = opt.options();
-  c.optimizer_steps = opt.steps();
-  const std::vector<std::string> names = detail::optimizer_parameter_names(*state.model, opt);
-  const std::vector<Tensor<float>>& buffers = opt.momentum_buffers();
-  for (std::size_t k = 0; k < names.size(); ++k) {
-    c.momentum_buffers.emplace_back(
-        names[k], buffers[k].defined() ? detail::host_copy(buffers[k]) : Tensor<float>());
-  }
-  if (state.scheduler != nullptr) {
-    const optim::StepLR& s = *state.scheduler;
-    c.scheduler = StepLRState{s.last_epoch(), s.step_size(), s.gamma(), s.base_lr()};
-  }
+  c.optimizer_params = detail::optimizer_parameter_names(*state.model, *state.optimizer);
+  c.optimizer = state.optimizer->state_dict();  // (its tensors are copies on the CPU)
+  if (state.scheduler != nullptr) c.scheduler = state.scheduler->state_dict();
   c.generator = GeneratorState::of(*state.generator);
   if (state.loader_generator != nullptr)
     c.loader_generator = GeneratorState::of(*state.loader_generator);
   c.settings = std::move(settings);
   return c;
 }
+
+namespace detail {
+
+inline std::string join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? "," : "") + parts[i];
+  return out;
+}
+inline std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  if (text.empty()) return parts;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t comma = text.find(',', start);
+    parts.push_back(text.substr(start, comma - start));
+    if (comma == std::string::npos) return parts;
+    start = comma + 1;
+  }
+}
+
+// A scheduler's state as metadata under `prefix` ("scheduler."), children under
+// prefix + "child.<i>.".
+inline void put_scheduler(std::map<std::string, std::string>& m, const std::string& prefix,
+                          const optim::SchedulerState& s) {
+  for (const auto& [key, v] : s.values) m[prefix + "value." + key] = double_to_string(v);
+  for (const auto& [key, list] : s.lists) {
+    std::vector<std::string> parts;
+    for (double v : list) parts.push_back(double_to_string(v));
+    m[prefix + "list." + key] = join(parts);
+  }
+  for (const auto& [key, text] : s.texts) m[prefix + "text." + key] = text;
+  if (!s.children.empty()) {
+    m[prefix + "children"] = std::to_string(s.children.size());
+    for (std::size_t i = 0; i < s.children.size(); ++i) {
+      const std::string child = prefix + "child." + std::to_string(i);
+      m[child] = s.children[i].type;
+      put_scheduler(m, child + ".", s.children[i]);
+    }
+  }
+}
+
+// Any number std::from_chars reads (infinities included: ReduceLROnPlateau's best starts so).
+inline double any_real(const MetadataReader& meta, const std::string& key) {
+  const std::string& s = meta.text(key);
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) meta.bad(key, "a number");
+  return v;
+}
+
+inline optim::SchedulerState get_scheduler(const std::map<std::string, std::string>& metadata,
+                                           const MetadataReader& meta, const std::string& prefix,
+                                           std::string type, int depth) {
+  if (depth > 8) meta.bad(prefix.substr(0, prefix.size() - 1), "schedulers nested at most 8 deep");
+  optim::SchedulerState s;
+  s.type = std::move(type);
+  for (auto it = metadata.lower_bound(prefix); it != metadata.end(); ++it) {
+    const std::string& key = it->first;
+    if (!key.starts_with(prefix)) break;
+    const std::string rest = key.substr(prefix.size());
+    if (rest.starts_with("value.")) {
+      s.values[rest.substr(6)] = any_real(meta, key);
+    } else if (rest.starts_with("list.")) {
+      std::vector<double>& list = s.lists[rest.substr(5)];
+      for (const std::string& part : split(it->second)) {
+        double v = 0;
+        const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+        if (part.empty() || ec != std::errc() || end != part.data() + part.size())
+          meta.bad(key, "comma-separated numbers");
+        list.push_back(v);
+      }
+    } else if (rest.starts_with("text.")) {
+      s.texts[rest.substr(5)] = it->second;
+    }
+  }
+  if (meta.has(prefix + "children")) {
+    const std::int64_t n = meta.count(prefix + "children");
+    if (n > 64) meta.bad(prefix + "children", "at most 64");
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::string child = prefix + "child." + std::to_string(i);
+      s.children.push_back(get_scheduler(metadata, meta, child + ".", meta.text(child), depth + 1));
+    }
+  }
+  return s;
+}
+
+}  // namespace detail
 
 // The checkpoint as a safetensors file (the layout at the top of this header).
 [[nodiscard]] inline SafetensorsFile checkpoint_to_safetensors(const Checkpoint& c) {
@@ -256,25 +353,39 @@ class MetadataReader {
                 "save_checkpoint: duplicate tensor \"", name, "\"");
   };
   for (const auto& [name, t] : c.model) add(std::string(detail::model_prefix) + name, t);
-  m["optimizer.lr"] = double_to_string(c.optimizer.lr);
-  m["optimizer.momentum"] = double_to_string(c.optimizer.momentum);
-  m["optimizer.dampening"] = double_to_string(c.optimizer.dampening);
-  m["optimizer.weight_decay"] = double_to_string(c.optimizer.weight_decay);
-  m["optimizer.nesterov"] = c.optimizer.nesterov ? "true" : "false";
-  m["optimizer.steps"] = std::to_string(c.optimizer_steps);
-  for (const auto& [name, t] : c.momentum_buffers) {
-    const std::string key = std::string(detail::momentum_prefix) + name;
-    EMBER_CHECK(m.emplace(key, t.defined() ? "present" : "absent").second,
-                "save_checkpoint: two momentum buffers for parameter \"", name, "\"");
-    if (t.defined()) add(key, t);
+
+  const optim::OptimizerState& o = c.optimizer;
+  EMBER_CHECK(o.state.size() == c.optimizer_params.size(), "save_checkpoint: ", o.state.size(),
+              " optimizer parameter states for ", c.optimizer_params.size(), " parameter names");
+  m["optimizer"] = o.type;
+  m["optimizer.steps"] = std::to_string(o.steps);
+  m["optimizer.param_groups"] = std::to_string(o.param_groups.size());
+  for (std::size_t g = 0; g < o.param_groups.size(); ++g) {
+    const std::string prefix = std::string(detail::group_prefix) + std::to_string(g) + ".";
+    std::vector<std::string> names;
+    for (std::size_t k : o.param_groups[g].params) {
+      EMBER_CHECK(k < c.optimizer_params.size(), "save_checkpoint: group ", g, " lists parameter ",
+                  k, " of ", c.optimizer_params.size());
+      names.push_back(c.optimizer_params[k]);
+    }
+    m[prefix + "params"] = detail::join(names);
+    for (const auto& [key, v] : o.param_groups[g].options) m[prefix + key] = double_to_string(v);
   }
-  m["scheduler"] = c.scheduler ? "StepLR" : "none";
-  if (c.scheduler) {
-    m["scheduler.last_epoch"] = std::to_string(c.scheduler->last_epoch);
-    m["scheduler.step_size"] = std::to_string(c.scheduler->step_size);
-    m["scheduler.gamma"] = double_to_string(c.scheduler->gamma);
-    m["scheduler.base_lr"] = double_to_string(c.scheduler->base_lr);
+  for (std::size_t k = 0; k < o.state.size(); ++k) {
+    const std::string& name = c.optimizer_params[k];
+    EMBER_CHECK(name.find(',') == std::string::npos, "save_checkpoint: parameter name \"", name,
+                "\" has a comma");
+    const std::string key = std::string(detail::state_prefix) + name;
+    std::vector<std::string> keys;
+    for (const auto& [what, t] : o.state[k]) {
+      keys.push_back(what);
+      add(key + "." + what, t);
+    }
+    EMBER_CHECK(m.emplace(key, detail::join(keys)).second,
+                "save_checkpoint: two optimizer states for parameter \"", name, "\"");
   }
+  m["scheduler"] = c.scheduler ? c.scheduler->type : "none";
+  if (c.scheduler) detail::put_scheduler(m, "scheduler.", *c.scheduler);
   m["generator.seed"] = std::to_string(c.generator.seed);
   m["generator.offset"] = std::to_string(c.generator.offset);
   if (c.loader_generator) {
@@ -285,10 +396,79 @@ class MetadataReader {
   return f;
 }
 
+namespace detail {
+
+// Version 1 (SGD with one group, StepLR): its optimizer and scheduler metadata, read into
+// version 2's structures.
+inline void read_v1_optimizer(const SafetensorsFile& f, const MetadataReader& meta, Checkpoint& c,
+                              const auto& tensor, const auto& fail) {
+  optim::OptimizerState& o = c.optimizer;
+  o.type = "SGD";
+  o.steps = meta.count("optimizer.steps");
+  optim::OptimizerState::Group g;
+  g.options["lr"] = meta.real("optimizer.lr", 0.0);
+  g.options["momentum"] = meta.real("optimizer.momentum", 0.0);
+  g.options["dampening"] = meta.real("optimizer.dampening");
+  g.options["weight_decay"] = meta.real("optimizer.weight_decay", 0.0);
+  g.options["nesterov"] = meta.boolean("optimizer.nesterov") ? 1 : 0;
+  g.options["maximize"] = 0;
+  const std::string& scheduler = meta.text("scheduler");
+  if (scheduler == "StepLR") {
+    optim::SchedulerState s;
+    s.type = "StepLR";
+    const std::int64_t last_epoch = meta.count("scheduler.last_epoch");
+    const std::int64_t step_size = meta.count("scheduler.step_size");
+    if (step_size == 0) meta.bad("scheduler.step_size", "a positive integer");
+    const double base_lr = meta.real("scheduler.base_lr", 0.0);
+    s.values["last_epoch"] = static_cast<double>(last_epoch);
+    s.values["_step_count"] = static_cast<double>(last_epoch + 1);
+    s.values["step_size"] = static_cast<double>(step_size);
+    s.values["gamma"] = meta.real("scheduler.gamma");
+    s.lists["base_lrs"] = {base_lr};
+    s.lists["_last_lr"] = {g.options["lr"]};
+    g.options["initial_lr"] = base_lr;
+    c.scheduler = s;
+  } else if (scheduler != "none") {
+    meta.bad("scheduler", "\"StepLR\" or \"none\"");
+  }
+  std::map<std::string, bool> listed;  // parameter name -> present
+  for (const auto& [key, value] : f.metadata) {
+    if (!key.starts_with(v1_momentum_prefix)) continue;
+    if (value != "present" && value != "absent") meta.bad(key, "\"present\" or \"absent\"");
+    listed[key.substr(v1_momentum_prefix.size())] = value == "present";
+  }
+  std::map<std::string, Tensor<float>> buffers;
+  for (const auto& [name, record] : f.tensors) {
+    if (!name.starts_with(v1_momentum_prefix)) continue;
+    const std::string param = name.substr(v1_momentum_prefix.size());
+    const auto it = listed.find(param);
+    if (it == listed.end())
+      fail("tensor \"", clip(name), "\" has no metadata entry \"", clip(name), "\"");
+    if (!it->second) fail("tensor \"", clip(name), "\" is stored but its metadata says \"absent\"");
+    buffers.emplace(param, tensor(record, name));
+  }
+  for (const auto& [param, present] : listed) {
+    const auto it = buffers.find(param);
+    if (present && it == buffers.end()) {
+      fail("metadata says the momentum buffer of \"", clip(param), "\" is present but tensor \"",
+           v1_momentum_prefix, clip(param), "\" is missing");
+    }
+    g.params.push_back(c.optimizer_params.size());
+    c.optimizer_params.push_back(param);
+    o.state.push_back(present
+                          ? std::map<std::string, Tensor<float>>{{"momentum_buffer", it->second}}
+                          : std::map<std::string, Tensor<float>>{});
+  }
+  // (Version 1 kept no parameter order: restore_checkpoint matches the names instead.)
+  o.param_groups.push_back(std::move(g));
+}
+
+}  // namespace detail
+
 // Reads a checkpoint back from its safetensors form, checking everything that can be checked
 // without the live objects. source names the file in errors.
 [[nodiscard]] inline Checkpoint checkpoint_from_safetensors(const SafetensorsFile& f,
-                                                 const std::string& source) {
+                                                            const std::string& source) {
   const auto fail = [&](const auto&... parts) {
     throw Error(::ember::detail::concat("checkpoint '", source, "': ", parts...));
   };
@@ -300,46 +480,21 @@ class MetadataReader {
          checkpoint_format, "\")");
   }
   const detail::MetadataReader meta(f.metadata, source);
-  if (meta.text("version") != checkpoint_version) {
-    fail("version \"", detail::clip(meta.text("version")),
-         "\" is not supported (this ember reads version ", checkpoint_version, ")");
+  const std::string& version = meta.text("version");
+  if (version != checkpoint_version && version != "1") {
+    fail("version \"", detail::clip(version),
+         "\" is not supported (this ember reads versions 1 and ", checkpoint_version, ")");
   }
   Checkpoint c;
   c.source = source;
   c.epoch = meta.count("epoch");
-  c.optimizer.lr = meta.real("optimizer.lr", 0.0);
-  c.optimizer.momentum = meta.real("optimizer.momentum", 0.0);
-  c.optimizer.dampening = meta.real("optimizer.dampening");
-  c.optimizer.weight_decay = meta.real("optimizer.weight_decay", 0.0);
-  c.optimizer.nesterov = meta.boolean("optimizer.nesterov");
-  c.optimizer_steps = meta.count("optimizer.steps");
-  const std::string& scheduler = meta.text("scheduler");
-  if (scheduler == "StepLR") {
-    StepLRState s;
-    s.last_epoch = meta.count("scheduler.last_epoch");
-    s.step_size = meta.count("scheduler.step_size");
-    if (s.step_size == 0) meta.bad("scheduler.step_size", "a positive integer");
-    s.gamma = meta.real("scheduler.gamma");
-    s.base_lr = meta.real("scheduler.base_lr", 0.0);
-    c.scheduler = s;
-  } else if (scheduler != "none") {
-    meta.bad("scheduler", "\"StepLR\" or \"none\"");
-  }
   c.generator = {meta.u64("generator.seed"), meta.u64("generator.offset")};
   if (meta.has("loader_generator.seed") || meta.has("loader_generator.offset"))
     c.loader_generator = {meta.u64("loader_generator.seed"), meta.u64("loader_generator.offset")};
-
-  // Momentum buffers: listed in the metadata, stored only when present.
-  std::map<std::string, bool> listed;  // parameter name -> present
   for (const auto& [key, value] : f.metadata) {
-    if (key.starts_with(detail::setting_prefix)) {
+    if (key.starts_with(detail::setting_prefix))
       c.settings[key.substr(detail::setting_prefix.size())] = value;
-    } else if (key.starts_with(detail::momentum_prefix)) {
-      if (value != "present" && value != "absent") meta.bad(key, "\"present\" or \"absent\"");
-      listed[key.substr(detail::momentum_prefix.size())] = value == "present";
-    }
   }
-  std::map<std::string, Tensor<float>> buffers;
   const auto tensor = [&](const TensorRecord& record, const std::string& name) {
     try {
       return from_record<float>(record, name);
@@ -352,27 +507,71 @@ class MetadataReader {
       fail("tensor \"", clip(name), "\" has dtype ", clip(record.dtype), ", expected F32");
     if (name.starts_with(detail::model_prefix)) {
       c.model.emplace_back(name.substr(detail::model_prefix.size()), tensor(record, name));
-    } else if (name.starts_with(detail::momentum_prefix)) {
-      const std::string param = name.substr(detail::momentum_prefix.size());
-      const auto it = listed.find(param);
-      if (it == listed.end())
-        fail("tensor \"", clip(name), "\" has no metadata entry \"", clip(name), "\"");
-      if (!it->second)
-        fail("tensor \"", clip(name), "\" is stored but its metadata says \"absent\"");
-      buffers.emplace(param, tensor(record, name));
-    } else {
+    } else if (!name.starts_with(version == "1" ? detail::v1_momentum_prefix
+                                                : detail::state_prefix)) {
       fail("unexpected tensor \"", clip(name), "\" (expected \"", detail::model_prefix,
-           "...\" or \"", detail::momentum_prefix, "...\")");
+           "...\" or \"", version == "1" ? detail::v1_momentum_prefix : detail::state_prefix,
+           "...\")");
     }
   }
-  for (const auto& [param, present] : listed) {
-    const auto it = buffers.find(param);
-    if (present && it == buffers.end()) {
-      fail("metadata says the momentum buffer of \"", clip(param), "\" is present but tensor \"",
-           detail::momentum_prefix, clip(param), "\" is missing");
-    }
-    c.momentum_buffers.emplace_back(param, present ? it->second : Tensor<float>());
+  if (version == "1") {
+    detail::read_v1_optimizer(f, meta, c, tensor, fail);
+    return c;
   }
+
+  // The optimizer: groups of named parameters, then each parameter's state.
+  optim::OptimizerState& o = c.optimizer;
+  o.type = meta.text("optimizer");
+  o.steps = meta.count("optimizer.steps");
+  const std::int64_t groups = meta.count("optimizer.param_groups");
+  if (groups < 1 || groups > 1'000'000) meta.bad("optimizer.param_groups", "a count of groups");
+  std::map<std::string, std::size_t> index;  // parameter name -> its number
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const std::string prefix = std::string(detail::group_prefix) + std::to_string(g) + ".";
+    optim::OptimizerState::Group group;
+    for (const std::string& name : detail::split(meta.text(prefix + "params"))) {
+      if (!index.emplace(name, c.optimizer_params.size()).second)
+        fail("parameter \"", clip(name), "\" is in two optimizer groups");
+      group.params.push_back(c.optimizer_params.size());
+      c.optimizer_params.push_back(name);
+    }
+    for (auto it = f.metadata.lower_bound(prefix); it != f.metadata.end(); ++it) {
+      if (!it->first.starts_with(prefix)) break;
+      const std::string option = it->first.substr(prefix.size());
+      if (option != "params") group.options[option] = meta.real(it->first);
+    }
+    if (group.options.count("lr") == 0) (void)meta.text(prefix + "lr");  // (throws: missing)
+    if (group.options.at("lr") < 0) meta.bad(prefix + "lr", "a number of at least 0");
+    o.param_groups.push_back(std::move(group));
+  }
+  o.state.resize(c.optimizer_params.size());
+  std::map<std::string, std::size_t> stored;  // "<param>.<key>" -> parameter number
+  for (std::size_t k = 0; k < c.optimizer_params.size(); ++k) {
+    const std::string key = std::string(detail::state_prefix) + c.optimizer_params[k];
+    for (const std::string& what : detail::split(meta.text(key))) {
+      const std::string name = key + "." + what;
+      const auto it = f.tensors.find(name);
+      if (it == f.tensors.end())
+        fail("metadata \"", clip(key), "\" lists \"", clip(what), "\" but tensor \"", clip(name),
+             "\" is missing");
+      o.state[k][what] = tensor(it->second, name);
+      stored[name] = k;
+    }
+  }
+  for (const auto& [name, record] : f.tensors) {
+    if (name.starts_with(detail::state_prefix) && stored.count(name) == 0)
+      fail("tensor \"", clip(name), "\" is not listed in the optimizer's state");
+  }
+  for (const auto& [key, value] : f.metadata) {
+    if (key.starts_with(detail::state_prefix) &&
+        f.tensors.count(key) == 0 &&  // (a state list, not a tensor name)
+        std::find(c.optimizer_params.begin(), c.optimizer_params.end(),
+                  key.substr(detail::state_prefix.size())) == c.optimizer_params.end())
+      fail("metadata \"", clip(key), "\" names a parameter in no optimizer group");
+  }
+  const std::string& scheduler = meta.text("scheduler");
+  if (scheduler != "none")
+    c.scheduler = detail::get_scheduler(f.metadata, meta, "scheduler.", scheduler, 0);
   return c;
 }
 
@@ -405,11 +604,11 @@ inline void check_settings(const Checkpoint& c, const std::map<std::string, std:
 }
 
 // Copies a checkpoint into the live objects, after checking that it fits them: the model's
-// names and shapes, a momentum entry for every optimiser parameter, the same SGD momentum,
-// dampening, weight decay and nesterov, the same StepLR settings, and a loader generator state
-// when a loader generator is given. On any error nothing has changed. The optimiser's lr comes
-// from the checkpoint (it is state, moved by the scheduler); momentum buffers are placed on
-// their parameter's device.
+// names and shapes, the optimizer's type, groups and parameters (by the model's names) and
+// its state's shapes, the scheduler's type and state, and a loader generator state when a
+// loader generator is given. On any error nothing has changed. As PyTorch's load_state_dict,
+// the optimizer's options (lr included) and the scheduler's settings come from the checkpoint;
+// optimizer state tensors are placed on their parameter's device.
 inline void restore_checkpoint(const Checkpoint& c, const TrainingState& state) {
   EMBER_CHECK(state.model != nullptr && state.optimizer != nullptr && state.generator != nullptr,
               "restore_checkpoint: the training state needs a model, an optimizer and a generator");
@@ -438,77 +637,70 @@ inline void restore_checkpoint(const Checkpoint& c, const TrainingState& state) 
       fail("tensor \"model.", clip(name), "\" is not in the model (", model.type_name(), ")");
   }
 
-  optim::SGD& opt = *state.optimizer;
+  optim::Optimizer& opt = *state.optimizer;
   const std::vector<std::string> names = detail::optimizer_parameter_names(model, opt);
-  std::map<std::string, const Tensor<float>*> buffers;
-  for (const auto& [name, t] : c.momentum_buffers) {
-    if (!buffers.emplace(name, &t).second) fail("two momentum buffers for \"", clip(name), "\"");
+  if (c.optimizer.type != opt.type_name()) {
+    fail("has the state of a ", clip(c.optimizer.type), " optimizer, but the run's is ",
+         opt.type_name());
   }
-  for (std::size_t k = 0; k < names.size(); ++k) {
-    const auto it = buffers.find(names[k]);
-    if (it == buffers.end()) fail("has no momentum buffer entry for parameter \"", names[k], "\"");
-    const Shape& want = opt.params()[k].shape();
-    if (it->second->defined() && it->second->shape() != want) {
-      fail("momentum buffer of \"", names[k], "\" has shape ", shape_str(it->second->shape()),
-           " but the parameter has shape ", shape_str(want));
+  // The checkpoint's groups renumbered in the live optimizer's order of names (a version 1
+  // checkpoint kept its buffers by name only).
+  optim::OptimizerState o = c.optimizer;
+  const bool by_name = c.optimizer.param_groups.size() == 1 && opt.num_param_groups() == 1;
+  if (by_name) {
+    std::map<std::string, std::size_t> position;
+    for (std::size_t k = 0; k < c.optimizer_params.size(); ++k)
+      position.emplace(c.optimizer_params[k], k);
+    for (const std::string& name : names) {
+      if (position.count(name) == 0)
+        fail("has no optimizer state entry for parameter \"", name, "\"");
+    }
+    for (const std::string& name : c.optimizer_params) {
+      if (std::find(names.begin(), names.end(), name) == names.end())
+        fail("has optimizer state for \"", clip(name), "\", which the optimizer does not update");
+    }
+    o.state.clear();
+    o.param_groups[0].params.clear();
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      o.state.push_back(c.optimizer.state[position.at(names[k])]);
+      o.param_groups[0].params.push_back(k);
+    }
+  } else {
+    if (c.optimizer.param_groups.size() != opt.num_param_groups()) {
+      fail("has ", c.optimizer.param_groups.size(), " optimizer parameter groups, the run ",
+           opt.num_param_groups());
+    }
+    if (c.optimizer_params != names) {
+      fail("the optimizer's parameters differ from the run's (the checkpoint updates ",
+           clip(detail::join(c.optimizer_params)), ")");
     }
   }
-  for (const auto& [name, t] : buffers) {
-    if (std::find(names.begin(), names.end(), name) == names.end())
-      fail("has a momentum buffer for \"", clip(name), "\", which the optimizer does not update");
-  }
-  // Hyper-parameters compare as their exact text (double_to_string round-trips).
-  const auto text = [](const auto& v) {
-    if constexpr (std::is_same_v<std::decay_t<decltype(v)>, bool>)
-      return std::string(v ? "true" : "false");
-    else if constexpr (std::is_floating_point_v<std::decay_t<decltype(v)>>)
-      return double_to_string(v);
-    else
-      return std::to_string(v);
-  };
-  const auto same = [&](const char* what, const auto& in_file, const auto& in_run,
-                        const char* holder) {
-    if (text(in_file) != text(in_run)) {
-      fail(what, " is ", text(in_file), " in the checkpoint but ", text(in_run), " in the ",
-           holder);
-    }
-  };
-  const optim::SGDOptions& now = opt.options();
-  same("SGD momentum", c.optimizer.momentum, now.momentum, "optimizer");
-  same("SGD dampening", c.optimizer.dampening, now.dampening, "optimizer");
-  same("SGD weight_decay", c.optimizer.weight_decay, now.weight_decay, "optimizer");
-  same("SGD nesterov", c.optimizer.nesterov, now.nesterov, "optimizer");
-  if (!(c.optimizer.lr >= 0)) fail("invalid learning rate ", c.optimizer.lr);
-  if (c.optimizer_steps < 0 || c.epoch < 0) fail("negative step or epoch count");
-
   if (state.scheduler != nullptr && !c.scheduler)
-    fail("has no StepLR state, but the run has a StepLR scheduler");
+    fail("has no scheduler state, but the run has a ", state.scheduler->type_name(), " scheduler");
   if (state.scheduler == nullptr && c.scheduler)
-    fail("has StepLR state, but the run has no scheduler");
-  if (state.scheduler != nullptr) {
-    const optim::StepLR& s = *state.scheduler;
-    same("StepLR step_size", c.scheduler->step_size, s.step_size(), "scheduler");
-    same("StepLR gamma", c.scheduler->gamma, s.gamma(), "scheduler");
-    same("StepLR base_lr", c.scheduler->base_lr, s.base_lr(), "scheduler");
-    if (c.scheduler->last_epoch < 0) fail("negative StepLR last_epoch");
+    fail("has ", clip(c.scheduler->type), " scheduler state, but the run has no scheduler");
+  if (state.scheduler != nullptr && c.scheduler->type != state.scheduler->type_name()) {
+    fail("has ", clip(c.scheduler->type), " scheduler state, but the run's scheduler is a ",
+         state.scheduler->type_name());
   }
   if (state.loader_generator != nullptr && !c.loader_generator)
     fail("has no data loader generator state");
+  if (c.optimizer.steps < 0 || c.epoch < 0) fail("negative step or epoch count");
 
-  // ---- then apply ----
-  model.load_state_dict(c.model, /*strict=*/true);
-  std::vector<Tensor<float>>& momentum = opt.momentum_buffers();
-  for (std::size_t k = 0; k < names.size(); ++k) {
-    const Tensor<float>& t = *buffers.at(names[k]);
-    const Device dev = opt.params()[k].device();
-    NoGradGuard no_grad;
-    momentum[k] = !t.defined()   ? Tensor<float>()
-                  : dev.is_cpu() ? t.detach().clone()
-                                 : t.detach().to(dev);
+  // ---- then apply: the optimizer and scheduler check their states as they load them, and are
+  // put back as they were if either refuses ----
+  const optim::OptimizerState opt_before = opt.state_dict();
+  const std::optional<optim::SchedulerState> sched_before =
+      state.scheduler != nullptr ? std::optional(state.scheduler->state_dict()) : std::nullopt;
+  try {
+    opt.load_state_dict(o);
+    if (state.scheduler != nullptr) state.scheduler->load_state_dict(*c.scheduler);
+  } catch (const Error& e) {
+    opt.load_state_dict(opt_before);
+    if (state.scheduler != nullptr) state.scheduler->load_state_dict(*sched_before);
+    fail(detail::error_text(e));
   }
-  opt.set_lr(c.optimizer.lr);
-  opt.set_steps(c.optimizer_steps);
-  if (state.scheduler != nullptr) state.scheduler->set_last_epoch(c.scheduler->last_epoch);
+  model.load_state_dict(c.model, /*strict=*/true);
   c.generator.apply_to(*state.generator);
   if (state.loader_generator != nullptr) c.loader_generator->apply_to(*state.loader_generator);
 }

@@ -1,7 +1,7 @@
 #pragma once
 // One fused launch of ember::optim::SGD::step over many float tensors
 // (include/ember/optim/sgd.hpp), element for element the CPU loop's operations in the same order:
-//   g = grad;  if (weight_decay != 0) g = g + weight_decay * p
+//   g = maximize ? -grad : grad;  if (weight_decay != 0) g = g + weight_decay * p
 //   if (momentum != 0) { buf = first_step ? g : momentum * buf + dampening_factor * g;
 //                        g = nesterov ? g + momentum * buf : buf; }
 //   p = p - lr * g
@@ -32,6 +32,7 @@ struct SgdArgs {
   float weight_decay = 0;
   bool nesterov = false;
   bool first_step = false;  // the momentum buffers are written with the gradient (their first step)
+  bool maximize = false;    // g = -grad: ascends the objective (PyTorch's maximize)
 };
 
 // Up to this many tensors per launch in an SgdTensorList (32 bytes each: the list stays well
@@ -52,7 +53,7 @@ EMBER_DEVICE void update(const SgdTensor& t, const SgdArgs& a) {
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < t.n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const float p = t.param[i];
-    float g = t.grad[i];
+    float g = a.maximize ? -t.grad[i] : t.grad[i];
     if (a.weight_decay != 0.0f) g = __fadd_rn(g, __fmul_rn(a.weight_decay, p));
     if (use_momentum) {
       const float buf = a.first_step ? g

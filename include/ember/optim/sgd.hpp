@@ -1,6 +1,6 @@
 #pragma once
-// SGD with PyTorch's exact update rule (torch.optim.SGD):
-//   g = grad + weight_decay * p
+// SGD with PyTorch's exact update rule and defaults (torch.optim.SGD):
+//   g = (maximize ? -grad : grad) + weight_decay * p
 //   if momentum != 0:
 //     buf = g                                   on the first step
 //     buf = momentum * buf + (1 - dampening) * g  afterwards
@@ -17,6 +17,7 @@
 #include "ember/backend/cpu/sgd.hpp"
 #include "ember/backend/dispatch.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/optim/optimizer.hpp"
 
 namespace ember::op {
 // One SGD step over `count` float parameters (PyTorch's rule), fused on a device.
@@ -30,119 +31,105 @@ struct SgdStep {
 namespace ember::optim {
 
 struct SGDOptions {
-  double lr = 0.01;
+  double lr = 1e-3;
   double momentum = 0.0;
   double dampening = 0.0;
   double weight_decay = 0.0;
   bool nesterov = false;
+  bool maximize = false;
+
+  template <class S, class F>
+  static void fields(S& s, F&& f) {
+    f("lr", s.lr);
+    f("momentum", s.momentum);
+    f("dampening", s.dampening);
+    f("weight_decay", s.weight_decay);
+    f("nesterov", s.nesterov);
+    f("maximize", s.maximize);
+  }
 };
 
-class SGD {
+// The per-parameter state is the momentum buffer (PyTorch's "momentum_buffer"), undefined until
+// the parameter's first step with a momentum.
+class SGD : public OptimizerBase<SGDOptions, Tensor<float>> {
  public:
-  SGD(std::vector<Tensor<float>> params, SGDOptions options)
-      : params_(std::move(params)), options_(options), momentum_(params_.size()) {
-    EMBER_CHECK(options.lr >= 0, "SGD: invalid learning rate ", options.lr);
-    EMBER_CHECK(options.momentum >= 0, "SGD: invalid momentum ", options.momentum);
-    EMBER_CHECK(options.weight_decay >= 0, "SGD: invalid weight_decay ", options.weight_decay);
-    EMBER_CHECK(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
+  SGD(std::vector<Tensor<float>> params, SGDOptions options = {})
+      : SGD(std::vector<ParamGroup<SGDOptions>>{{std::move(params), options}}) {}
+  explicit SGD(std::vector<ParamGroup<SGDOptions>> groups)
+      : OptimizerBase(std::move(groups), "SGD", &check) {}
+
+  static void check(const SGDOptions& o) {
+    EMBER_CHECK(o.lr >= 0, "SGD: invalid learning rate ", o.lr);
+    EMBER_CHECK(o.momentum >= 0, "SGD: invalid momentum ", o.momentum);
+    EMBER_CHECK(o.weight_decay >= 0, "SGD: invalid weight_decay ", o.weight_decay);
+    EMBER_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
                 "SGD: nesterov momentum requires a momentum and zero dampening");
-    for (auto& p : params_)
-      EMBER_CHECK(p.is_leaf() && p.is_contiguous(), "SGD: parameters must be contiguous leaves");
   }
 
-  // One step of every parameter with a gradient: those taking their first momentum step in one
-  // call of the device's kernel (backend/cpu/sgd.hpp, kernels/sgd.cuh), the rest in another.
-  void step() {
-    if (params_.empty()) return;
-    const Device dev = params_.front().device();
-    std::vector<backend::SgdTensorRef> first, rest;
-    const bool use_momentum = options_.momentum != 0;
-    for (std::size_t k = 0; k < params_.size(); ++k) {
-      Tensor<float>& p = params_[k];
-      EMBER_CHECK(p.device() == dev, "SGD: parameters on different devices: ", dev.str(), " and ",
-                  p.device().str());
-      Tensor<float> grad = p.grad();
-      if (!grad.defined()) continue;
-      EMBER_CHECK(grad.shape() == p.shape(), "SGD: gradient of shape ", shape_str(grad.shape()),
-                  " for a parameter of shape ", shape_str(p.shape()));
-      EMBER_CHECK(grad.device() == dev, "SGD: gradient on ", grad.device().str(), " for a parameter on ",
-                  dev.str());
-      grad = grad.contiguous();  // a gradient set by set_grad() may be any view
-      if (!grad.shares_storage(p.grad())) p.set_grad(grad);  // keep the contiguous copy alive
-      const bool is_first = use_momentum && !momentum_[k].defined();
-      if (is_first) momentum_[k] = Tensor<float>::empty(p.shape(), dev);
-      p.bump_version("SGD.step");  // an in-place update: a graph that saved p sees it
-      if (use_momentum) momentum_[k].bump_version("SGD.step");
-      backend::SgdTensorRef ref{p.data(), grad.data(), use_momentum ? momentum_[k].data() : nullptr,
-                                p.numel()};
-      (is_first ? first : rest).push_back(ref);
-    }
-    backend::SgdStepArgs args{static_cast<float>(options_.lr), static_cast<float>(options_.momentum),
-                              static_cast<float>(1.0 - options_.dampening),
-                              static_cast<float>(options_.weight_decay), options_.nesterov, false};
-    using Step = op::SgdStep;
-    if (!rest.empty()) backend::run<Step, float>(dev, rest.data(), static_cast<int>(rest.size()), args);
-    if (!first.empty()) {
-      args.first_step = true;
-      backend::run<Step, float>(dev, first.data(), static_cast<int>(first.size()), args);
+  // One step of every parameter with a gradient: per group, those taking their first momentum
+  // step in one call of the device's kernel (backend/cpu/sgd.hpp, kernels/sgd.cuh), the rest
+  // in another.
+  void step() override {
+    const Device dev = device();
+    std::size_t index = 0;
+    for (Entry& e : groups_) {
+      const SGDOptions& o = e.group.options;
+      std::vector<backend::SgdTensorRef> first, rest;
+      const bool use_momentum = o.momentum != 0;
+      for (Tensor<float>& p : e.group.params) {
+        Tensor<float>& buf = state_[index++];
+        Tensor<float> grad = checked_grad(p, dev);
+        if (!grad.defined()) continue;
+        const bool is_first = use_momentum && !buf.defined();
+        if (is_first) buf = Tensor<float>::empty(p.shape(), dev);
+        p.bump_version("SGD.step");  // an in-place update: a graph that saved p sees it
+        if (use_momentum) buf.bump_version("SGD.step");
+        backend::SgdTensorRef ref{p.data(), grad.data(), use_momentum ? buf.data() : nullptr,
+                                  p.numel()};
+        (is_first ? first : rest).push_back(ref);
+      }
+      backend::SgdStepArgs args{static_cast<float>(o.lr),
+                                static_cast<float>(o.momentum),
+                                static_cast<float>(1.0 - o.dampening),
+                                static_cast<float>(o.weight_decay),
+                                o.nesterov,
+                                false,
+                                o.maximize};
+      using Step = op::SgdStep;
+      if (!rest.empty())
+        backend::run<Step, float>(dev, rest.data(), static_cast<int>(rest.size()), args);
+      if (!first.empty()) {
+        args.first_step = true;
+        backend::run<Step, float>(dev, first.data(), static_cast<int>(first.size()), args);
+      }
     }
     ++steps_;
   }
 
-  // Drops (set_to_none) or zeroes every parameter's gradient.
-  void zero_grad(bool set_to_none = true) {
-    for (auto& p : params_) p.zero_grad(set_to_none);
-  }
-
-  [[nodiscard]] double lr() const { return options_.lr; }
-  void set_lr(double lr) { options_.lr = lr; }
-  [[nodiscard]] const SGDOptions& options() const { return options_; }
-  [[nodiscard]] const std::vector<Tensor<float>>& params() const { return params_; }
   // One momentum buffer per parameter (undefined until that parameter's first step).
-  [[nodiscard]] std::vector<Tensor<float>>& momentum_buffers() { return momentum_; }
-  [[nodiscard]] std::int64_t steps() const { return steps_; }
+  [[nodiscard]] std::vector<Tensor<float>>& momentum_buffers() { return state_; }
+  [[nodiscard]] const std::vector<Tensor<float>>& momentum_buffers() const { return state_; }
   // Restores the step count of a resumed run (io/checkpoint.hpp); the update does not use it.
   void set_steps(std::int64_t steps) {
     EMBER_CHECK(steps >= 0, "SGD: invalid step count ", steps);
     steps_ = steps;
   }
 
- private:
-  std::vector<Tensor<float>> params_;
-  SGDOptions options_;
-  std::vector<Tensor<float>> momentum_;
-  std::int64_t steps_ = 0;
-};
-
-// StepLR: lr = base_lr * gamma^(epoch / step_size), updated by step() once per epoch.
-class StepLR {
- public:
-  StepLR(SGD& opt, std::int64_t step_size, double gamma = 0.1)
-      : opt_(&opt), base_lr_(opt.lr()), step_size_(step_size), gamma_(gamma) {
-    EMBER_CHECK(step_size > 0, "StepLR: step_size must be positive");
+ protected:
+  [[nodiscard]] std::map<std::string, Tensor<float>> save_state(
+      const Tensor<float>& buf) const override {
+    if (!buf.defined()) return {};
+    return {{"momentum_buffer", detail::copy_to(buf, Device::cpu())}};
   }
-  void step() {
-    ++epoch_;
-    opt_->set_lr(base_lr_ * std::pow(gamma_, static_cast<double>(epoch_ / step_size_)));
+  [[nodiscard]] Tensor<float> load_state(const std::map<std::string, Tensor<float>>& saved,
+                                         const Tensor<float>& param, std::size_t k) const override {
+    check_keys(saved, {"momentum_buffer"}, k);
+    if (saved.empty()) return {};
+    return load_tensor(saved, "momentum_buffer", param, k);
   }
-  [[nodiscard]] double get_last_lr() const { return opt_->lr(); }
-  [[nodiscard]] std::int64_t last_epoch() const { return epoch_; }
-  [[nodiscard]] std::int64_t step_size() const { return step_size_; }
-  [[nodiscard]] double gamma() const { return gamma_; }
-  [[nodiscard]] double base_lr() const { return base_lr_; }
-  // Restores the epoch count of a resumed run. The optimiser's lr is left alone: a checkpoint
-  // restores the lr itself, exactly as it was saved.
-  void set_last_epoch(std::int64_t epoch) {
-    EMBER_CHECK(epoch >= 0, "StepLR: invalid last_epoch ", epoch);
-    epoch_ = epoch;
-  }
-
- private:
-  SGD* opt_;
-  double base_lr_;
-  std::int64_t step_size_;
-  double gamma_;
-  std::int64_t epoch_ = 0;
 };
 
 }  // namespace ember::optim
+
+// StepLR lived here before the schedulers had their own header.
+#include "ember/optim/lr_scheduler.hpp"

@@ -1,7 +1,7 @@
 #pragma once
 // CPU SGD step over `count` float parameters (PyTorch's rule, as kernels/sgd.cuh), each
 // parameter's elements spread over the thread pool:
-//   g = grad + weight_decay * p
+//   g = (maximize ? -grad : grad) + weight_decay * p
 //   buf = g (first step) or momentum * buf + (1 - dampening) * g   when momentum != 0
 //   g = nesterov ? g + momentum * buf : buf
 //   p -= lr * g
@@ -20,14 +20,14 @@ template <class T>
 void sgd_step(const backend::SgdTensorRef* tensors, int count, backend::SgdStepArgs args) {
   static_assert(std::is_same_v<T, float>, "SGD steps float parameters");
   const float lr = args.lr, mom = args.momentum, damp = args.dampening_factor, wd = args.weight_decay;
-  const bool first = args.first_step, nesterov = args.nesterov;
+  const bool first = args.first_step, nesterov = args.nesterov, maximize = args.maximize;
   for (int k = 0; k < count; ++k) {
     float* pp = tensors[k].param;
     const float* pg = tensors[k].grad;
     float* pb = tensors[k].momentum;
     parallel_for(0, tensors[k].n, 1 << 16, [=](std::int64_t lo, std::int64_t hi) {
       for (std::int64_t i = lo; i < hi; ++i) {
-        float g = pg[i];
+        float g = maximize ? -pg[i] : pg[i];
         if (wd != 0) g += wd * pp[i];
         if (pb != nullptr) {
           pb[i] = first ? g : mom * pb[i] + damp * g;

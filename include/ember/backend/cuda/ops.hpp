@@ -32,9 +32,12 @@
 #include "ember/ops/loss.hpp"
 #include "ember/ops/pool.hpp"
 #include "ember/ops/reduce.hpp"
+#include "ember/optim/adam.hpp"
+#include "ember/optim/rmsprop.hpp"
 #include "ember/optim/sgd.hpp"
 
 #include <ember/kernels/activation.cuh>
+#include <ember/kernels/adam.cuh>
 #include <ember/kernels/batch_norm.cuh>
 #include <ember/kernels/compare.cuh>
 #include <ember/kernels/conv.cuh>
@@ -44,6 +47,7 @@
 #include <ember/kernels/loss.cuh>
 #include <ember/kernels/pool.cuh>
 #include <ember/kernels/reduce.cuh>
+#include <ember/kernels/rmsprop.cuh>
 #include <ember/kernels/scalar.cuh>
 #include <ember/kernels/sgd.cuh>
 #include <ember/kernels/sgemm.cuh>
@@ -284,7 +288,7 @@ struct LaunchTraining {
   static void sgd_step(int d, const backend::SgdTensorRef* tensors, int count, backend::SgdStepArgs args) {
     G g(d);
     const kernels::SgdArgs a{args.lr, args.momentum, args.dampening_factor, args.weight_decay,
-                             args.nesterov, args.first_step};
+                             args.nesterov, args.first_step, args.maximize};
     // Passed by value in the kernel's parameters (chunks of kernels::kSgdMaxTensors), so that a
     // captured graph holds the list itself and needs no host buffer.
     for (int start = 0; start < count; start += kernels::kSgdMaxTensors) {
@@ -297,6 +301,45 @@ struct LaunchTraining {
         max_n = std::max(max_n, r.n);
       }
       kernels::sgd_step(list, max_n, a, Ctx::stream(d));
+    }
+  }
+  static void adam_step(int d, const backend::AdamTensorRef* tensors, int count,
+                        backend::AdamStepArgs args) {
+    G g(d);
+    const kernels::AdamArgs a{args.one_minus_beta1, args.beta2, args.one_minus_beta2, args.eps,
+                              args.weight_decay,    args.decay_factor, args.amsgrad, args.maximize};
+    // By value in the kernel's parameters, in chunks of kernels::kAdamMaxTensors (as SGD's).
+    for (int start = 0; start < count; start += kernels::kAdamMaxTensors) {
+      kernels::AdamTensorList list{};
+      list.count = std::min(kernels::kAdamMaxTensors, count - start);
+      std::int64_t max_n = 0;
+      for (int i = 0; i < list.count; ++i) {
+        const backend::AdamTensorRef& r = tensors[start + i];
+        list.t[i] = kernels::AdamTensor{r.param,          r.grad, r.exp_avg, r.exp_avg_sq,
+                                        r.max_exp_avg_sq, r.n,    r.neg_step_size,
+                                        r.bias_correction2_sqrt};
+        max_n = std::max(max_n, r.n);
+      }
+      kernels::adam_step(list, max_n, a, Ctx::stream(d));
+    }
+  }
+  static void rmsprop_step(int d, const backend::RmspropTensorRef* tensors, int count,
+                           backend::RmspropStepArgs args) {
+    G g(d);
+    const kernels::RmspropArgs a{args.neg_lr,       args.alpha,    args.one_minus_alpha,
+                                 args.eps,          args.weight_decay, args.momentum,
+                                 args.centered,     args.maximize};
+    for (int start = 0; start < count; start += kernels::kRmspropMaxTensors) {
+      kernels::RmspropTensorList list{};
+      list.count = std::min(kernels::kRmspropMaxTensors, count - start);
+      std::int64_t max_n = 0;
+      for (int i = 0; i < list.count; ++i) {
+        const backend::RmspropTensorRef& r = tensors[start + i];
+        list.t[i] = kernels::RmspropTensor{r.param,    r.grad,            r.square_avg,
+                                           r.grad_avg, r.momentum_buffer, r.n};
+        max_n = std::max(max_n, r.n);
+      }
+      kernels::rmsprop_step(list, max_n, a, Ctx::stream(d));
     }
   }
   static void gather_normalize(int d, const std::uint8_t* images, const std::int64_t* indices,
@@ -362,6 +405,8 @@ void register_ops() {
   register_typed<Ctx, double>();
   using L = LaunchTraining<Ctx>;
   backend::set_cuda_kernel<op::SgdStep, float>(&L::sgd_step);
+  backend::set_cuda_kernel<op::AdamStep, float>(&L::adam_step);
+  backend::set_cuda_kernel<op::RmspropStep, float>(&L::rmsprop_step);
   backend::set_cuda_kernel<op::GatherNormalize, float>(&L::gather_normalize);
   backend::set_cuda_kernel<op::GatherLabels, float>(&L::gather_labels);
   backend::set_cuda_kernel<op::SetU64, float>(&L::set_u64);
