@@ -28,6 +28,7 @@
 #include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
 
+#include "ember/backend/cpu/reduce.hpp"
 #include "ember/core/error.hpp"
 #include "ember/core/parallel.hpp"
 
@@ -434,14 +435,7 @@ void bias_add_rows(T* y, const T* bias, std::int64_t rows, std::int64_t cols) {
 // float rounding, not bit for bit).
 template <class T>
 void bias_grad_rows(const T* gy, T* gb, std::int64_t rows, std::int64_t cols) {
-  parallel_for(0, cols, 64, [=](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t c = lo; c < hi; ++c) gb[c] = T(0);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const T* __restrict row = gy + r * cols;
-      T* __restrict g = gb;
-      for (std::int64_t c = lo; c < hi; ++c) g[c] += row[c];
-    }
-  });
+  sum_dim(gy, gb, 1, rows, cols);
 }
 
 }  // namespace cpu

@@ -95,17 +95,22 @@ void sum_all(const T* x, std::int64_t n, T* out, T scale) {
 }
 
 // y [outer, inner] = sum over s of x [outer, size, inner], accumulated in T from 0, s ascending.
+// Threaded over the outputs (runs of columns of each o), so that one row of sums (outer 1, as
+// linear's bias gradient) is split as well as many.
 template <class T>
 void sum_dim(const T* x, T* y, std::int64_t outer, std::int64_t size, std::int64_t inner) {
-  parallel_for(0, outer, std::max<std::int64_t>(1, 16384 / (size * inner + 1)),
+  parallel_for(0, outer * inner, std::max<std::int64_t>(64, 16384 / (size + 1)),
                [=](std::int64_t lo, std::int64_t hi) {
-                 for (std::int64_t o = lo; o < hi; ++o) {
+                 for (std::int64_t k = lo; k < hi;) {
+                   const std::int64_t o = k / inner, i0 = k - o * inner;
+                   const std::int64_t i1 = std::min(inner, i0 + (hi - k));
                    T* __restrict yo = y + o * inner;
-                   for (std::int64_t i = 0; i < inner; ++i) yo[i] = T(0);
+                   for (std::int64_t i = i0; i < i1; ++i) yo[i] = T(0);
                    for (std::int64_t s = 0; s < size; ++s) {
                      const T* __restrict xs = x + (o * size + s) * inner;
-                     for (std::int64_t i = 0; i < inner; ++i) yo[i] += xs[i];
+                     for (std::int64_t i = i0; i < i1; ++i) yo[i] += xs[i];
                    }
+                   k += i1 - i0;
                  }
                });
 }
