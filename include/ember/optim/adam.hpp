@@ -22,6 +22,7 @@
 #include "ember/backend/cpu/adam.hpp"
 #include "ember/backend/dispatch.hpp"
 #include "ember/backend/optim_params.hpp"
+#include "ember/core/macros.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/optim/optimizer.hpp"
 
@@ -37,12 +38,7 @@ struct AdamStep {
 // The step's scalars (bias corrections, step size, AdamW's 1 - lr * weight_decay) are worked
 // out in double as PyTorch's Python does, with no fused multiply-add (but in a translation unit
 // compiled by nvcc, whose front end knows no such pragma).
-#if defined(__clang__) && !defined(__CUDACC__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__) && !defined(__CUDACC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+EMBER_FP_CONTRACT_OFF
 
 namespace ember::optim {
 
@@ -217,8 +213,4 @@ class AdamW : public AdamBase<AdamWOptions> {
 
 }  // namespace ember::optim
 
-#if defined(__clang__) && !defined(__CUDACC__)
-#pragma clang fp contract(on)
-#elif defined(__GNUC__) && !defined(__CUDACC__)
-#pragma GCC pop_options
-#endif
+EMBER_FP_CONTRACT_RESTORE

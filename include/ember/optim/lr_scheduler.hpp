@@ -34,18 +34,14 @@
 #include <vector>
 
 #include "ember/core/error.hpp"
+#include "ember/core/macros.hpp"
 #include "ember/optim/optimizer.hpp"
 
 // The rates are computed in double exactly as PyTorch's Python computes them: no a * b + c may
 // become a fused multiply-add, which Python never does (g++ fuses by default in GNU mode on an
 // FMA target, clang within an expression; nvcc's front end knows no such pragma, so a
 // translation unit compiled by nvcc may fuse them).
-#if defined(__clang__) && !defined(__CUDACC__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__) && !defined(__CUDACC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+EMBER_FP_CONTRACT_OFF
 
 namespace ember::optim {
 
@@ -861,8 +857,4 @@ class ReduceLROnPlateau : public LRScheduler {
 
 }  // namespace ember::optim
 
-#if defined(__clang__) && !defined(__CUDACC__)
-#pragma clang fp contract(on)
-#elif defined(__GNUC__) && !defined(__CUDACC__)
-#pragma GCC pop_options
-#endif
+EMBER_FP_CONTRACT_RESTORE
