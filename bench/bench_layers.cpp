@@ -6,6 +6,9 @@
 //   AvgPool2d           avg_pool2d(x, 2), forward + backward
 //   Activation/<name>   sigmoid, tanh, gelu, silu, leaky_relu, elu, softmax (dim 1),
 //                       forward + backward
+//   OptimStep/<name>    one optimizer step over the MNIST net's parameters (1,199,882 floats,
+//                       gradients fixed and random): adam, adamw (weight_decay 1e-2),
+//                       sgd_momentum (momentum 0.9); items are parameters
 // Every forward+backward is timed as PyTorch's peer (bench/peer/pytorch_layers.py) times it:
 // clear x's gradient, y = f(x), y.backward(gy) with a fixed random gy. Items are x's elements.
 // Besides the wall-clock time, cpu_time is the whole process's CPU time (all threads), as the
@@ -20,7 +23,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common.hpp"
 #include "ember/ember.hpp"
@@ -133,6 +139,38 @@ BENCHMARK_CAPTURE(BM_Activation, elu, [](const Tensor& x) {
 })->Apply(configure);
 BENCHMARK_CAPTURE(BM_Activation, softmax, [](const Tensor& x) {
   return ember::softmax(x, 1);
+})->Apply(configure);
+
+// ---- optimizer steps over the MNIST net's parameters --------------------------------------
+
+using MakeOptimizer =
+    std::function<std::unique_ptr<ember::optim::Optimizer>(std::vector<Tensor>)>;
+
+void BM_OptimStep(benchmark::State& state, const MakeOptimizer& make) {
+  ember::Generator gen(15);
+  ember::models::MnistNet net(gen);
+  std::vector<Tensor> params = net.parameters();
+  std::int64_t n = 0;
+  for (Tensor& p : params) {
+    p.set_grad(Tensor::randn(p.shape(), gen));
+    n += p.numel();
+  }
+  const std::unique_ptr<ember::optim::Optimizer> opt = make(params);
+  for (auto _ : state) {
+    opt->step();
+    benchmark::DoNotOptimize(params[0].data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK_CAPTURE(BM_OptimStep, adam, [](std::vector<Tensor> p) {
+  return std::make_unique<ember::optim::Adam>(std::move(p));
+})->Apply(configure);
+BENCHMARK_CAPTURE(BM_OptimStep, adamw, [](std::vector<Tensor> p) {
+  return std::make_unique<ember::optim::AdamW>(std::move(p));
+})->Apply(configure);
+BENCHMARK_CAPTURE(BM_OptimStep, sgd_momentum, [](std::vector<Tensor> p) {
+  return std::make_unique<ember::optim::SGD>(std::move(p),
+                                             ember::optim::SGDOptions{.lr = 0.01, .momentum = 0.9});
 })->Apply(configure);
 
 }  // namespace

@@ -42,7 +42,11 @@ LAYER_ROWS = [
     ("BM_BatchNorm2d/eval", "batch_norm2d_eval", "batch_norm eval, fwd"),
     ("BM_AvgPool2d", "avg_pool2d", "avg_pool2d 2x2, fwd+bwd"),
 ] + [(f"BM_Activation/{a}", f"act_{a}", f"{a}{' (dim 1)' if a == 'softmax' else ''}, fwd+bwd")
-     for a in ("sigmoid", "tanh", "gelu", "silu", "leaky_relu", "elu", "softmax")]
+     for a in ("sigmoid", "tanh", "gelu", "silu", "leaky_relu", "elu", "softmax")] + [
+    ("BM_OptimStep/adam", "optim_adam", "Adam step, MNIST net (1.2 M parameters)"),
+    ("BM_OptimStep/adamw", "optim_adamw", "AdamW step, MNIST net"),
+    ("BM_OptimStep/sgd_momentum", "optim_sgd_momentum", "SGD momentum step, MNIST net"),
+]
 LAYER_THREADS = (1, 2)
 
 TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}

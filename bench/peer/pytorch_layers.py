@@ -7,6 +7,10 @@ On one float tensor x (64, 64, 24, 24):
   avg_pool2d           F.avg_pool2d(x, 2), forward + backward
   act_<name>           sigmoid, tanh, gelu, silu, leaky_relu, elu, softmax (dim 1),
                        forward + backward
+  optim_<name>         one optimizer step over the MNIST net's parameters (fixed random
+                       gradients): adam, adamw, sgd_momentum (momentum 0.9), each with
+                       torch.optim's defaults (the single-tensor loop on CPU), and
+                       adam_fused / adam_foreach for PyTorch's other implementations
 
 Each forward+backward clears x's gradient, computes y = f(x) and calls y.backward(gy) with a
 fixed random gy, as the C++ side does. Timing, output and flags are pytorch_mnist.py's: the
@@ -73,6 +77,25 @@ def batch_norm_fns():
     return {"batch_norm2d_train": train, "batch_norm2d_eval": evaluate}
 
 
+def optimizer_fns():
+    # the MNIST net's parameter shapes (bench/peer/pytorch_mnist.py's Net)
+    shapes = [(32, 1, 3, 3), (32,), (64, 32, 3, 3), (64,), (128, 9216), (128,), (10, 128), (10,)]
+    fns = {}
+    for name, make in {
+        "adam": lambda p: torch.optim.Adam(p),
+        "adamw": lambda p: torch.optim.AdamW(p),
+        "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+        "adam_foreach": lambda p: torch.optim.Adam(p, foreach=True),
+        "adam_fused": lambda p: torch.optim.Adam(p, fused=True),
+    }.items():
+        params = [torch.randn(s, requires_grad=True) for s in shapes]
+        for p in params:
+            p.grad = torch.randn(p.shape)
+        opt = make(params)
+        fns[f"optim_{name}"] = opt.step
+    return fns
+
+
 def forward_backward(f, out_shape=SHAPE):
     x = torch.randn(SHAPE, requires_grad=True)
     gy = torch.randn(out_shape)
@@ -109,6 +132,7 @@ def main():
         "softmax": lambda x: F.softmax(x, dim=1),
     }.items():
         benches[f"act_{name}"] = forward_backward(f)
+    benches.update(optimizer_fns())
     only = {s for s in args.only.split(",") if s}
     for name, fn in benches.items():
         if only and name not in only:
