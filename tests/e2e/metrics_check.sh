@@ -30,8 +30,9 @@ e2e_work metrics_check
   fail "mnist_train failed (see $work/train.log)"
 
 csv=$work/m/metrics.csv
-[ -s "$csv" ] && [ -s "$work/m/metrics.jsonl" ] && [ -s "$work/m/confusion.csv" ] ||
-  fail "metrics.csv, metrics.jsonl or confusion.csv missing in $work/m"
+for file in metrics.csv metrics.jsonl confusion.csv; do
+  [ -s "$work/m/$file" ] || fail "--metrics: no $file in $work/m"
+done
 [ "$(head -n 1 "$csv")" = "step,epoch,split,loss,lr,accuracy,images_per_s,wall_s" ] ||
   fail "metrics.csv header: $(head -n 1 "$csv")"
 
@@ -100,7 +101,9 @@ fi
 python=${EMBER_PLOT_PYTHON:-/usr/bin/python3}
 if "$python" -c 'import matplotlib' > /dev/null 2>&1; then
   for name in loss accuracy confusion; do
-    [ -s "$work/p/$name.png" ] && [ -s "$work/p/$name.svg" ] || fail "--plots: no $name.png/.svg"
+    for ext in png svg; do
+      [ -s "$work/p/$name.$ext" ] || fail "--plots: no $name.$ext"
+    done
     [ "$(head -c 8 "$work/p/$name.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ] ||
       fail "$name.png is not a PNG file"
     grep -q "<svg" "$work/p/$name.svg" || fail "$name.svg is not an SVG file"
