@@ -32,13 +32,19 @@
 //                   "latency_ms": {"p50": 300.1, "p99": 320.5, "min": 290.0, "max": 330.0}},
 //    "predictions": [{"source": "test[3]", "label": 0, "predicted": 0, "probability": 0.9999,
 //                     "log_probs": [-0.000123, ...]}, ...]}
-// "eval" is null unless every input has a label (and with --no-eval); throughput.images counts
-// every timed image (inputs x --repeat); "label" is null for an image without one;
+// With "eval", "per_class" lists each class's {"class", "count", "correct", "accuracy"} (null
+// for a class with no images) and "confusion" the 10 x 10 counts, row = label, column =
+// prediction. "eval" is null unless every input has a label (and with --no-eval);
+// throughput.images counts every timed image (inputs x --repeat); "label" is null for an image
+// without one;
 // "predictions" lists every input when inputs were chosen, and for the whole test set only
 // with --predictions; "log_probs" holds the 10 log-probabilities (%.9g, a float's precision).
 //
 // Without --json, a run on the whole test set prints, for example:
 //   Test set: Average loss: 0.0494, Accuracy: 9831/10000 (98.31%), 3200 images/s
+//   class  count  correct  accuracy
+//       0    980      975    99.49%
+//   ... (one line per class; with --confusion, the 10 x 10 confusion matrix under it)
 //   Batch mode: 10 batches of 1000, 3200 images/s, latency p50 300.1 ms, p99 320.5 ms
 // and with --index 0 --png digit.png, one line per input after those:
 //   test[0]: predicted 7 (p=1.0000), label 7
@@ -302,6 +308,7 @@ Prediction predict(const float* log_probs) {
 struct Eval {
   std::int64_t images = 0, correct = 0;
   double loss = 0;  // mean negative log-likelihood
+  nn::ConfusionMatrix confusion{num_classes};  // row = label, column = prediction
   [[nodiscard]] double accuracy() const {
     return 100.0 * static_cast<double>(correct) / static_cast<double>(images);
   }
@@ -316,7 +323,9 @@ std::optional<Eval> evaluate(const Inputs& in, const Tensor<float>& log_probs) {
     if (label < 0) return std::nullopt;
     const float* lp = log_probs.data() + i * num_classes;
     loss_sum -= static_cast<double>(lp[label]);
-    e.correct += predict(lp).predicted == label ? 1 : 0;
+    const std::int64_t predicted = predict(lp).predicted;
+    e.correct += predicted == label ? 1 : 0;
+    e.confusion.add(label, predicted);
   }
   e.images = in.size();
   e.loss = loss_sum / static_cast<double>(e.images);
@@ -327,7 +336,7 @@ struct Report {
   std::string model, format;
   int threads = 0;
   std::int64_t batch_size = 0, repeat = 1;
-  bool whole_test_set = false, list_predictions = false;
+  bool whole_test_set = false, list_predictions = false, confusion = false;
   std::optional<Eval> eval;
   Timing timing;
 };
@@ -341,7 +350,25 @@ std::string to_json(const Report& r, const Inputs& in, const Tensor<float>& log_
   if (r.eval) {
     j.begin_object().key("images").integer(r.eval->images).key("correct").integer(r.eval->correct);
     j.key("accuracy").number(r.eval->accuracy(), 10).key("loss").number(r.eval->loss, 9);
-    j.end_object();
+    const nn::ConfusionMatrix& m = r.eval->confusion;
+    j.key("per_class").begin_array();
+    for (std::int64_t c = 0; c < num_classes; ++c) {
+      j.begin_object().key("class").integer(c).key("count").integer(m.class_total(c));
+      j.key("correct").integer(m(c, c)).key("accuracy");
+      if (m.class_total(c) > 0) {
+        j.number(m.class_accuracy(c), 10);
+      } else {
+        j.null();
+      }
+      j.end_object();
+    }
+    j.end_array().key("confusion").begin_array();
+    for (std::int64_t t = 0; t < num_classes; ++t) {
+      j.begin_array();
+      for (std::int64_t p = 0; p < num_classes; ++p) j.integer(m(t, p));
+      j.end_array();
+    }
+    j.end_array().end_object();
   } else {
     j.null();
   }
@@ -372,6 +399,31 @@ std::string to_json(const Report& r, const Inputs& in, const Tensor<float>& log_
   return j.str();
 }
 
+// The accuracy of each class (its labelled images predicted right), and with `matrix` the
+// confusion matrix: one row per label, one column per prediction.
+void print_per_class(const nn::ConfusionMatrix& m, bool matrix) {
+  std::printf("class  count  correct  accuracy\n");
+  for (std::int64_t c = 0; c < num_classes; ++c) {
+    std::printf("%5lld  %5lld  %7lld  ", static_cast<long long>(c),
+                static_cast<long long>(m.class_total(c)), static_cast<long long>(m(c, c)));
+    if (m.class_total(c) > 0) {
+      std::printf("%7.2f%%\n", m.class_accuracy(c));
+    } else {
+      std::printf("%8s\n", "-");
+    }
+  }
+  if (!matrix) return;
+  std::printf("Confusion matrix (rows: label, columns: predicted):\n      ");
+  for (std::int64_t p = 0; p < num_classes; ++p) std::printf("%6lld", static_cast<long long>(p));
+  std::printf("\n");
+  for (std::int64_t t = 0; t < num_classes; ++t) {
+    std::printf("%6lld", static_cast<long long>(t));
+    for (std::int64_t p = 0; p < num_classes; ++p)
+      std::printf("%6lld", static_cast<long long>(m(t, p)));
+    std::printf("\n");
+  }
+}
+
 void print_human(const Report& r, const Inputs& in, const Tensor<float>& log_probs) {
   const Timing& t = r.timing;
   if (r.eval) {
@@ -379,6 +431,7 @@ void print_human(const Report& r, const Inputs& in, const Tensor<float>& log_pro
                 r.whole_test_set ? "Test set" : "Chosen images", r.eval->loss,
                 static_cast<long long>(r.eval->correct), static_cast<long long>(r.eval->images),
                 r.eval->accuracy(), t.images_per_second());
+    print_per_class(r.eval->confusion, r.confusion);
   }
   // A batch is at most --batch-size images, and at most all of them.
   const std::int64_t batch = std::min(r.batch_size, in.size());
@@ -417,7 +470,10 @@ constexpr const char* json_schema =
     "  {\"model\": path, \"format\": \"float32\" or \"int8\", \"threads\": int,\n"
     "   \"batch_size\": int,\n"
     "   \"eval\": null or {\"images\": int, \"correct\": int, \"accuracy\": percent,\n"
-    "                      \"loss\": mean negative log-likelihood},\n"
+    "                      \"loss\": mean negative log-likelihood,\n"
+    "                      \"per_class\": [{\"class\", \"count\", \"correct\",\n"
+    "                                     \"accuracy\"}, ...],\n"
+    "                      \"confusion\": [[10 counts: row = label, column = predicted], ...]},\n"
     "   \"throughput\": {\"images\": timed images (inputs x --repeat), \"seconds\": forward time,\n"
     "                  \"images_per_second\": number,\n"
     "                  \"latency_ms\": {\"p50\", \"p99\", \"min\", \"max\": per batch}},\n"
@@ -445,6 +501,7 @@ int run(int argc, char** argv) {
       .add_threads()
       .add_bool("no-eval", "do not report loss and accuracy")
       .add_bool("predictions", "list every prediction for the whole test set too")
+      .add_bool("confusion", "print the confusion matrix under the per-class accuracy table")
       .add_bool("json", "print one JSON object on stdout (schema above)");
   if (!f.parse(argc, argv, std::string(about) + json_schema)) return 0;
   const std::int64_t batch_size = f.integer("batch-size"), repeat = f.integer("repeat");
@@ -484,6 +541,7 @@ int run(int argc, char** argv) {
   r.repeat = repeat;
   r.whole_test_set = !chosen;
   r.list_predictions = chosen || f.flag("predictions");
+  r.confusion = f.flag("confusion");
   const Tensor<float> log_probs =
       run_batches(model, normalise(in, model.normalization), batch_size, repeat, r.timing);
   if (!f.flag("no-eval")) r.eval = evaluate(in, log_probs);

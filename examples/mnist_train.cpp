@@ -19,6 +19,16 @@
 // training goes to a fallback file (examples::SafeOutput says where; exit status 1), and Ctrl-C
 // during a save leaves no temporary file (io/atomic_file.hpp; tests/e2e/interrupt_check.sh).
 //
+// --metrics DIR writes the run's records into DIR as it goes (io/metrics.hpp): metrics.csv and
+// metrics.jsonl, flushed record by record: a "train" record every --log-interval steps (the
+// mean loss and the accuracy, dropout on, over those steps; lr; images/s), and after every
+// epoch a "train" record for the whole epoch (at a whole epoch number; the steps' records have
+// fractions), a "val" and a "test" record; also DIR/confusion.csv, the test set's confusion
+// matrix after the latest epoch. --plots DIR draws them (scripts/plot_metrics.py, matplotlib)
+// as PNG and SVG: loss.*, accuracy.* and confusion.*; with no --metrics the records go to the
+// same folder. A plot that fails is reported and does not change the exit status. With
+// --resume, the records are appended to those of the run that wrote the checkpoint.
+//
 // On a CUDA device the datasets are uploaded once, batches are shuffled (same order as the CPU
 // loader) and normalised on the GPU, and the whole training step (forward, backward, SGD) is
 // captured into a CUDA graph after one eager step and replayed for every full batch.
@@ -44,6 +54,8 @@
 #include "ember/ember.hpp"
 #include "ember/io/atomic_file.hpp"
 #include "ember/io/checkpoint.hpp"
+#include "ember/io/metrics.hpp"
+#include "plots.hpp"
 
 namespace {
 
@@ -84,6 +96,31 @@ class Progress {
   std::int64_t epoch_, batches_, samples_, interval_;
   bool tty_;
   Clock::time_point t0_;
+};
+
+// Training steps summed up for a --metrics record: the mean loss, the accuracy of the training
+// batches (in train mode: dropout on) and the images per second since `t0`.
+struct StepStats {
+  double loss_sum = 0;
+  std::int64_t steps = 0, correct = 0, images = 0;
+  bool has_accuracy = true;  // false where the correct predictions are not counted (CUDA)
+  Clock::time_point t0 = Clock::now();
+
+  void add(double loss, std::int64_t right, std::int64_t n) {
+    loss_sum += loss;
+    ++steps;
+    correct += right;
+    images += n;
+  }
+  [[nodiscard]] io::MetricsRecord record(std::int64_t step, double epoch, double lr) const {
+    io::MetricsRecord r{.step = step, .epoch = epoch, .split = "train", .lr = lr};
+    if (steps > 0) r.loss = loss_sum / static_cast<double>(steps);
+    if (images > 0 && has_accuracy)
+      r.accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(images);
+    const double t = seconds_since(t0);
+    if (t > 0) r.images_per_s = static_cast<double>(images) / t;
+    return r;
+  }
 };
 
 Device parse_device(const std::string& s) {
@@ -152,6 +189,59 @@ std::int64_t resume_if_asked(const examples::Flags& f, const io::TrainingState& 
   return c.epoch;
 }
 
+// --metrics and --plots: the run's records, the test set's confusion matrix, and where the
+// plots go.
+struct RunLog {
+  io::MetricsWriter writer;  // disabled without a metrics folder
+  std::string plots;         // '' for none
+  nn::ConfusionMatrix confusion{10};
+
+  [[nodiscard]] bool enabled() const { return writer.enabled(); }
+  // An evaluation's record: mean loss, accuracy and images/s over `seconds`.
+  void eval(std::int64_t step, std::int64_t epoch, const char* split, const nn::EvalResult& r,
+            double seconds) {
+    if (!enabled() || r.total == 0) return;
+    writer.write({.step = step, .epoch = static_cast<double>(epoch), .split = split,
+                  .loss = r.loss, .accuracy = r.accuracy(),
+                  .images_per_s = seconds > 0 ? static_cast<double>(r.total) / seconds : 0.0});
+  }
+  // After an epoch's test evaluation: its confusion matrix, then cleared for the next.
+  void save_confusion() {
+    if (enabled())
+      io::write_confusion_csv((std::filesystem::path(writer.dir()) / "confusion.csv").string(),
+                              confusion);
+    confusion = nn::ConfusionMatrix(10);
+  }
+  // At the end: where the records are, and the plots drawn.
+  void finish() {
+    if (!enabled()) return;
+    std::printf("Metrics: %s, %s, %s/confusion.csv\n", writer.csv_path().c_str(),
+                writer.jsonl_path().c_str(), writer.dir().c_str());
+    std::fflush(stdout);
+    if (!plots.empty() && examples::render_plots("mnist_train", writer.dir(), plots,
+                                                     {"--title", "mnist_train"}))
+      std::printf("Plots: %s/{loss,accuracy,confusion}.{png,svg}\n", plots.c_str());
+    std::fflush(stdout);
+  }
+};
+
+// Opens --metrics (or, without it, --plots) as the records' folder, before any work: a folder
+// that cannot be created or written is refused with the flag's name.
+void open_run_log(const examples::Flags& f, RunLog& log) {
+  log.plots = f.str("plots");
+  const std::string flag = f.str("metrics").empty() ? "plots" : "metrics";
+  const std::string dir = f.str(flag);
+  if (dir.empty()) return;
+  examples::prepare_output_dir("plots", log.plots);
+  try {
+    log.writer = io::MetricsWriter(dir, {.append = !f.str("resume").empty()});
+  } catch (const Error& e) {
+    std::string what = e.what();
+    if (what.rfind("ember: ", 0) == 0) what = what.substr(7);
+    throw Error("--" + flag + ": " + what);
+  }
+}
+
 // The run's output files: the model at the end, a checkpoint after every epoch.
 struct Outputs {
   examples::SafeOutput model, checkpoint;
@@ -213,7 +303,8 @@ int save_model(Outputs& out, const models::MnistNet& model) {
 // Training on a CUDA device: data on the device, the step replayed as a CUDA graph.
 int train_on_device(const examples::Flags& f, Device device, std::vector<data::Subset>& parts,
                     const data::Subset& test_set, const std::string& dir,
-                    const std::map<std::string, std::string>& settings, Outputs& out) {
+                    const std::map<std::string, std::string>& settings, Outputs& out,
+                    RunLog& log) {
   const std::uint64_t seed = static_cast<std::uint64_t>(f.integer("seed"));
   const std::int64_t batch_size = f.integer("batch-size");
   data::DeviceDataLoader train_loader(parts[0], {.batch_size = batch_size, .shuffle = true, .seed = seed + 2},
@@ -269,12 +360,16 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
   const auto t_start = Clock::now();
   nn::EvalResult test;
   std::int64_t steps = 0;
+  std::int64_t run_step = start_epoch * train_loader.num_batches();  // the run's, for --metrics
   for (std::int64_t epoch = start_epoch + 1; epoch <= f.integer("epochs"); ++epoch) {
     const auto t0 = Clock::now();
     model.train();
     train_loader.start_epoch();
     loss_sum.zero_();
     const std::int64_t batches = train_loader.num_batches();
+    // --metrics: the loss sum is read (a sync) only where a record is written.
+    StepStats since_log{.has_accuracy = false};
+    double loss_sum_at_log = 0;
     for (std::int64_t i = 0; i < batches; ++i) {
       const bool full = train_loader.batch_count(i) == batch_size;
       if (!full || !use_graph || steps == 0) {
@@ -300,6 +395,18 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
         graph.replay();
       }
       ++steps;
+      ++run_step;
+      since_log.steps += 1;
+      since_log.images += train_loader.batch_count(i);
+      if (log.enabled() && log_interval > 0 && (i + 1) % log_interval == 0 && i + 1 < batches) {
+        const double sum = static_cast<double>(loss_sum.item());
+        since_log.loss_sum = sum - loss_sum_at_log;
+        loss_sum_at_log = sum;
+        const double at = static_cast<double>(epoch - 1) +
+                          static_cast<double>(i + 1) / static_cast<double>(batches);
+        log.writer.write(since_log.record(run_step, at, opt.lr()));
+        since_log = StepStats{.has_accuracy = false};
+      }
       if (log_interval > 0 && i % log_interval == 0) {
         const double l = loss.item();
         EMBER_CHECK(std::isfinite(l), "training diverged: loss is ", l, " at epoch ", epoch, ", batch ", i,
@@ -312,8 +419,20 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
     const double train_loss = static_cast<double>(loss_sum.item()) / static_cast<double>(std::max<std::int64_t>(batches, 1));
     EMBER_CHECK(std::isfinite(train_loss), "training diverged: mean loss ", train_loss, " in epoch ", epoch);
     const double train_time = seconds_since(t0);
+    if (log.enabled()) {
+      StepStats whole{.steps = batches, .images = train_loader.size(), .has_accuracy = false,
+                      .t0 = t0};
+      whole.loss_sum = train_loss * static_cast<double>(batches);
+      log.writer.write(whole.record(run_step, static_cast<double>(epoch), opt.lr()));
+    }
+    auto t_eval = Clock::now();
     const nn::EvalResult val = val_loader.size() > 0 ? nn::evaluate(model, val_loader) : nn::EvalResult{};
-    test = nn::evaluate(model, test_loader);
+    log.eval(run_step, epoch, "val", val, seconds_since(t_eval));
+    t_eval = Clock::now();
+    test = log.enabled() ? nn::evaluate(model, test_loader, log.confusion)
+                         : nn::evaluate(model, test_loader);
+    log.eval(run_step, epoch, "test", test, seconds_since(t_eval));
+    log.save_confusion();
     print_epoch(epoch, train_loss, val, test, opt.lr(), train_time);
     if (sched) sched->step();
     checkpoint_if_asked(out, state, epoch, settings, device);
@@ -325,7 +444,9 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
   loss = Tensor<float>();
   graph.reset();
   model.to(Device::cpu());
-  return save_model(out, model);
+  const int status = save_model(out, model);
+  log.finish();
+  return status;
 }
 
 int run(int argc, char** argv) {
@@ -353,6 +474,10 @@ int run(int argc, char** argv) {
       .add("save-model", "mnist_cnn.safetensors", "where to save the model ('' to skip)")
       .add("checkpoint", "", "save a training checkpoint here after every epoch ('': none)")
       .add("resume", "", "continue training from this checkpoint, with the next epoch")
+      .add("metrics", "",
+           "write metrics.csv, metrics.jsonl and confusion.csv into this folder ('': none)")
+      .add("plots", "",
+           "draw loss, accuracy and confusion plots (PNG, SVG) into this folder at the end")
       .add_int("log-interval", 100, 0, many,
                "batches between log lines when not on a terminal (0: none)")
       .add_threads()
@@ -377,6 +502,8 @@ int run(int argc, char** argv) {
                 "' is not custom or ", accepted);
   }
   Outputs out = prepare_outputs(f);
+  RunLog log;
+  open_run_log(f, log);
 
   set_num_threads(f.threads());
   const std::uint64_t seed = static_cast<std::uint64_t>(f.integer("seed"));
@@ -404,7 +531,7 @@ int run(int argc, char** argv) {
     check_device_available(device);
     if (!f.str("gemm").empty()) backend::cuda_runtime().set_gemm_backend(f.str("gemm"));
     if (!f.str("conv").empty()) backend::cuda_runtime().set_conv_backend(f.str("conv"));
-    return train_on_device(f, device, parts, test_set, dir, settings, out);
+    return train_on_device(f, device, parts, test_set, dir, settings, out, log);
   }
 
   data::DataLoader train_loader(parts[0], {.batch_size = f.integer("batch-size"), .shuffle = true,
@@ -433,15 +560,19 @@ int run(int argc, char** argv) {
   // 3. train and evaluate
   const auto t_start = Clock::now();
   nn::EvalResult test;
+  const std::int64_t batches = train_loader.num_batches(), log_interval = f.integer("log-interval");
+  std::int64_t step = start_epoch * batches;  // optimizer steps in the run, for --metrics
   for (std::int64_t epoch = start_epoch + 1; epoch <= f.integer("epochs"); ++epoch) {
     const auto t0 = Clock::now();
     model.train();
-    Progress progress(epoch, train_loader.num_batches(), train_loader.size(), f.integer("log-interval"));
+    Progress progress(epoch, batches, train_loader.size(), log_interval);
     double loss_sum = 0;
     std::int64_t batch = 0, seen = 0;
+    StepStats since_log, whole;  // --metrics: since the last record, and over the epoch
     for (const data::Batch& b : train_loader.epoch()) {
       opt.zero_grad();
-      Tensor<float> loss = nll_loss(model(b.images), b.labels);
+      const Tensor<float> scores = model(b.images);
+      Tensor<float> loss = nll_loss(scores, b.labels);
       loss.backward();
       opt.step();
       const double l = loss.item();
@@ -449,12 +580,31 @@ int run(int argc, char** argv) {
                   ", batch ", batch, " (lower --lr)");
       loss_sum += l;
       seen += b.labels.size(0);
+      ++step;
+      if (log.enabled()) {
+        const std::int64_t right = count_correct(scores.detach(), b.labels);
+        since_log.add(l, right, b.labels.size(0));
+        whole.add(l, right, b.labels.size(0));
+        if (log_interval > 0 && (batch + 1) % log_interval == 0 && batch + 1 < batches) {
+          const double at = static_cast<double>(epoch - 1) +
+                            static_cast<double>(batch + 1) / static_cast<double>(batches);
+          log.writer.write(since_log.record(step, at, opt.lr()));
+          since_log = StepStats{};
+        }
+      }
       progress.update(batch++, seen, b.labels.size(0), l);
     }
     const double train_time = seconds_since(t0);
+    if (log.enabled()) log.writer.write(whole.record(step, static_cast<double>(epoch), opt.lr()));
+    auto t_eval = Clock::now();
     const nn::EvalResult val =
         val_loader.size() > 0 ? nn::evaluate(model, val_loader) : nn::EvalResult{};
-    test = nn::evaluate(model, test_loader);
+    log.eval(step, epoch, "val", val, seconds_since(t_eval));
+    t_eval = Clock::now();
+    test = log.enabled() ? nn::evaluate(model, test_loader, log.confusion)
+                         : nn::evaluate(model, test_loader);
+    log.eval(step, epoch, "test", test, seconds_since(t_eval));
+    log.save_confusion();
     print_epoch(epoch, loss_sum / static_cast<double>(std::max<std::int64_t>(batch, 1)), val, test,
                 opt.lr(), train_time);
     if (sched) sched->step();
@@ -464,8 +614,10 @@ int run(int argc, char** argv) {
               static_cast<long long>(f.integer("epochs") - start_epoch), seconds_since(t_start),
               test.accuracy());
 
-  // 4. save
-  return save_model(out, model);
+  // 4. save, and draw the plots
+  const int status = save_model(out, model);
+  log.finish();
+  return status;
 }
 
 }  // namespace

@@ -82,6 +82,9 @@ refused mnist_train "--checkpoint: cannot write '$work/file/c.ckpt': folder '$wo
 not a folder" --checkpoint "$work/file/c.ckpt"
 refused mnist_train "--save-model and --checkpoint name the same file" \
   --save-model "$work/same" --checkpoint "$work/same"
+refused mnist_train "--metrics: MetricsWriter: cannot create the folder '$work/file'" \
+  --metrics "$work/file"
+refused mnist_train "--plots: cannot create the folder '$work/file/p'" --plots "$work/file/p"
 refused mnist_quantize "--out: '$work' is a folder" --out "$work"
 refused mnist_quantize "is the --model file; the int8 model would replace it" \
   --model "$work/file" --out "$work/file"
