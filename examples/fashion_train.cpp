@@ -20,8 +20,12 @@
 //   conv(64->64, 3x3, pad 1) BN ReLU             (N, 64, 7, 7)
 //   flatten, linear(3136->128) ReLU, linear(128->10), log_softmax
 //
-// A 10-epoch run on 2 threads printed (docs/training.md has every epoch and PyTorch's run):
-//   see docs/training.md, "Fashion-MNIST: a BatchNorm CNN with AdamW".
+// With the defaults (--seed 1, 10 epochs), a run on 2 threads printed at its end (docs/training.md,
+// "Fashion-MNIST: a BatchNorm CNN with AdamW", has every epoch, seed 2 and PyTorch's runs:
+// 92.87% and 92.66%; on a quiet machine an epoch took about 18 s):
+//   Epoch 10: train loss 0.1695, train accuracy 93.73%, validation accuracy 4678/5000 (93.56%), ...
+//   Test set: Average loss: 0.1997, Accuracy: 9282/10000 (92.82%)
+//   int8 test set: Average loss: 0.2007, Accuracy: 9278/10000 (92.78%), -0.04 points against float
 
 #include <chrono>
 #include <ctime>
