@@ -8,13 +8,13 @@
 // images, and reports the int8 model's test accuracy.
 //
 //   fashion_train --threads 2                       # 10 epochs, the recipe of docs/training.md
-//   fashion_train --data DIR --epochs 1 --max-train 2000   # a short run
+//   fashion_train --data DIR --epochs 1 --max-train 2000   # a short run (no warm-up)
 //
 // The data: --data, else $EMBER_FASHION_DATA, else /usr/share/datasets/fashion-mnist (Debian's
 // dataset-fashion-mnist). bench/peer/fashion_torch.py is the same recipe in PyTorch, printing the
 // same lines.
 //
-// The network (FashionNet below; 6.0 M multiply-adds per image):
+// The network (fashion_net() below; 6.0 M multiply-adds per image):
 //   conv(1->32, 3x3, pad 1) BN ReLU maxpool2     (N, 32, 14, 14)
 //   conv(32->64, 3x3, pad 1) BN ReLU maxpool2    (N, 64, 7, 7)
 //   conv(64->64, 3x3, pad 1) BN ReLU             (N, 64, 7, 7)
@@ -27,10 +27,12 @@
 //   Test set: Average loss: 0.1997, Accuracy: 9282/10000 (92.82%)
 //   int8 test set: Average loss: 0.2007, Accuracy: 9278/10000 (92.78%), -0.04 points against float
 
+#include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -135,7 +137,8 @@ int run(int argc, char** argv) {
       .add_real("weight-decay", "5e-4", examples::RealRange::non_negative(),
                 "AdamW's decoupled weight decay (not on biases and BatchNorm parameters)")
       .add_int("warmup-epochs", 1, 0, 1'000'000,
-               "epochs of linear warm-up from lr * --warmup-factor (then cosine to 0)")
+               "epochs of linear warm-up from lr * --warmup-factor, then cosine to 0 (by default "
+               "none when --epochs is 1)")
       .add_real("warmup-factor", "0.1", examples::RealRange::factor(),
                 "the warm-up's first lr, as a fraction of --lr")
       .add_bool("no-augment", "train without RandomCrop and RandomHorizontalFlip")
@@ -154,8 +157,10 @@ int run(int argc, char** argv) {
                            "cosine schedule and augmentation; save, export ONNX, quantize."))
     return 0;
   set_num_threads(f.threads());
-  const std::int64_t epochs = f.integer("epochs"), batch_size = f.integer("batch-size"),
-                     warmup_epochs = f.integer("warmup-epochs");
+  const std::int64_t epochs = f.integer("epochs"), batch_size = f.integer("batch-size");
+  const std::int64_t warmup_epochs =
+      f.given("warmup-epochs") ? f.integer("warmup-epochs")
+                               : std::min(f.integer("warmup-epochs"), epochs - 1);
   EMBER_CHECK(warmup_epochs < epochs, "--warmup-epochs ", warmup_epochs,
               " leaves no epoch for the cosine decay of --epochs ", epochs);
   // The outputs: checked before anything is read or trained.
