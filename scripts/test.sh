@@ -59,8 +59,9 @@ cmake --build build/consumer -j"$jobs"
 build/consumer/consumer
 scripts/check_cmake.sh
 
-stage "Docs: API reference (scripts/check_docs.sh)"
+stage "Docs: API reference (scripts/check_docs.sh), C++ samples (scripts/check_doc_samples.sh)"
 scripts/check_docs.sh
+scripts/check_doc_samples.sh
 
 if [ "${EMBER_SKIP_SANITIZERS:-0}" != "1" ]; then
   # The end-to-end tests and the op-level CUDA tests on the harness backend (label emu) are too
