@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds ember and runs every test: the Release build for this CPU (CTest), every public
-# header on its own (g++ and clang), a consumer project built against the installed package and
-# the CMake checks for consumers, the tests under AddressSanitizer + UndefinedBehaviorSanitizer,
-# builds for every x86-64 level with g++ and clang (scripts/check_levels.sh: clang-16 at one
-# other level in full, the -march-dependent code at the others), and each libFuzzer
-# harness for a bounded time (scripts/fuzz.sh). Set EMBER_DATA to the MNIST folder to include
-# the end-to-end training tests (they are skipped, with a message, otherwise). Prints the wall
-# time of each stage last.
+# Builds ember and runs every test: the Release build for this CPU (CTest, which also builds
+# and runs the docs' code samples), every public header on its own (g++ and clang), a consumer
+# project built against the installed package and the CMake checks for consumers, the API
+# reference (Doxygen, no warnings) and the docs' samples against docs/samples/, the tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, builds for every x86-64 level with g++ and
+# clang (scripts/check_levels.sh: clang-16 at one other level in full, the -march-dependent
+# code at the others), and each libFuzzer harness for a bounded time (scripts/fuzz.sh). Set
+# EMBER_DATA to the MNIST folder to include the end-to-end training tests (they are skipped,
+# with a message, otherwise). Prints the wall time of each stage last.
 #
 #   scripts/test.sh                            # everything
 #   EMBER_SKIP_SANITIZERS=1 scripts/test.sh    # without the sanitizer build
@@ -57,6 +58,10 @@ cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/instal
 cmake --build build/consumer -j"$jobs"
 build/consumer/consumer
 scripts/check_cmake.sh
+
+stage "Docs: API reference (scripts/check_docs.sh), C++ samples (scripts/check_doc_samples.sh)"
+scripts/check_docs.sh
+scripts/check_doc_samples.sh
 
 if [ "${EMBER_SKIP_SANITIZERS:-0}" != "1" ]; then
   # The end-to-end tests and the op-level CUDA tests on the harness backend (label emu) are too

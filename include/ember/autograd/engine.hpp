@@ -64,6 +64,9 @@ void check_grad_shape(const Tensor<T>& g, const TensorImpl<T>& input, const Node
 }
 }  // namespace detail
 
+/// The backward pass from `root` with initial gradient `grad` (what Tensor::backward() calls):
+/// accumulates into every leaf that requires grad; frees the graph's saved tensors unless
+/// retain_graph.
 template <class T>
 void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
   static_assert(Real<T>, "backward() needs a float or double tensor");

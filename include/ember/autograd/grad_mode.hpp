@@ -4,9 +4,12 @@
 
 namespace ember {
 
+/// Whether autograd records operations, per thread (torch.is_grad_enabled()).
 class GradMode {
  public:
+  /// True when ops record the graph on this thread (the default).
   [[nodiscard]] static bool enabled() { return flag(); }
+  /// Turns recording on or off for this thread (torch.set_grad_enabled).
   static void set_enabled(bool on) { flag() = on; }
 
  private:
@@ -16,6 +19,7 @@ class GradMode {
   }
 };
 
+/// torch.no_grad() as a scope: recording is off until the guard is destroyed, then restored.
 class NoGradGuard {
  public:
   NoGradGuard() : previous_(GradMode::enabled()) { GradMode::set_enabled(false); }

@@ -12,15 +12,21 @@
 
 namespace ember {
 
+/// The CPU's caching allocator: 64-byte aligned blocks, freed ones kept in per-size free lists and
+/// reused (thread-safe).
 class CpuAllocator {
  public:
+  /// The alignment of every block, in bytes (a cache line; AVX-512 loads).
   static constexpr std::size_t alignment = 64;
 
+  /// The process-wide allocator (never destroyed, as storages may outlive main).
   static CpuAllocator& instance() {
     static CpuAllocator* a = new CpuAllocator();  // never destroyed: storages may outlive main
     return *a;
   }
 
+  /// A block of at least `bytes` (rounded up), from the cache when one is free; on failure empties
+  /// the cache and retries, then throws std::bad_alloc.
   [[nodiscard]] void* allocate(std::size_t bytes) {
     const std::size_t size = round_up(bytes);
     {
@@ -44,6 +50,7 @@ class CpuAllocator {
     return p;
   }
 
+  /// Returns a block from allocate(bytes) to the cache (no-op for nullptr).
   void deallocate(void* p, std::size_t bytes) {
     if (p == nullptr) return;
     const std::size_t size = round_up(bytes);
@@ -52,7 +59,7 @@ class CpuAllocator {
     cached_bytes_ += size;
   }
 
-  // Returns every cached block to the system.
+  /// Returns every cached block to the system.
   void empty_cache() {
     std::lock_guard lock(mutex_);
     for (auto& [size, blocks] : free_)
@@ -61,9 +68,15 @@ class CpuAllocator {
     cached_bytes_ = 0;
   }
 
+  /// Cache counters, for tests and benchmarks.
   struct Stats {
+    /// Allocations served from the cache, allocations that called the system, and bytes held in the
+    /// cache.
+    /// @{
     std::size_t hits, misses, cached_bytes;
+    /// @}
   };
+  /// The current counters.
   [[nodiscard]] Stats stats() const {
     std::lock_guard lock(mutex_);
     return {hits_, misses_, cached_bytes_};

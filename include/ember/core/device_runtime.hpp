@@ -29,7 +29,7 @@
 // (In namespace ember::backend: the names every backend and op already use.)
 namespace ember::backend {
 
-// Memory, copies and synchronisation (type-erased).
+/// Memory, copies and synchronisation (type-erased).
 class DeviceRuntime {
  public:
   virtual ~DeviceRuntime() = default;
@@ -41,24 +41,24 @@ class DeviceRuntime {
   virtual void copy_to_host(int device, void* dst, const void* src, std::size_t bytes) = 0;
   virtual void copy_on_device(int device, void* dst, const void* src, std::size_t bytes) = 0;
   virtual void synchronize(int device) = 0;
-  // True while the device's stream is being captured into a CUDA graph (no host reads then).
+  /// True while the device's stream is being captured into a CUDA graph (no host reads then).
   [[nodiscard]] virtual bool capturing(int device) = 0;
 
-  // CUDA graphs of the device's stream, as opaque handles (see backend/graph.hpp).
+  /// CUDA graphs of the device's stream, as opaque handles (see backend/graph.hpp).
   [[nodiscard]] virtual void* graph_begin_capture(int device) = 0;
   virtual void graph_end_capture(void* graph) = 0;
   virtual void graph_replay(void* graph) = 0;
   virtual void graph_destroy(void* graph) noexcept = 0;
 
-  // Run-time choice between the hand-written kernels and the vendor libraries:
-  // gemm "custom" or "cublas", conv "custom" or "cudnn" (environment: EMBER_GEMM, EMBER_CONV).
+  /// Run-time choice between the hand-written kernels and the vendor libraries:
+  /// gemm "custom" or "cublas", conv "custom" or "cudnn" (environment: EMBER_GEMM, EMBER_CONV).
   virtual void set_gemm_backend(const std::string& name) = 0;
   virtual void set_conv_backend(const std::string& name) = 0;
   [[nodiscard]] virtual std::string gemm_backend() = 0;
   [[nodiscard]] virtual std::string conv_backend() = 0;
 };
 
-// Element copies, fills and casts: every element type.
+/// Element copies, fills and casts: every element type.
 template <class T>
 class DeviceCopy {
  public:
@@ -66,7 +66,7 @@ class DeviceCopy {
   virtual void fill(int device, T* out, std::int64_t n, T value) = 0;
   virtual void strided_copy(int device, const T* src, const StridedView& vsrc, T* dst,
                             const StridedView& vdst, std::int64_t n) = 0;
-  // dst (contiguous, n elements of dst_type) = static_cast<dst_type>(src)
+  /// dst (contiguous, n elements of dst_type) = static_cast<dst_type>(src)
   virtual void cast(int device, const T* src, void* dst, DType dst_type, std::int64_t n) = 0;
 };
 
@@ -112,7 +112,7 @@ template <class T>
 }  // namespace ember::backend
 
 namespace ember {
-// Throws ember::Error unless tensors can live on `d` in this program.
+/// Throws ember::Error unless tensors can live on `d` in this program.
 inline void check_device_available(const Device& d) {
   if (d.is_cpu()) return;
   EMBER_CHECK(backend::cuda_backend_present(), "device ", d.str(), " requested, but ",

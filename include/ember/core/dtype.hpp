@@ -16,8 +16,10 @@ concept Element = std::same_as<T, float> || std::same_as<T, double> ||
 template <class T>
 concept Real = std::same_as<T, float> || std::same_as<T, double>;
 
+/// The element types a tensor can have: float32, float64, int64, int32 and uint8.
 enum class DType : std::uint8_t { f32, f64, i64, i32, u8 };
 
+/// The DType of element type T.
 template <Element T>
 constexpr DType dtype_of() {
   if constexpr (std::same_as<T, float>) return DType::f32;
@@ -27,7 +29,7 @@ constexpr DType dtype_of() {
   else return DType::u8;
 }
 
-// PyTorch's names, used in printing and error messages.
+/// PyTorch's names, used in printing and error messages.
 constexpr std::string_view dtype_name(DType d) {
   switch (d) {
     case DType::f32: return "float32";
@@ -39,7 +41,7 @@ constexpr std::string_view dtype_name(DType d) {
   return "?";
 }
 
-// safetensors' names.
+/// safetensors' names.
 constexpr std::string_view safetensors_dtype(DType d) {
   switch (d) {
     case DType::f32: return "F32";

@@ -9,8 +9,11 @@
 
 namespace ember {
 
+/// The exception every check in ember throws: bad shapes, devices, options, files; what() starts
+/// with "ember: ".
 class Error : public std::runtime_error {
  public:
+  /// An error whose what() is "ember: " + what.
   explicit Error(const std::string& what) : std::runtime_error("ember: " + what) {}
 };
 
@@ -31,10 +34,10 @@ template <class... Args>
 }
 }  // namespace detail
 
-// Returns make(), turning an allocation failure (std::bad_alloc, or std::length_error from a
-// container asked for more than it can hold) into an ember::Error that says what was being
-// allocated and its size: "<what>: cannot allocate <bytes> bytes". For buffers whose size
-// comes from a file, so that a huge size names the file instead of ending in a bare bad_alloc.
+/// Returns make(), turning an allocation failure (std::bad_alloc, or std::length_error from a
+/// container asked for more than it can hold) into an ember::Error that says what was being
+/// allocated and its size: "<what>: cannot allocate <bytes> bytes". For buffers whose size
+/// comes from a file, so that a huge size names the file instead of ending in a bare bad_alloc.
 template <class Make>
 decltype(auto) allocate_or_throw(const std::string& what, std::uint64_t bytes, Make&& make) {
   try {

@@ -54,29 +54,32 @@ bool spin_until(Done&& done, std::int64_t micros) {
 }
 }  // namespace detail
 
-// At most this many chunks per parallel_for: enough to balance up to a few dozen threads,
-// few enough that taking a chunk costs nothing next to running it.
+/// At most this many chunks per parallel_for: enough to balance up to a few dozen threads,
+/// few enough that taking a chunk costs nothing next to running it.
 inline constexpr std::int64_t kParallelForMaxChunks = 64;
 
-// The number of chunks parallel_for cuts n items into with this grain: n / grain, at least 1
-// and at most kParallelForMaxChunks. Chunk c is [n * c / chunks, n * (c + 1) / chunks).
+/// The number of chunks parallel_for cuts n items into with this grain: n / grain, at least 1
+/// and at most kParallelForMaxChunks. Chunk c is [n * c / chunks, n * (c + 1) / chunks).
 [[nodiscard]] inline std::int64_t parallel_for_chunk_count(std::int64_t n, std::int64_t grain) {
   return std::clamp<std::int64_t>(n / std::max<std::int64_t>(1, grain), 1, kParallelForMaxChunks);
 }
 
+/// The process-wide pool of worker threads behind parallel_for (the calling thread works too).
 class ThreadPool {
  public:
-  // How long an idle worker, or a caller waiting for the last chunks, spins before it sleeps.
+  /// How long an idle worker, or a caller waiting for the last chunks, spins before it sleeps.
   static constexpr std::int64_t kSpinMicros = 200;
 
+  /// The process-wide pool (never destroyed: workers outlive static destructors).
   static ThreadPool& instance() {
     static ThreadPool* pool = new ThreadPool();  // leaked on purpose: workers outlive statics
     return *pool;
   }
 
+  /// Threads parallel_for uses, the caller included.
   [[nodiscard]] int num_threads() const { return num_threads_.load(); }
 
-  // Sets how many threads (the caller included) parallel_for uses. n <= 0 means all cores.
+  /// Sets how many threads (the caller included) parallel_for uses. n <= 0 means all cores.
   void set_num_threads(int n) {
     if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::lock_guard run_lock(run_mutex_);
@@ -88,8 +91,8 @@ class ThreadPool {
     num_threads_ = n;
   }
 
-  // Runs f(lo, hi) once for each chunk of [begin, end) (see parallel_for_chunk_count), chunks
-  // of at least `grain` items unless the range is shorter.
+  /// Runs f(lo, hi) once for each chunk of [begin, end) (see parallel_for_chunk_count), chunks
+  /// of at least `grain` items unless the range is shorter.
   void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain,
                     const std::function<void(std::int64_t, std::int64_t)>& f) {
     const std::int64_t n = end - begin;
@@ -193,9 +196,14 @@ class ThreadPool {
   std::atomic<int> active_{0};                // workers inside a job; written under mutex_
 };
 
+/// Threads ember's CPU ops use, the caller included (torch.set_num_threads); n <= 0 means all
+/// cores.
 inline void set_num_threads(int n) { ThreadPool::instance().set_num_threads(n); }
+/// Threads ember's CPU ops use (torch.get_num_threads).
 [[nodiscard]] inline int get_num_threads() { return ThreadPool::instance().num_threads(); }
 
+/// Runs f(lo, hi) over chunks of [begin, end) on the thread pool (chunks of at least `grain`
+/// items), returning when all are done; an exception in f is rethrown here.
 template <class F>
 void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain, F&& f) {
   const std::function<void(std::int64_t, std::int64_t)> fn = std::forward<F>(f);

@@ -95,6 +95,8 @@ void print_dim(std::ostream& os, const std::vector<T>& v, const Shape& shape, co
 }
 }  // namespace detail
 
+/// Prints a tensor as PyTorch does: tensor([...]) with its values, dtype and device where PyTorch
+/// would show them.
 template <Element T>
 std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
   if (!t.defined()) return os << "tensor(undefined)";

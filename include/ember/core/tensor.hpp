@@ -26,18 +26,24 @@ namespace ember {
 
 template <class T>
 struct TensorImpl {
+  /// The memory, shared by every view of it.
   std::shared_ptr<Storage<T>> storage;
+  /// Sizes, outermost first.
   Shape shape;
+  /// Strides in elements.
   Shape strides;
+  /// Offset of the first element in the storage, in elements.
   std::int64_t offset = 0;
-  std::int64_t numel = 0;  // product of shape, cached
-  // autograd; meaningful for float and double only
+  std::int64_t numel = 0;  ///< product of shape, cached
+  /// autograd; meaningful for float and double only
   bool requires_grad = false;
+  /// The accumulated gradient (leaves), or null.
   std::shared_ptr<TensorImpl<T>> grad;
+  /// The operation that made this tensor (null for leaves).
   std::shared_ptr<autograd::Node<T>> grad_fn;
 };
 
-// Calls f(i, storage_index) for every element in C order, i counting from 0.
+/// Calls f(i, storage_index) for every element in C order, i counting from 0.
 template <class F>
 void for_each_strided(const Shape& shape, const Shape& strides, std::int64_t offset, F&& f) {
   const std::int64_t n = numel_of(shape);
@@ -67,12 +73,16 @@ class Tensor {
                             "uint8_t (YOU_USED_AN_UNSUPPORTED_ELEMENT_TYPE)");
 
  public:
+  /// The element type.
   using value_type = T;
 
   Tensor() = default;
+  /// Wraps an implementation (shared, not copied).
   explicit Tensor(std::shared_ptr<TensorImpl<T>> impl) : impl_(std::move(impl)) {}
 
   // ---- factories --------------------------------------------------------------------------
+  /// An uninitialised tensor of `shape` on `device` (torch.empty); throws ember::Error when the
+  /// device is not available.
   [[nodiscard]] static Tensor empty(const Shape& shape, Device device = Device::cpu()) {
     auto impl = std::make_shared<TensorImpl<T>>();
     impl->storage = std::make_shared<Storage<T>>(numel_of(shape), device);
@@ -81,20 +91,24 @@ class Tensor {
     impl->numel = impl->storage->size();
     return Tensor(std::move(impl));
   }
+  /// A tensor of `shape` filled with `value` (torch.full).
   [[nodiscard]] static Tensor full(const Shape& shape, T value, Device device = Device::cpu()) {
     Tensor t = empty(shape, device);
     if (device.is_cpu()) std::fill_n(t.data(), t.numel(), value);
     else if (t.numel() > 0) backend::cuda_copy<T>().fill(device.index, t.data(), t.numel(), value);
     return t;
   }
+  /// Zeros (torch.zeros).
   [[nodiscard]] static Tensor zeros(const Shape& shape, Device d = Device::cpu()) {
     return full(shape, T(0), d);
   }
+  /// Ones (torch.ones).
   [[nodiscard]] static Tensor ones(const Shape& shape, Device d = Device::cpu()) {
     return full(shape, T(1), d);
   }
+  /// A 0-dimensional tensor holding `value` (torch.tensor(value)).
   [[nodiscard]] static Tensor scalar(T value) { return full({}, value); }
-  // [start, end) in steps of step, PyTorch's arange.
+  /// [start, end) in steps of step, PyTorch's arange.
   [[nodiscard]] static Tensor arange(double start, double end, double step = 1) {
     EMBER_CHECK(step != 0, "arange: step must be non-zero");
     const auto n = static_cast<std::int64_t>(std::max(0.0, std::ceil((end - start) / step)));
@@ -102,10 +116,11 @@ class Tensor {
     for (std::int64_t i = 0; i < n; ++i) t.data()[i] = static_cast<T>(start + step * i);
     return t;
   }
+  /// 0, 1, ..., end - 1 (torch.arange(end)).
   [[nodiscard]] static Tensor arange(std::int64_t end) {
     return arange(0.0, static_cast<double>(end));
   }
-  // Copies `values` into a new tensor of the given shape (1-D when shape is empty).
+  /// Copies `values` into a new tensor of the given shape (1-D when shape is empty).
   [[nodiscard]] static Tensor from_vector(const std::vector<T>& values, Shape shape = {}) {
     if (shape.empty() && values.size() != 1) shape = {static_cast<std::int64_t>(values.size())};
     EMBER_CHECK(numel_of(shape) == static_cast<std::int64_t>(values.size()), "from_vector: ",
@@ -114,10 +129,12 @@ class Tensor {
     std::copy(values.begin(), values.end(), t.data());
     return t;
   }
+  /// The values of a braced list, in the given shape (1-D when empty): Tensor<float>::from_list({1,
+  /// 2, 3}).
   [[nodiscard]] static Tensor from_list(std::initializer_list<T> values, Shape shape = {}) {
     return from_vector(std::vector<T>(values), std::move(shape));
   }
-  // Uniform in [low, high) from the Philox generator.
+  /// Uniform in [low, high) from the Philox generator.
   [[nodiscard]] static Tensor uniform(const Shape& shape, double low, double high,
                                       Generator& gen = default_generator())
     requires Real<T>
@@ -129,6 +146,7 @@ class Tensor {
       p[i] = static_cast<T>(low + (high - low) * Philox::uniform<double>(gen.seed(), first + i));
     return t;
   }
+  /// Uniform in [0, 1) from `gen` (torch.rand); float and double only.
   [[nodiscard]] static Tensor rand(const Shape& shape, Generator& gen = default_generator())
     requires Real<T>
   {
@@ -138,6 +156,7 @@ class Tensor {
     for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = Philox::uniform<T>(gen.seed(), first + i);
     return t;
   }
+  /// Standard normal from `gen` (torch.randn); float and double only.
   [[nodiscard]] static Tensor randn(const Shape& shape, Generator& gen = default_generator())
     requires Real<T>
   {
@@ -149,45 +168,61 @@ class Tensor {
   }
 
   // ---- metadata ---------------------------------------------------------------------------
+  /// False for a default-constructed tensor (no storage); most calls on one throw ember::Error.
   [[nodiscard]] bool defined() const { return impl_ != nullptr; }
+  /// The sizes (x.shape).
   [[nodiscard]] const Shape& shape() const { return impl().shape; }
+  /// The strides in elements (x.stride()).
   [[nodiscard]] const Shape& strides() const { return impl().strides; }
+  /// The offset of the first element in the storage, in elements.
   [[nodiscard]] std::int64_t offset() const { return impl().offset; }
+  /// The number of dimensions (x.dim()).
   [[nodiscard]] std::int64_t dim() const { return static_cast<std::int64_t>(shape().size()); }
+  /// Size of dimension d; negative d counts from the end (x.size(d)); throws when out of range.
   [[nodiscard]] std::int64_t size(std::int64_t d) const {
     EMBER_CHECK(dim() > 0, "size(", d, "): a 0-d tensor has no dimensions");
     return shape()[static_cast<std::size_t>(wrap_dim(d, dim()))];
   }
+  /// The number of elements.
   [[nodiscard]] std::int64_t numel() const { return impl().numel; }
+  /// Where the storage lives.
   [[nodiscard]] Device device() const { return impl().storage->device(); }
+  /// The element type as a DType value (f32, f64, i64, i32 or u8).
   [[nodiscard]] static constexpr DType dtype() { return dtype_of<T>(); }
+  /// True when the elements are laid out in C order without gaps.
   [[nodiscard]] bool is_contiguous() const {
     return numel() == 0 || is_contiguous_layout(shape(), strides());  // empty: as PyTorch
   }
+  /// True when both tensors view the same storage.
   [[nodiscard]] bool shares_storage(const Tensor& o) const {
     return impl().storage == o.impl().storage;
   }
+  /// The shared implementation (for ember's internals and tests).
   [[nodiscard]] const std::shared_ptr<TensorImpl<T>>& impl_ptr() const { return impl_; }
 
-  // Pointer to the first element (storage + offset). Strides apply.
+  /// Pointer to the first element (storage + offset). Strides apply.
   [[nodiscard]] T* data() const { return impl().storage->data() + impl().offset; }
 
   // ---- element access (bounds-checked) ----------------------------------------------------
+  /// Element (i, j, ...) by reference, one index per dimension, bounds-checked (throws
+  /// ember::Error); CPU only.
   template <std::integral... I>
   [[nodiscard]] T& operator()(I... idx) const {
     const std::int64_t list[] = {static_cast<std::int64_t>(idx)..., 0};
     return element(list, sizeof...(I));
   }
+  /// Element at the index list `idx`, bounds-checked.
   [[nodiscard]] T& at(const Shape& idx) const {
     return element(idx.data(), idx.size());
   }
+  /// The only element's value (x.item()); throws unless numel() == 1.
   [[nodiscard]] T item() const {
     EMBER_CHECK(numel() == 1, "item(): tensor of shape ", shape_str(shape()),
                 " has ", numel(), " elements, not one");
     if (device().is_cuda()) return to_vector()[0];
     return *data();
   }
-  // The elements in C order, as a std::vector (any layout).
+  /// The elements in C order, as a std::vector (any layout).
   [[nodiscard]] std::vector<T> to_vector() const {
     std::vector<T> out(static_cast<std::size_t>(numel()));
     if (device().is_cuda()) {
@@ -204,20 +239,30 @@ class Tensor {
   }
 
   // ---- views and copies (recorded by autograd) --------------------------------------------
-  [[nodiscard]] Tensor reshape(Shape shape) const;  // a view when the layout allows it
-  [[nodiscard]] Tensor view(Shape shape) const;     // must be a view, else an error
+  [[nodiscard]] Tensor reshape(Shape shape) const;  ///< a view when the layout allows it
+  [[nodiscard]] Tensor view(Shape shape) const;     ///< must be a view, else an error
+  /// Dimensions start_dim..end_dim merged into one (x.flatten); a view when the layout allows it.
   [[nodiscard]] Tensor flatten(std::int64_t start_dim = 0, std::int64_t end_dim = -1) const;
+  /// Dimensions d0 and d1 swapped: a view (x.transpose).
   [[nodiscard]] Tensor transpose(std::int64_t d0, std::int64_t d1) const;
+  /// transpose(0, 1) (x.t()).
   [[nodiscard]] Tensor t() const { return transpose(0, 1); }
+  /// Dimensions reordered as `dims`: a view (x.permute).
   [[nodiscard]] Tensor permute(const Shape& dims) const;
+  /// Elements start, start + step, ... below end along `dim`: a view (x[..., start:end:step]).
   [[nodiscard]] Tensor slice(std::int64_t dim, std::int64_t start, std::int64_t end,
                              std::int64_t step = 1) const;
+  /// Index `index` of dimension `dim`, which is removed: a view (x.select).
   [[nodiscard]] Tensor select(std::int64_t dim, std::int64_t index) const;
+  /// A new dimension of size 1 at `dim`: a view (x.unsqueeze).
   [[nodiscard]] Tensor unsqueeze(std::int64_t dim) const;
+  /// Dimension `dim` removed if its size is 1: a view (x.squeeze(dim)).
   [[nodiscard]] Tensor squeeze(std::int64_t dim) const;
+  /// This tensor if contiguous, else a contiguous copy (x.contiguous()).
   [[nodiscard]] Tensor contiguous() const;
+  /// A contiguous copy, recorded by autograd (x.clone()).
   [[nodiscard]] Tensor clone() const;
-  // Same storage, no autograd history, requires_grad false.
+  /// Same storage, no autograd history, requires_grad false.
   [[nodiscard]] Tensor detach() const {
     auto impl = std::make_shared<TensorImpl<T>>();
     impl->storage = this->impl().storage;
@@ -227,7 +272,7 @@ class Tensor {
     impl->numel = numel();
     return Tensor(std::move(impl));
   }
-  // Element type conversion (a copy; not recorded).
+  /// Element type conversion (a copy; not recorded).
   template <Element U>
   [[nodiscard]] Tensor<U> cast() const {
     Tensor<U> out = Tensor<U>::empty(shape(), device());
@@ -243,12 +288,13 @@ class Tensor {
                      [&](std::int64_t i, std::int64_t s) { o[i] = static_cast<U>(base[s]); });
     return out;
   }
-  // A copy on device d (this tensor itself when it is already there). Recorded by autograd:
-  // the gradient flows back to this tensor's device.
+  /// A copy on device d (this tensor itself when it is already there). Recorded by autograd:
+  /// the gradient flows back to this tensor's device.
   [[nodiscard]] Tensor to(Device d) const;
+  /// A copy on the CPU (this tensor when already there), recorded by autograd (x.cpu()).
   [[nodiscard]] Tensor cpu() const { return to(Device::cpu()); }
-  // Moves the data to device d in place (as a contiguous buffer): every handle to this tensor
-  // sees the move, which is how a module's parameters change device. A gradient moves too.
+  /// Moves the data to device d in place (as a contiguous buffer): every handle to this tensor
+  /// sees the move, which is how a module's parameters change device. A gradient moves too.
   Tensor& move_to_(Device d) {
     if (d == device()) return *this;
     const Tensor moved = detach().to_copy(d);
@@ -260,10 +306,13 @@ class Tensor {
   }
 
   // ---- in-place (never recorded; refused on leaves that require grad while recording) -----
-  // Each one bumps the storage's version (shared by every view), in grad mode or not, so that
-  // backward() can refuse a saved tensor changed since it was saved.
+  /// Each one bumps the storage's version (shared by every view), in grad mode or not, so that
+  /// backward() can refuse a saved tensor changed since it was saved.
   Tensor& fill_(T value) { return fill_as(value, "fill_"); }
+  /// Sets every element to 0 in place (x.zero_()).
   Tensor& zero_() { return fill_as(T(0), "zero_"); }
+  /// Copies src's elements (same shape; any devices) in place (x.copy_(src)); throws for a shape
+  /// mismatch.
   Tensor& copy_(const Tensor& src) {
     check_inplace("copy_");
     EMBER_CHECK(src.shape() == shape(), "copy_: source shape ", shape_str(src.shape()),
@@ -297,23 +346,29 @@ class Tensor {
   }
 
   // ---- autograd -----------------------------------------------------------------------------
+  /// True when autograd tracks this tensor (x.requires_grad).
   [[nodiscard]] bool requires_grad() const { return defined() && impl().requires_grad; }
+  /// Marks a float or double leaf as a parameter whose gradient backward() accumulates
+  /// (x.requires_grad_()).
   Tensor& requires_grad_(bool on = true) {
     static_assert(Real<T>, "only float and double tensors can require gradients");
     EMBER_CHECK(is_leaf() || on, "requires_grad_(false) on a non-leaf tensor; use detach()");
     impl().requires_grad = on;
     return *this;
   }
+  /// True for tensors no recorded op made (parameters, inputs).
   [[nodiscard]] bool is_leaf() const { return impl().grad_fn == nullptr; }
+  /// The node that made this tensor (x.grad_fn), null for leaves.
   [[nodiscard]] const std::shared_ptr<autograd::Node<T>>& grad_fn() const {
     return impl().grad_fn;
   }
-  // The accumulated gradient (undefined until a backward pass reaches this leaf).
+  /// The accumulated gradient (undefined until a backward pass reaches this leaf).
   [[nodiscard]] Tensor grad() const {
     return impl().grad ? Tensor(impl().grad) : Tensor();
   }
+  /// Replaces the gradient (x.grad = g); an undefined g clears it.
   void set_grad(const Tensor& g) { impl().grad = g.defined() ? g.impl_ : nullptr; }
-  // Zeroes the gradient in place (set_to_none=true drops it instead, as PyTorch does).
+  /// Zeroes the gradient in place (set_to_none=true drops it instead, as PyTorch does).
   void zero_grad(bool set_to_none = false) {
     if (!impl().grad) return;
     if (set_to_none) impl().grad.reset();
@@ -327,21 +382,21 @@ class Tensor {
                        [&](std::int64_t, std::int64_t s) { base[s] = T(0); });
     }
   }
-  // How many in-place writes this tensor's storage has had (PyTorch's _version): shared by
-  // every view of the storage. The in-place ops above, SGD's update and gradient accumulation
-  // bump it; code that writes through data() calls bump_version() itself.
+  /// How many in-place writes this tensor's storage has had (PyTorch's _version): shared by
+  /// every view of the storage. The in-place ops above, SGD's update and gradient accumulation
+  /// bump it; code that writes through data() calls bump_version() itself.
   [[nodiscard]] std::uint64_t version() const {
     return impl().storage->version_counter().version();
   }
-  // `op` (a string literal) names the write in backward()'s error.
+  /// `op` (a string literal) names the write in backward()'s error.
   void bump_version(const char* op = "a write through data()") const {
     impl().storage->version_counter().bump(op);
   }
-  // Back-propagates from this tensor. A non-scalar needs an explicit gradient. Defined by the
-  // autograd engine (autograd/engine.hpp), which every op header and <ember/ember.hpp> include.
+  /// Back-propagates from this tensor. A non-scalar needs an explicit gradient. Defined by the
+  /// autograd engine (autograd/engine.hpp), which every op header and <ember/ember.hpp> include.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
 
-  // This tensor's geometry as a kernel operand (rank <= 8).
+  /// This tensor's geometry as a kernel operand (rank <= 8).
   [[nodiscard]] StridedView view_desc() const {
     EMBER_CHECK(dim() <= kMaxDims, "tensors on CUDA devices have at most ", kMaxDims,
                 " dimensions, got ", shape_str(shape()));
@@ -355,6 +410,7 @@ class Tensor {
     return v;
   }
 
+  /// The implementation; throws ember::Error for an undefined tensor.
   [[nodiscard]] TensorImpl<T>& impl() const {
     EMBER_CHECK(impl_ != nullptr, "use of an undefined (default-constructed) tensor");
     return *impl_;
@@ -443,35 +499,42 @@ class Tensor {
   std::shared_ptr<TensorImpl<T>> impl_;
 };
 
-// Free-function factories: ember::zeros<float>({2, 3}) and friends (float by default).
+/// Free-function factories: ember::zeros<float>({2, 3}) and friends (float by default).
 template <Element T = float>
 [[nodiscard]] Tensor<T> empty(const Shape& s, Device d = Device::cpu()) {
   return Tensor<T>::empty(s, d);
 }
+/// Zeros (torch.zeros).
 template <Element T = float>
 [[nodiscard]] Tensor<T> zeros(const Shape& s, Device d = Device::cpu()) {
   return Tensor<T>::zeros(s, d);
 }
+/// Ones (torch.ones).
 template <Element T = float>
 [[nodiscard]] Tensor<T> ones(const Shape& s, Device d = Device::cpu()) {
   return Tensor<T>::ones(s, d);
 }
+/// A tensor filled with `v` (torch.full).
 template <Element T = float>
 [[nodiscard]] Tensor<T> full(const Shape& s, T v, Device d = Device::cpu()) {
   return Tensor<T>::full(s, v, d);
 }
+/// [start, end) in steps of step (torch.arange).
 template <Element T = float>
 [[nodiscard]] Tensor<T> arange(double start, double end, double step = 1) {
   return Tensor<T>::arange(start, end, step);
 }
+/// Uniform in [0, 1) from `g` (torch.rand).
 template <Real T = float>
 [[nodiscard]] Tensor<T> rand(const Shape& s, Generator& g = default_generator()) {
   return Tensor<T>::rand(s, g);
 }
+/// Standard normal from `g` (torch.randn).
 template <Real T = float>
 [[nodiscard]] Tensor<T> randn(const Shape& s, Generator& g = default_generator()) {
   return Tensor<T>::randn(s, g);
 }
+/// Uniform in [lo, hi) from `g` (torch.empty(s).uniform_(lo, hi)).
 template <Real T = float>
 [[nodiscard]] Tensor<T> uniform(const Shape& s, double lo, double hi,
                                 Generator& g = default_generator()) {
@@ -479,9 +542,9 @@ template <Real T = float>
 }
 
 namespace autograd {
-// The versions of the tensors an op's backward function captures (inputs, its output, a
-// target), taken when the op runs: record() stores them in the node, and backward() checks
-// them before it calls the function. Undefined tensors are skipped.
+/// The versions of the tensors an op's backward function captures (inputs, its output, a
+/// target), taken when the op runs: record() stores them in the node, and backward() checks
+/// them before it calls the function. Undefined tensors are skipped.
 template <class... U>
 [[nodiscard]] SavedVersions saved(const Tensor<U>&... tensors) {
   static_assert(sizeof...(U) <= SavedVersions::kMax, "autograd::saved: too many tensors");
@@ -495,12 +558,12 @@ template <class... U>
   return out;
 }
 
-// Records `out` as produced by an op named `name` from `inputs`, when grad mode is on and
-// an input requires grad. `backward` maps the output's gradient to one gradient per input.
-// It must not capture `out` itself (that would be a cycle): capture out.detach(). Every tensor
-// it captures whose values it reads goes in `saved` (autograd::saved(a, b)), so that an
-// in-place change to one of them between the op and backward() is an error, not a silently
-// wrong gradient; shapes and other values copied into the function need nothing.
+/// Records `out` as produced by an op named `name` from `inputs`, when grad mode is on and
+/// an input requires grad. `backward` maps the output's gradient to one gradient per input.
+/// It must not capture `out` itself (that would be a cycle): capture out.detach(). Every tensor
+/// it captures whose values it reads goes in `saved` (autograd::saved(a, b)), so that an
+/// in-place change to one of them between the op and backward() is an error, not a silently
+/// wrong gradient; shapes and other values copied into the function need nothing.
 template <class T, class F>
 void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, SavedVersions saved,
             F&& backward) {
@@ -520,7 +583,7 @@ void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, Sav
     (void)out, (void)name, (void)inputs, (void)saved, (void)backward;
   }
 }
-// The same for a backward function that reads no tensor it captured (only shapes, scalars).
+/// The same for a backward function that reads no tensor it captured (only shapes, scalars).
 template <class T, class F>
 void record(Tensor<T>& out, const char* name, std::vector<Tensor<T>> inputs, F&& backward) {
   record(out, name, std::move(inputs), SavedVersions{}, std::forward<F>(backward));

@@ -41,22 +41,31 @@
 
 namespace ember::data {
 
+/// One batch: images and their labels, on the CPU.
 struct Batch {
-  Tensor<float> images;         // (B, C, H, W)
-  Tensor<std::int64_t> labels;  // (B)
+  Tensor<float> images;         ///< (B, C, H, W)
+  Tensor<std::int64_t> labels;  ///< (B)
 };
 
+/// torch.utils.data.DataLoader's settings.
 struct DataLoaderOptions {
+  /// Samples per batch (> 0).
   std::int64_t batch_size = 64;
+  /// A new random order every epoch, drawn from the loader's generator.
   bool shuffle = false;
+  /// Drop the last, smaller batch.
   bool drop_last = false;
-  std::uint64_t seed = 0;  // of the loader's own generator: the shuffle and the epoch keys
-  float mean = 0.5f, std = 0.5f;  // a Subset's normalisation (not used for a Dataset)
-  // With num_workers = 0: prepare the next batch on one background thread while the current
-  // one trains (false: every batch on the calling thread, as PyTorch's num_workers=0).
+  std::uint64_t seed = 0;  ///< of the loader's own generator: the shuffle and the epoch keys
+  /// a Subset's normalisation (not used for a Dataset)
+  /// @{
+  float mean = 0.5f, std = 0.5f;
+  /// @}
+  /// With num_workers = 0: prepare the next batch on one background thread while the current
+  /// one trains (false: every batch on the calling thread, as PyTorch's num_workers=0).
   bool prefetch = true;
-  // Worker threads making batches; each keeps up to prefetch_factor batches ahead.
+  /// Worker threads making batches; each keeps up to prefetch_factor batches ahead.
   int num_workers = 0;
+  /// Batches each worker keeps ready ahead of the training step (>= 1).
   int prefetch_factor = 2;
 };
 
@@ -99,18 +108,21 @@ class NormalizedSubset : public Dataset {
 };
 }  // namespace detail
 
+/// torch.utils.data.DataLoader over any Dataset: batches (B, C, H, W) float with int64 labels,
+/// optionally shuffled, made by worker threads ahead of the training step; the same bits for any
+/// number of workers.
 class DataLoader {
  public:
-  // Over any dataset; its examples must be float images of one shape (C, H, W).
+  /// Over any dataset; its examples must be float images of one shape (C, H, W).
   DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions options)
       : dataset_(std::move(dataset)), options_(options), gen_(options.seed) {
     detail::check_loader_options(options, "DataLoader");
     EMBER_CHECK(dataset_ != nullptr, "DataLoader: no dataset (a null pointer)");
     dataset_->validate("DataLoader");
   }
-  // Over a Subset of an ImageDataset, normalised by options.mean and options.std. Validates
-  // the subset and the dataset behind it (Subset::validate) when made and at every epoch, so
-  // that a hand-built dataset cannot make it read past a buffer.
+  /// Over a Subset of an ImageDataset, normalised by options.mean and options.std. Validates
+  /// the subset and the dataset behind it (Subset::validate) when made and at every epoch, so
+  /// that a hand-built dataset cannot make it read past a buffer.
   DataLoader(Subset data, DataLoaderOptions options) : options_(options), gen_(options.seed) {
     detail::check_loader_options(options, "DataLoader");
     data.validate("DataLoader");
@@ -119,31 +131,43 @@ class DataLoader {
     what_ = "a subset";
   }
 
+  /// The number of samples.
   [[nodiscard]] std::int64_t size() const { return dataset_->size(); }
+  /// The dataset's number of classes (0 when unknown).
   [[nodiscard]] std::int64_t num_classes() const { return dataset_->num_classes(); }
+  /// Batches per epoch (len(loader)).
   [[nodiscard]] std::int64_t num_batches() const {
     const std::int64_t n = size(), b = options_.batch_size;
     return options_.drop_last ? n / b : (n + b - 1) / b;
   }
+  /// The settings it was made with.
   [[nodiscard]] const DataLoaderOptions& options() const { return options_; }
+  /// The dataset it reads.
   [[nodiscard]] const Dataset& dataset() const { return *dataset_; }
-  // The loader's generator, whose offset is part of a resumable training state.
+  /// The loader's generator, whose offset is part of a resumable training state.
   [[nodiscard]] Generator& generator() { return gen_; }
 
-  // One pass over the data: for (const Batch& b : loader.epoch()) ...
+  /// One pass over the data: for (const Batch& b : loader.epoch()) ...
   class Epoch {
    public:
+    /// An input iterator over an epoch's batches.
     class Iterator {
      public:
+      /// The batch type.
       using value_type = Batch;
+      /// Iterator distance.
       using difference_type = std::ptrdiff_t;
+      /// Batch i of epoch e.
       Iterator(Epoch* e, std::int64_t i) : e_(e), i_(i) {}
+      /// The current batch; valid until the iterator advances.
       const Batch& operator*() const { return e_->current_; }
+      /// Moves to the next batch (waits for a worker to finish it); rethrows a worker's error.
       Iterator& operator++() {
         ++i_;
         e_->advance(i_);
         return *this;
       }
+      /// Same position.
       bool operator==(const Iterator& o) const { return i_ == o.i_; }
 
      private:
@@ -151,6 +175,7 @@ class DataLoader {
       std::int64_t i_;
     };
 
+    /// The epoch's sample order and the key of its random streams; made by DataLoader::epoch().
     Epoch(const DataLoader* loader, std::vector<std::int64_t> order, std::uint64_t key)
         : loader_(loader), state_(std::make_unique<State>()) {
       state_->order = std::move(order);
@@ -160,11 +185,13 @@ class DataLoader {
     Epoch& operator=(const Epoch&) = delete;
     ~Epoch() { stop(); }
 
+    /// Starts the workers and returns the first batch.
     Iterator begin() {
       start_workers();
       advance(0);
       return {this, 0};
     }
+    /// Past the last batch.
     Iterator end() { return {this, loader_->num_batches()}; }
 
    private:
@@ -259,9 +286,9 @@ class DataLoader {
     Batch current_;
   };
 
-  // Starts an epoch: draws this epoch's order from the generator when shuffling, then, for a
-  // random dataset, the epoch's key. Checks the dataset again (it is shared: its owner may have
-  // changed it since).
+  /// Starts an epoch: draws this epoch's order from the generator when shuffling, then, for a
+  /// random dataset, the epoch's key. Checks the dataset again (it is shared: its owner may have
+  /// changed it since).
   [[nodiscard]] Epoch epoch() {
     dataset_->validate("DataLoader");
     std::vector<std::int64_t> order =
@@ -274,13 +301,13 @@ class DataLoader {
     return Epoch(this, std::move(order), key_);
   }
 
-  // Batch i of an epoch with the given order (positions into the dataset), with the last
-  // epoch's key for random transforms.
+  /// Batch i of an epoch with the given order (positions into the dataset), with the last
+  /// epoch's key for random transforms.
   [[nodiscard]] Batch make_batch(const std::vector<std::int64_t>& order, std::int64_t i) const {
     return make_batch(order, i, key_);
   }
 
-  // Batch i, its samples made with RandomStream(key, index).
+  /// Batch i, its samples made with RandomStream(key, index).
   [[nodiscard]] Batch make_batch(const std::vector<std::int64_t>& order, std::int64_t i,
                                  std::uint64_t key) const {
     const std::int64_t n = size(), bs = options_.batch_size;

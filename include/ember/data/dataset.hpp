@@ -35,36 +35,40 @@
 
 namespace ember::data {
 
-// One sample: an image (C, H, W), uint8 or float, and its class.
+/// One sample: an image (C, H, W), uint8 or float, and its class.
 struct Example {
+  /// (C, H, W), uint8 pixels or float.
   Image image;
+  /// The class, in [0, num_classes()).
   std::int64_t label = 0;
 };
 
+/// torch.utils.data.Dataset (map-style): implement size() and get(i); a DataLoader batches it.
 class Dataset {
  public:
   virtual ~Dataset() = default;
+  /// The number of samples (PyTorch's __len__).
   [[nodiscard]] virtual std::int64_t size() const = 0;
-  // Sample `index`, in [0, size()). Called from the DataLoader's worker threads at once: it
-  // must not change the dataset (or must lock what it changes).
+  /// Sample `index`, in [0, size()). Called from the DataLoader's worker threads at once: it
+  /// must not change the dataset (or must lock what it changes).
   [[nodiscard]] virtual Example get(std::int64_t index) const = 0;
 
-  // What the DataLoader calls: sample `index` with `rng`, its own random stream, for random
-  // transforms. A dataset that draws nothing need not override it.
+  /// What the DataLoader calls: sample `index` with `rng`, its own random stream, for random
+  /// transforms. A dataset that draws nothing need not override it.
   [[nodiscard]] virtual Example fetch(std::int64_t index, RandomStream& rng) const {
     (void)rng;
     return get(index);
   }
-  // Whether fetch() draws from its stream (the DataLoader then draws a key per epoch).
+  /// Whether fetch() draws from its stream (the DataLoader then draws a key per epoch).
   [[nodiscard]] virtual bool random() const { return false; }
-  // The number of classes, labels being in [0, num_classes()); 0 when unknown.
+  /// The number of classes, labels being in [0, num_classes()); 0 when unknown.
   [[nodiscard]] virtual std::int64_t num_classes() const { return 0; }
-  // Sample `index` in words, for error messages: a file's path where there is one.
+  /// Sample `index` in words, for error messages: a file's path where there is one.
   [[nodiscard]] virtual std::string describe(std::int64_t index) const {
     return "sample " + std::to_string(index);
   }
-  // Throws an ember::Error, naming `consumer`, unless the dataset holds together. The
-  // DataLoader calls it when made and at each epoch.
+  /// Throws an ember::Error, naming `consumer`, unless the dataset holds together. The
+  /// DataLoader calls it when made and at each epoch.
   virtual void validate(const std::string& consumer) const { (void)consumer; }
 };
 
@@ -80,13 +84,15 @@ inline void check_index(std::int64_t index, std::int64_t size, const char* what)
 }
 }  // namespace detail
 
-// Another dataset's images through a transform.
+/// Another dataset's images through a transform.
 class TransformedDataset : public Dataset {
  public:
+  /// `base`'s samples with `transform` applied to each image; throws for a null base.
   TransformedDataset(std::shared_ptr<const Dataset> base, transforms::Transform transform)
       : base_(std::move(base)), transform_(std::move(transform)) {
     EMBER_CHECK(base_ != nullptr, "TransformedDataset: no dataset (a null pointer)");
   }
+  /// The base's size.
   [[nodiscard]] std::int64_t size() const override { return base_->size(); }
   [[nodiscard]] Example get(std::int64_t index) const override {
     RandomStream rng(0, static_cast<std::uint64_t>(index));
@@ -109,9 +115,11 @@ class TransformedDataset : public Dataset {
   transforms::Transform transform_;
 };
 
-// Some of another dataset's samples, by index (torch.utils.data.Subset).
+/// Some of another dataset's samples, by index (torch.utils.data.Subset).
 class DatasetSubset : public Dataset {
  public:
+  /// Samples indices[0], indices[1], ... of `base`; throws for a null base or an index out of
+  /// range.
   DatasetSubset(std::shared_ptr<const Dataset> base, std::vector<std::int64_t> indices)
       : base_(std::move(base)), indices_(std::move(indices)) {
     EMBER_CHECK(base_ != nullptr, "DatasetSubset: no dataset (a null pointer)");
@@ -120,13 +128,14 @@ class DatasetSubset : public Dataset {
                   indices_[k], " at position ", k, " is out of range for a dataset of ",
                   base_->size(), " samples");
   }
+  /// The number of indices.
   [[nodiscard]] std::int64_t size() const override {
     return static_cast<std::int64_t>(indices_.size());
   }
   [[nodiscard]] Example get(std::int64_t index) const override {
     return base_->get(base_index(index));
   }
-  // The sample keeps the stream the DataLoader gave its position here.
+  /// The sample keeps the stream the DataLoader gave its position here.
   [[nodiscard]] Example fetch(std::int64_t index, RandomStream& rng) const override {
     return base_->fetch(base_index(index), rng);
   }
@@ -136,6 +145,7 @@ class DatasetSubset : public Dataset {
     return base_->describe(base_index(index));
   }
   void validate(const std::string& consumer) const override { base_->validate(consumer); }
+  /// The base's indices, in order.
   [[nodiscard]] const std::vector<std::int64_t>& indices() const { return indices_; }
 
  private:
@@ -147,9 +157,9 @@ class DatasetSubset : public Dataset {
   std::vector<std::int64_t> indices_;
 };
 
-// Splits a dataset into disjoint random subsets of the given lengths (adding up to its size),
-// as torch.utils.data.random_split; the same permutation as random_split over an
-// ImageDataset with the same generator.
+/// Splits a dataset into disjoint random subsets of the given lengths (adding up to its size),
+/// as torch.utils.data.random_split; the same permutation as random_split over an
+/// ImageDataset with the same generator.
 template <class D>
   requires std::derived_from<D, Dataset>
 std::vector<std::shared_ptr<const Dataset>> random_split(const std::shared_ptr<D>& d,
@@ -174,10 +184,12 @@ std::vector<std::shared_ptr<const Dataset>> random_split(const std::shared_ptr<D
   return out;
 }
 
-// Images held in one tensor (N, C, H, W), uint8 or float, with labels (N), as
-// torch.utils.data.TensorDataset; sample i is a copy of image i through `transform`.
+/// Images held in one tensor (N, C, H, W), uint8 or float, with labels (N), as
+/// torch.utils.data.TensorDataset; sample i is a copy of image i through `transform`.
 class TensorDataset : public Dataset {
  public:
+  /// images (N, C, H, W) uint8 or float and labels (N) int64, contiguous on the CPU (throws
+  /// otherwise); `transform` applies to each sample.
   TensorDataset(Image images, Tensor<std::int64_t> labels, transforms::Transform transform = {},
                 std::int64_t num_classes = 0)
       : images_(std::move(images)), labels_(std::move(labels)), transform_(std::move(transform)),
@@ -194,6 +206,7 @@ class TensorDataset : public Dataset {
                 "TensorDataset: labels must be (N) = (", s[0], ") contiguous on the CPU, got ",
                 labels_.defined() ? shape_str(labels_.shape()) : std::string("undefined"));
   }
+  /// N.
   [[nodiscard]] std::int64_t size() const override { return labels_.size(0); }
   [[nodiscard]] Example get(std::int64_t index) const override {
     RandomStream rng(0, static_cast<std::uint64_t>(index));
@@ -220,20 +233,23 @@ class TensorDataset : public Dataset {
   std::int64_t num_classes_;
 };
 
-// MNIST from its four IDX files (load_mnist): images (1, 28, 28) uint8, as torchvision's
-// MNIST gives PIL images; add transforms::ToTensor() (and Normalize) for the DataLoader.
+/// MNIST from its four IDX files (load_mnist): images (1, 28, 28) uint8, as torchvision's
+/// MNIST gives PIL images; add transforms::ToTensor() (and Normalize) for the DataLoader.
 class MNIST : public Dataset {
  public:
+  /// Reads the split's IDX files under `root` (load_mnist); throws ember::Error naming a missing or
+  /// bad file.
   MNIST(const std::string& root, Split split, transforms::Transform transform = {})
       : MNIST(load_mnist(root, split), std::move(transform)) {}
-  // Images already loaded (one copy shared by, say, a training and a validation view with
-  // different transforms).
+  /// Images already loaded (one copy shared by, say, a training and a validation view with
+  /// different transforms).
   MNIST(std::shared_ptr<const ImageDataset> data, transforms::Transform transform = {})
       : data_(std::move(data)), transform_(std::move(transform)) {
     EMBER_CHECK(data_ != nullptr, "MNIST: no data (a null pointer)");
     data_->validate("MNIST");
   }
 
+  /// 60,000 (train) or 10,000 (test) for the standard files.
   [[nodiscard]] std::int64_t size() const override { return data_->size(); }
   [[nodiscard]] Example get(std::int64_t index) const override {
     RandomStream rng(0, static_cast<std::uint64_t>(index));
@@ -251,9 +267,13 @@ class MNIST : public Dataset {
   [[nodiscard]] std::string describe(std::int64_t index) const override {
     return std::string(name()) + " image " + std::to_string(index);
   }
+  /// The images and labels.
   [[nodiscard]] const ImageDataset& data() const { return *data_; }
+  /// The images and labels, shared (to make another view with other transforms).
   [[nodiscard]] std::shared_ptr<const ImageDataset> shared_data() const { return data_; }
+  /// "MNIST", used in messages.
   [[nodiscard]] virtual const char* name() const { return "MNIST"; }
+  /// The class names, as torchvision's MNIST.classes.
   static constexpr std::array<const char*, 10> classes = {
       "0 - zero", "1 - one", "2 - two",   "3 - three", "4 - four",
       "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"};
@@ -263,22 +283,28 @@ class MNIST : public Dataset {
   transforms::Transform transform_;
 };
 
-// Fashion-MNIST (Zalando): MNIST's format and sizes, ten kinds of clothing. Debian's
-// dataset-fashion-mnist installs it in default_root.
+/// Fashion-MNIST (Zalando): MNIST's format and sizes, ten kinds of clothing. Debian's
+/// dataset-fashion-mnist installs it in default_root.
 class FashionMNIST : public MNIST {
  public:
+  /// Where Debian's dataset-fashion-mnist installs the IDX files.
   static constexpr const char* default_root = "/usr/share/datasets/fashion-mnist";
+  /// The class names, as torchvision's FashionMNIST.classes.
   static constexpr std::array<const char*, 10> classes = {
       "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
       "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
+  /// Reads the split's IDX files under `root` (default_root for Debian's package); a missing file's
+  /// error names the package.
   FashionMNIST(const std::string& root, Split split, transforms::Transform transform = {})
       : MNIST(load(root, split), std::move(transform)) {}
+  /// Images already loaded (load()), with its own transform.
   FashionMNIST(std::shared_ptr<const ImageDataset> data, transforms::Transform transform = {})
       : MNIST(std::move(data), std::move(transform)) {}
+  /// "FashionMNIST", used in messages.
   [[nodiscard]] const char* name() const override { return "FashionMNIST"; }
 
-  // The images and labels of a split, read once (to share between views).
+  /// The images and labels of a split, read once (to share between views).
   [[nodiscard]] static std::shared_ptr<const ImageDataset> load(const std::string& root,
                                                                 Split split) {
     try {

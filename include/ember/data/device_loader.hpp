@@ -18,14 +18,14 @@
 #include "ember/data/mnist.hpp"
 
 namespace ember::op {
-// out (batch, pixels) = (images[indices[b]] / 255 - mean) / std, from uint8 images on the device
+/// out (batch, pixels) = (images[indices[b]] / 255 - mean) / std, from uint8 images on the device
 struct GatherNormalize {
   static constexpr const char* name = "DeviceDataLoader gather";
   template <class T>
   using sig = void(const std::uint8_t* images, const std::int64_t* indices, std::int64_t batch,
                    std::int64_t pixels, float mean, float std, float* out);
 };
-// out[b] = labels[indices[b]]
+/// out[b] = labels[indices[b]]
 struct GatherLabels {
   static constexpr const char* name = "DeviceDataLoader labels";
   template <class T>
@@ -36,8 +36,12 @@ struct GatherLabels {
 
 namespace ember::data {
 
+/// A DataLoader whose data live on a device: the images are copied there once and every batch is
+/// gathered and normalised there (no host transfer per step); no transforms.
 class DeviceDataLoader {
  public:
+  /// Copies the subset's images and labels to `device` (a CUDA device; throws otherwise); options
+  /// as DataLoader's, mean and std normalising.
   DeviceDataLoader(const Subset& data, DataLoaderOptions options, Device device)
       : options_(options), gen_(options.seed), device_(device) {
     // The data first: these checks need no device.
@@ -66,26 +70,32 @@ class DeviceDataLoader {
     start_epoch_order(false);
   }
 
+  /// The number of samples.
   [[nodiscard]] std::int64_t size() const { return n_; }
+  /// Batches per epoch.
   [[nodiscard]] std::int64_t num_batches() const {
     const std::int64_t b = options_.batch_size;
     return options_.drop_last ? n_ / b : (n_ + b - 1) / b;
   }
+  /// The dataset's number of classes.
   [[nodiscard]] std::int64_t num_classes() const { return num_classes_; }
-  // The number of samples in batch i.
+  /// The number of samples in batch i.
   [[nodiscard]] std::int64_t batch_count(std::int64_t i) const {
     EMBER_CHECK(i >= 0 && i < num_batches(), "DeviceDataLoader: batch ", i,
                 " is out of range for ", num_batches(), " batches");
     return std::min(options_.batch_size, n_ - i * options_.batch_size);
   }
+  /// The settings it was made with.
   [[nodiscard]] const DataLoaderOptions& options() const { return options_; }
+  /// The loader's generator (its shuffle), part of a resumable training state.
   [[nodiscard]] Generator& generator() { return gen_; }
+  /// Where the batches are.
   [[nodiscard]] Device device() const { return device_; }
 
-  // Starts an epoch: draws and uploads its order (the identity when not shuffling).
+  /// Starts an epoch: draws and uploads its order (the identity when not shuffling).
   void start_epoch() { start_epoch_order(options_.shuffle); }
 
-  // Batch i of the current epoch, in new tensors.
+  /// Batch i of the current epoch, in new tensors.
   [[nodiscard]] Batch batch(std::int64_t i) const {
     const std::int64_t count = batch_count(i);
     Batch b{Tensor<float>::empty({count, 1, h_, w_}, device_),
@@ -94,8 +104,8 @@ class DeviceDataLoader {
     return b;
   }
 
-  // Batch i written into existing tensors of the batch's shape (a captured CUDA graph reads
-  // its input from fixed addresses).
+  /// Batch i written into existing tensors of the batch's shape (a captured CUDA graph reads
+  /// its input from fixed addresses).
   void batch_into(std::int64_t i, const Tensor<float>& images, const Tensor<std::int64_t>& labels) const {
     const std::int64_t count = batch_count(i);
     EMBER_CHECK(images.defined() && labels.defined(),

@@ -38,33 +38,43 @@
 
 namespace ember::data {
 
+/// Which way round a photo's ink is.
 enum class Polarity {
   detect,  // from the border: a light border is inverted
   as_is,   // already light ink on a dark background, as MNIST
   invert,  // dark ink on a light background
 };
 
+/// How to_mnist_digit reads a photo.
 struct DigitImageOptions {
+  /// Light ink on dark (MNIST's), dark on light, or detect from the border.
   Polarity polarity = Polarity::detect;
-  // After the levels are stretched to [0, 1], ink below this is background at least (the
-  // floor measured on the border may be higher).
+  /// After the levels are stretched to [0, 1], ink below this is background at least (the
+  /// floor measured on the border may be higher).
   double noise_floor = 0;
-  // The least contrast (brightest ink minus the border's level, in [0, 1]) that counts as a
-  // digit; below it the image is refused as blank.
+  /// The least contrast (brightest ink minus the border's level, in [0, 1]) that counts as a
+  /// digit; below it the image is refused as blank.
   double min_contrast = 0.1;
 };
 
-// What to_mnist_digit found and did.
+/// What to_mnist_digit found and did.
 struct DigitImageInfo {
+  /// True when the input was dark ink on light (and was inverted).
   bool inverted = false;
-  double border_mean = 0;                   // of the input, in [0, 1]
-  std::int64_t box_rows = 0, box_cols = 0;  // the ink's bounding box in the input
-  std::int64_t out_rows = 0, out_cols = 0;  // that box scaled, in the 28 x 28 output
+  double border_mean = 0;                   ///< of the input, in [0, 1]
+  /// the ink's bounding box in the input
+  /// @{
+  std::int64_t box_rows = 0, box_cols = 0;
+  /// @}
+  /// that box scaled, in the 28 x 28 output
+  /// @{
+  std::int64_t out_rows = 0, out_cols = 0;
+  /// @}
 };
 
-inline constexpr std::int64_t mnist_side = 28;        // the canvas
-inline constexpr std::int64_t mnist_box = 20;         // the longer side of the ink
-inline constexpr double mnist_centre_of_mass = 14.0;  // row and column, numbered from 0
+inline constexpr std::int64_t mnist_side = 28;         ///< the canvas
+inline constexpr std::int64_t mnist_box = 20;          ///< the longer side of the ink
+inline constexpr double mnist_centre_of_mass = 14.0;   ///< row and column, numbered from 0
 
 namespace detail {
 
@@ -239,7 +249,7 @@ inline GreyImage mnist_digit(GreyImage g, const DigitImageOptions& o, DigitImage
 
 }  // namespace detail
 
-// The mean of the outermost ring of pixels, in [0, 1]; above 0.5 is a light background.
+/// The mean of the outermost ring of pixels, in [0, 1]; above 0.5 is a light background.
 template <class T>
 [[nodiscard]] double border_mean(const Tensor<T>& gray) {
   const detail::GreyImage g =
@@ -250,8 +260,8 @@ template <class T>
   return sum / static_cast<double>(ring.size());
 }
 
-// A greyscale uint8 image (H, W) as an MNIST digit: uint8 (28, 28), light ink on black.
-// Throws ember::Error when no digit is found (an image of one grey, nearly).
+/// A greyscale uint8 image (H, W) as an MNIST digit: uint8 (28, 28), light ink on black.
+/// Throws ember::Error when no digit is found (an image of one grey, nearly).
 [[nodiscard]] inline Tensor<std::uint8_t> to_mnist_digit(const Tensor<std::uint8_t>& gray,
                                                          const DigitImageOptions& options = {},
                                                          DigitImageInfo* info = nullptr) {
@@ -265,7 +275,7 @@ template <class T>
   return out;
 }
 
-// The same for levels in [0, 1] (float (H, W)); returns float (28, 28) in [0, 1].
+/// The same for levels in [0, 1] (float (H, W)); returns float (28, 28) in [0, 1].
 [[nodiscard]] inline Tensor<float> to_mnist_digit(const Tensor<float>& gray,
                                                   const DigitImageOptions& options = {},
                                                   DigitImageInfo* info = nullptr) {
@@ -277,20 +287,22 @@ template <class T>
   return out;
 }
 
+/// to_mnist_digit with only the polarity set.
 [[nodiscard]] inline Tensor<std::uint8_t> to_mnist_digit(const Tensor<std::uint8_t>& gray,
                                                          Polarity polarity) {
   return to_mnist_digit(gray, DigitImageOptions{.polarity = polarity});
 }
+/// to_mnist_digit with only the polarity set (float pixels in [0, 1]).
 [[nodiscard]] inline Tensor<float> to_mnist_digit(const Tensor<float>& gray, Polarity polarity) {
   return to_mnist_digit(gray, DigitImageOptions{.polarity = polarity});
 }
 
-// An image with transparent pixels, given as read composited onto black (on_black) and onto
-// white (on_white), flattened onto the background it means. A pixel's opacity is
-// a = 255 - (on_white - on_black), and what is opaque is either the strokes (it covers less
-// than half the image: the background is the opposite of their mean grey) or a sheet with the
-// digit on it (half or more: the background continues the sheet's grey). Returns on_black
-// when nothing is transparent.
+/// An image with transparent pixels, given as read composited onto black (on_black) and onto
+/// white (on_white), flattened onto the background it means. A pixel's opacity is
+/// a = 255 - (on_white - on_black), and what is opaque is either the strokes (it covers less
+/// than half the image: the background is the opposite of their mean grey) or a sheet with the
+/// digit on it (half or more: the background continues the sheet's grey). Returns on_black
+/// when nothing is transparent.
 [[nodiscard]] inline Tensor<std::uint8_t> flatten_transparency(
     const Tensor<std::uint8_t>& on_black, const Tensor<std::uint8_t>& on_white) {
   EMBER_CHECK(on_black.shape() == on_white.shape(), "flatten_transparency: shapes ",

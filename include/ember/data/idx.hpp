@@ -38,18 +38,21 @@
 
 namespace ember::data {
 
-// One IDX file as stored: type code, dimensions (outermost first) and the raw payload.
+/// One IDX file as stored: type code, dimensions (outermost first) and the raw payload.
 struct IdxArray {
+  /// 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
   std::uint8_t type_code = 0x08;
+  /// Sizes, outermost first.
   std::vector<std::int64_t> dims;
-  std::vector<std::uint8_t> bytes;  // as stored: big-endian for multi-byte types
+  std::vector<std::uint8_t> bytes;  ///< as stored: big-endian for multi-byte types
 };
 
+/// The most dimensions an IDX file may have here.
 inline constexpr int idx_max_rank = 4;
-// read_idx's default bound on the payload size: 4 GiB, far above MNIST's 47 MB.
+/// read_idx's default bound on the payload size: 4 GiB, far above MNIST's 47 MB.
 inline constexpr std::int64_t idx_default_max_bytes = std::int64_t{1} << 32;
 
-// Bytes per element for an IDX type code, or 0 if the code is not an IDX type.
+/// Bytes per element for an IDX type code, or 0 if the code is not an IDX type.
 [[nodiscard]] inline std::int64_t idx_element_size(std::uint8_t type_code) {
   switch (type_code) {
     case 0x08: return 1;  // unsigned byte
@@ -338,11 +341,13 @@ inline void write_file_bytes(const std::string& path, const std::vector<std::uin
 
 }  // namespace detail
 
-// An IDX file's header: type code, dimensions (outermost first) and the payload's size.
+/// An IDX file's header: type code, dimensions (outermost first) and the payload's size.
 struct IdxHeader {
+  /// 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
   std::uint8_t type_code = 0x08;
+  /// Sizes, outermost first.
   std::vector<std::int64_t> dims;
-  std::uint64_t payload_bytes = 0;  // prod(dims) * element size, checked
+  std::uint64_t payload_bytes = 0;  ///< prod(dims) * element size, checked
 };
 
 namespace detail {
@@ -454,13 +459,13 @@ IdxHeader read_idx_from(IdxByteSource& src, const std::string& where, Allocate&&
 
 }  // namespace detail
 
-// Reads an IDX file, raw or gzip (detected by its first two bytes), straight into memory the
-// caller provides: allocate(const IdxHeader&) is called once, after the header has been
-// checked, and returns where the payload_bytes bytes of payload go (as stored: big-endian for
-// multi-byte types). gzip data is inflated straight into it, so a file costs its payload and
-// no copy. Throws ember::Error, naming the file, for a missing file, a bad header, a payload
-// larger than max_bytes, a payload shorter or longer than the header says, corrupt gzip data,
-// or an allocation that fails.
+/// Reads an IDX file, raw or gzip (detected by its first two bytes), straight into memory the
+/// caller provides: allocate(const IdxHeader&) is called once, after the header has been
+/// checked, and returns where the payload_bytes bytes of payload go (as stored: big-endian for
+/// multi-byte types). gzip data is inflated straight into it, so a file costs its payload and
+/// no copy. Throws ember::Error, naming the file, for a missing file, a bad header, a payload
+/// larger than max_bytes, a payload shorter or longer than the header says, corrupt gzip data,
+/// or an allocation that fails.
 template <class Allocate>
 IdxHeader read_idx_into(const std::string& path, Allocate&& allocate,
                         std::int64_t max_bytes = idx_default_max_bytes) {
@@ -468,7 +473,7 @@ IdxHeader read_idx_into(const std::string& path, Allocate&& allocate,
   return detail::read_idx_from(src, detail::idx_where(path), allocate, max_bytes);
 }
 
-// The same for a file's bytes held in memory; name stands for the file in messages.
+/// The same for a file's bytes held in memory; name stands for the file in messages.
 template <class Allocate>
 IdxHeader parse_idx_into(std::span<const std::uint8_t> bytes, const std::string& name,
                          Allocate&& allocate, std::int64_t max_bytes = idx_default_max_bytes) {
@@ -490,7 +495,7 @@ template <class Read>
 }
 }  // namespace detail
 
-// Reads an IDX file into an IdxArray (see read_idx_into).
+/// Reads an IDX file into an IdxArray (see read_idx_into).
 [[nodiscard]] inline IdxArray read_idx(const std::string& path,
                                        std::int64_t max_bytes = idx_default_max_bytes) {
   return detail::read_idx_array([&](auto allocate) {
@@ -498,7 +503,7 @@ template <class Read>
   });
 }
 
-// Parses an IDX file held in memory, raw or gzip; name stands for the file in messages.
+/// Parses an IDX file held in memory, raw or gzip; name stands for the file in messages.
 [[nodiscard]] inline IdxArray parse_idx(std::span<const std::uint8_t> bytes,
                                         const std::string& name,
                                         std::int64_t max_bytes = idx_default_max_bytes) {
@@ -507,7 +512,7 @@ template <class Read>
   });
 }
 
-// Reads an IDX file of unsigned bytes (type 0x08), as MNIST's are.
+/// Reads an IDX file of unsigned bytes (type 0x08), as MNIST's are.
 [[nodiscard]] inline std::vector<std::uint8_t> read_idx_u8(
     const std::string& path, std::vector<std::int64_t>& dims_out,
     std::int64_t max_bytes = idx_default_max_bytes) {
@@ -518,9 +523,9 @@ template <class Read>
   return std::move(a.bytes);
 }
 
-// Reads an IDX file of unsigned bytes (type 0x08) into a tensor of its shape, inflating
-// straight into the tensor: MNIST's 47 MB of training images cost 47 MB, not twice that.
-// The type code is checked before anything is allocated.
+/// Reads an IDX file of unsigned bytes (type 0x08) into a tensor of its shape, inflating
+/// straight into the tensor: MNIST's 47 MB of training images cost 47 MB, not twice that.
+/// The type code is checked before anything is allocated.
 [[nodiscard]] inline Tensor<std::uint8_t> read_idx_u8_tensor(
     const std::string& path, std::int64_t max_bytes = idx_default_max_bytes) {
   Tensor<std::uint8_t> out;
@@ -536,8 +541,8 @@ template <class Read>
   return out;
 }
 
-// Writes an IDX file, gzip-compressed if gzip is true. The array must be valid: known type
-// code, rank 1..4, dimensions in 1..2^32-1, and bytes.size() == prod(dims) * element size.
+/// Writes an IDX file, gzip-compressed if gzip is true. The array must be valid: known type
+/// code, rank 1..4, dimensions in 1..2^32-1, and bytes.size() == prod(dims) * element size.
 inline void write_idx(const std::string& path, const IdxArray& a, bool gzip) {
   const std::string where = detail::idx_where(path);
   const std::int64_t elem_size = idx_element_size(a.type_code);

@@ -31,19 +31,30 @@
 
 namespace ember::data {
 
+/// How ImageFolder reads its files.
 struct ImageFolderOptions {
-  int channels = 3;  // 3: RGB, 1: grey
+  int channels = 3;  ///< 3: RGB, 1: grey
+  /// Applied to each image (uint8 (C, H, W) as read).
   transforms::Transform transform{};
+  /// How PNG files are read (size limit, background for transparency).
   PngOptions png{};
 };
 
+/// torchvision.datasets.ImageFolder over PNG files: each sub-folder of root is a class (sorted
+/// by name), its .png files (sub-folders included) the class's samples; any size, grey or RGB.
 class ImageFolder : public Dataset {
  public:
+  /// One file and its class.
   struct Sample {
+    /// The file's path.
     std::string path;
+    /// Its class index.
     std::int64_t label;
   };
 
+  /// Lists the class folders and their PNG files (get() reads the images); throws ember::Error for
+  /// channels other than 1 or 3, a root that is not a folder, no class folder, or a class without
+  /// .png files.
   explicit ImageFolder(const std::string& root, ImageFolderOptions options = {})
       : root_(root), options_(std::move(options)) {
     namespace fs = std::filesystem;
@@ -85,6 +96,7 @@ class ImageFolder : public Dataset {
                 " in '", root, "'");
   }
 
+  /// The number of image files.
   [[nodiscard]] std::int64_t size() const override {
     return static_cast<std::int64_t>(samples_.size());
   }
@@ -114,11 +126,15 @@ class ImageFolder : public Dataset {
     return "'" + samples_[static_cast<std::size_t>(index)].path + "'";
   }
 
+  /// The class names (the sub-folders of root), sorted.
   [[nodiscard]] const std::vector<std::string>& classes() const { return classes_; }
+  /// Class name -> index, as torchvision's class_to_idx.
   [[nodiscard]] const std::map<std::string, std::int64_t>& class_to_idx() const {
     return class_to_idx_;
   }
+  /// Every file and its class, in the dataset's order.
   [[nodiscard]] const std::vector<Sample>& samples() const { return samples_; }
+  /// The folder it was made from.
   [[nodiscard]] const std::string& root() const { return root_; }
 
  private:

@@ -33,9 +33,13 @@
 
 namespace ember::data {
 
+/// How pixels outside an image are filled: a constant, the edge pixel, or a reflection without
+/// (reflect) or with (symmetric) the edge, as torchvision's padding_mode.
 enum class PaddingMode { constant, edge, reflect, symmetric };
+/// Nearest-neighbour or bilinear sampling, as torchvision's InterpolationMode.
 enum class Interpolation { nearest, bilinear };
 
+/// The mode's name, as torchvision spells it.
 [[nodiscard]] inline const char* padding_mode_name(PaddingMode m) {
   switch (m) {
     case PaddingMode::constant: return "constant";
@@ -46,23 +50,35 @@ enum class Interpolation { nearest, bilinear };
   return "?";
 }
 
-// Padding on each side, as torchvision's `padding`: one number for all four sides, two for
-// (left and right, top and bottom), or four (left, top, right, bottom).
+/// Padding on each side, as torchvision's `padding`: one number for all four sides, two for
+/// (left and right, top and bottom), or four (left, top, right, bottom).
 struct Padding {
+  /// Pixels added on each side.
+  /// @{
   std::int64_t left = 0, top = 0, right = 0, bottom = 0;
+  /// @}
   Padding() = default;
+  /// The same on all four sides.
   Padding(std::int64_t all) : left(all), top(all), right(all), bottom(all) {}  // NOLINT
+  /// left_right on the left and right, top_bottom on the top and bottom.
   Padding(std::int64_t left_right, std::int64_t top_bottom)
       : left(left_right), top(top_bottom), right(left_right), bottom(top_bottom) {}
+  /// Each side on its own (left, top, right, bottom).
   Padding(std::int64_t l, std::int64_t t, std::int64_t r, std::int64_t b)
       : left(l), top(t), right(r), bottom(b) {}
+  /// True when any side is padded.
   [[nodiscard]] bool any() const { return left != 0 || top != 0 || right != 0 || bottom != 0; }
 };
 
-// An output size (height, width): one number for a square.
+/// An output size (height, width): one number for a square.
 struct Size2 {
+  /// The size in pixels.
+  /// @{
   std::int64_t height = 0, width = 0;
+  /// @}
+  /// A square of side `side`.
   Size2(std::int64_t side) : height(side), width(side) {}  // NOLINT
+  /// height x width.
   Size2(std::int64_t h, std::int64_t w) : height(h), width(w) {}
 };
 
@@ -122,8 +138,8 @@ template <class T>
 
 }  // namespace detail
 
-// Checks padding against an image of h x w for a padding mode: no side negative, reflect
-// at most n - 1 and symmetric at most n on an axis of n (as torch's and torchvision's pad).
+/// Checks padding against an image of h x w for a padding mode: no side negative, reflect
+/// at most n - 1 and symmetric at most n on an axis of n (as torch's and torchvision's pad).
 inline void check_padding(const Padding& p, std::int64_t h, std::int64_t w, PaddingMode mode,
                           const char* op) {
   EMBER_CHECK(p.left >= 0 && p.top >= 0 && p.right >= 0 && p.bottom >= 0, op,
@@ -140,8 +156,8 @@ inline void check_padding(const Padding& p, std::int64_t h, std::int64_t w, Padd
   }
 }
 
-// out (C, h, w) = the window of img at (top, left), which may reach outside the image: those
-// pixels come from the padding mode (fill for constant).
+/// out (C, h, w) = the window of img at (top, left), which may reach outside the image: those
+/// pixels come from the padding mode (fill for constant).
 template <class T>
 [[nodiscard]] Tensor<T> image_window(const Tensor<T>& img, std::int64_t top, std::int64_t left,
                                      std::int64_t h, std::int64_t w, PaddingMode mode,
@@ -179,7 +195,7 @@ template <class T>
   return out;
 }
 
-// Mirrors the width (F.hflip) or the height (F.vflip).
+/// Mirrors the width (F.hflip) or the height (F.vflip).
 template <class T>
 [[nodiscard]] Tensor<T> image_flip(const Tensor<T>& img, bool horizontal) {
   const auto [C, H, W] = detail::image_dims(img, horizontal ? "hflip" : "vflip");
@@ -223,7 +239,7 @@ struct LinearTap {
 }
 }  // namespace detail
 
-// Resizes to (h, w) by bilinear or nearest interpolation, antialias=False.
+/// Resizes to (h, w) by bilinear or nearest interpolation, antialias=False.
 template <class T>
 [[nodiscard]] Tensor<T> image_resize(const Tensor<T>& img, std::int64_t h, std::int64_t w,
                                      Interpolation mode) {
@@ -261,10 +277,10 @@ template <class T>
   return out;
 }
 
-// torchvision's _get_inverse_affine_matrix (inverted=True): the matrix that maps an output
-// pixel's centred coordinates to the source's, for a rotation by `angle` degrees, a
-// translation (tx, ty) in pixels, a scale and shears (degrees) about `center` (centred
-// coordinates: (0, 0) is the image's centre).
+/// torchvision's _get_inverse_affine_matrix (inverted=True): the matrix that maps an output
+/// pixel's centred coordinates to the source's, for a rotation by `angle` degrees, a
+/// translation (tx, ty) in pixels, a scale and shears (degrees) about `center` (centred
+/// coordinates: (0, 0) is the image's centre).
 [[nodiscard]] inline std::array<double, 6> inverse_affine_matrix(
     std::array<double, 2> center, double angle, std::array<double, 2> translate, double scale,
     std::array<double, 2> shear) {
@@ -283,7 +299,7 @@ template <class T>
   return m;
 }
 
-// Warps img by the inverse matrix m (see the top of this file); the output has img's size.
+/// Warps img by the inverse matrix m (see the top of this file); the output has img's size.
 template <class T>
 [[nodiscard]] Tensor<T> image_affine(const Tensor<T>& img, const std::array<double, 6>& m,
                                      Interpolation mode, double fill) {

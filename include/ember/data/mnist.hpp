@@ -16,18 +16,20 @@
 
 namespace ember::data {
 
-// Raw images and labels; normalisation happens when a batch is made. The element types are
-// fixed by the fields; a hand-built dataset's shapes, layout and labels are checked by
-// validate(), which every consumer (DataLoader, DeviceDataLoader) calls before it reads them.
+/// Raw images and labels; normalisation happens when a batch is made. The element types are
+/// fixed by the fields; a hand-built dataset's shapes, layout and labels are checked by
+/// validate(), which every consumer (DataLoader, DeviceDataLoader) calls before it reads them.
 struct ImageDataset {
-  Tensor<std::uint8_t> images;  // (N, H, W), contiguous, on the CPU
-  Tensor<std::int64_t> labels;  // (N), contiguous, on the CPU, each in [0, num_classes)
+  Tensor<std::uint8_t> images;  ///< (N, H, W), contiguous, on the CPU
+  Tensor<std::int64_t> labels;  ///< (N), contiguous, on the CPU, each in [0, num_classes)
+  /// Labels are in [0, num_classes).
   std::int64_t num_classes = 10;
 
+  /// N (0 without labels).
   [[nodiscard]] std::int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
 
-  // Throws an ember::Error, "<consumer>: ImageDataset: <what is wrong>", unless the dataset is
-  // as the fields above say. O(N): it reads every label.
+  /// Throws an ember::Error, "<consumer>: ImageDataset: <what is wrong>", unless the dataset is
+  /// as the fields above say. O(N): it reads every label.
   void validate(const std::string& consumer) const {
     const std::string where = consumer + ": ImageDataset: ";
     check_tensor(images, "images", "(N, H, W)", 3, where);
@@ -55,13 +57,16 @@ struct ImageDataset {
   }
 };
 
-// A view of some of a dataset's samples, by index.
+/// A view of some of a dataset's samples, by index.
 struct Subset {
+  /// The dataset the indices point into.
   std::shared_ptr<const ImageDataset> dataset;
+  /// Sample numbers, each in [0, dataset->size()).
   std::vector<std::int64_t> indices;
 
+  /// The number of indices.
   [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(indices.size()); }
-  // Every sample of `d`, in order.
+  /// Every sample of `d`, in order.
   [[nodiscard]] static Subset all(std::shared_ptr<const ImageDataset> d) {
     EMBER_CHECK(d != nullptr, "Subset::all: no dataset (a null pointer)");
     std::vector<std::int64_t> idx(static_cast<std::size_t>(d->size()));
@@ -69,8 +74,8 @@ struct Subset {
     return {std::move(d), std::move(idx)};
   }
 
-  // Throws an ember::Error naming `consumer` unless the dataset is there and valid
-  // (ImageDataset::validate) and every index names one of its samples. O(N + size()).
+  /// Throws an ember::Error naming `consumer` unless the dataset is there and valid
+  /// (ImageDataset::validate) and every index names one of its samples. O(N + size()).
   void validate(const std::string& consumer) const {
     EMBER_CHECK(dataset != nullptr, consumer, ": Subset: no dataset (a null pointer)");
     dataset->validate(consumer);
@@ -81,7 +86,7 @@ struct Subset {
   }
 };
 
-// Fisher-Yates shuffle of [0, n) drawn from `gen`.
+/// Fisher-Yates shuffle of [0, n) drawn from `gen`.
 inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& gen) {
   EMBER_CHECK(n >= 0, "random_permutation: negative length ", n);
   std::vector<std::int64_t> p(static_cast<std::size_t>(n));
@@ -92,8 +97,8 @@ inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& g
   return p;
 }
 
-// Splits a dataset into disjoint random subsets of the given lengths (which must add up to
-// its size), like torch.utils.data.random_split.
+/// Splits a dataset into disjoint random subsets of the given lengths (which must add up to
+/// its size), like torch.utils.data.random_split.
 inline std::vector<Subset> random_split(const std::shared_ptr<const ImageDataset>& d,
                                         const std::vector<std::int64_t>& lengths,
                                         Generator& gen) {
@@ -130,8 +135,8 @@ inline std::string find_idx_file(const std::string& dir, const std::string& name
 }
 }  // namespace detail
 
-// Reads an images IDX file (N, H, W) and a labels IDX file (N) into an ImageDataset,
-// checking that they agree and that every label is below num_classes.
+/// Reads an images IDX file (N, H, W) and a labels IDX file (N) into an ImageDataset,
+/// checking that they agree and that every label is below num_classes.
 inline ImageDataset load_idx_dataset(const std::string& images_path,
                                      const std::string& labels_path,
                                      std::int64_t num_classes = 10) {
@@ -157,9 +162,10 @@ inline ImageDataset load_idx_dataset(const std::string& images_path,
   return d;
 }
 
+/// Which of MNIST's files: the 60,000 training images or the 10,000 test images.
 enum class Split { train, test };
 
-// MNIST (or Fashion-MNIST, same files) from `dir`: train-images-idx3-ubyte(.gz) and friends.
+/// MNIST (or Fashion-MNIST, same files) from `dir`: train-images-idx3-ubyte(.gz) and friends.
 inline std::shared_ptr<const ImageDataset> load_mnist(const std::string& dir, Split split) {
   const std::string prefix = split == Split::train ? "train" : "t10k";
   const std::string images = detail::find_idx_file(dir, prefix + "-images-idx3-ubyte");

@@ -13,19 +13,22 @@
 
 namespace ember::data {
 
+/// A uint8 pixel to float, (pixel / 255 - mean) / std, computed as (pixel - 255 * mean) * (1 / (255
+/// * std)) on the CPU and CUDA alike.
 struct PixelNormalization {
-  float center = 127.5f;       // 255 * mean
-  float scale = 1.0f / 127.5f;  // 1 / (255 * std)
+  float center = 127.5f;       ///< 255 * mean
+  float scale = 1.0f / 127.5f;  ///< 1 / (255 * std)
 
-  // Out of line on purpose: were 255 * mean visible where the pixel is subtracted, a compiler
-  // that contracts could fuse the two (pixel - 255 * mean as one multiply-add). Refuses a
-  // mean or std that would make every pixel inf or NaN.
+  /// Out of line on purpose: were 255 * mean visible where the pixel is subtracted, a compiler
+  /// that contracts could fuse the two (pixel - 255 * mean as one multiply-add). Refuses a
+  /// mean or std that would make every pixel inf or NaN.
   [[nodiscard, gnu::noinline]] static PixelNormalization from(float mean, float std) {
     EMBER_CHECK(std::isfinite(mean), "PixelNormalization: mean must be finite, got ", mean);
     EMBER_CHECK(std::isfinite(std) && std > 0,
                 "PixelNormalization: std must be positive and finite, got ", std);
     return {255.0f * mean, 1.0f / (255.0f * std)};
   }
+  /// The pixel normalised.
   [[nodiscard]] EMBER_HOST_DEVICE float operator()(std::uint8_t pixel) const {
     return (static_cast<float>(pixel) - center) * scale;
   }

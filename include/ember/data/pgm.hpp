@@ -30,9 +30,10 @@
 
 namespace ember::data {
 
+/// Limits and conventions for reading PGM files.
 struct PgmOptions {
-  // Largest width * height accepted: 64 Mi pixels (8192 x 8192), as PngOptions. Width and
-  // height are each at most 16384 whatever this says.
+  /// Largest width * height accepted: 64 Mi pixels (8192 x 8192), as PngOptions. Width and
+  /// height are each at most 16384 whatever this says.
   std::int64_t max_pixels = std::int64_t{1} << 26;
 };
 
@@ -154,6 +155,8 @@ inline Tensor<std::uint8_t> pgm_pixels(std::istream& in, const std::string& wher
 
 }  // namespace detail
 
+/// Reads a PGM file (P2 or P5) as uint8 (H, W); throws ember::Error naming the file and what is
+/// wrong.
 inline Tensor<std::uint8_t> read_pgm(const std::string& path, const PgmOptions& options = {}) {
   const std::string where = "PGM file '" + path + "': ";
   EMBER_CHECK(options.max_pixels > 0, where, "max_pixels must be positive, got ",
@@ -205,7 +208,7 @@ inline Tensor<std::uint8_t> read_pgm(const std::string& path, const PgmOptions& 
                            });
 }
 
-// Writes a (H, W) uint8 tensor as binary P5, atomically.
+/// Writes a (H, W) uint8 tensor as binary P5, atomically.
 inline void write_pgm(const std::string& path, const Tensor<std::uint8_t>& img) {
   EMBER_CHECK(img.dim() == 2, "write_pgm: expected an (H, W) image, got ", shape_str(img.shape()));
   const Tensor<std::uint8_t> c = img.contiguous();

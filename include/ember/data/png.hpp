@@ -54,10 +54,11 @@
 
 namespace ember::data {
 
+/// How PNG files are read.
 struct PngOptions {
-  // The grey level that transparent pixels are composited onto.
+  /// The grey level that transparent pixels are composited onto.
   std::uint8_t background = 0;
-  // Largest width * height accepted: 64 Mi pixels (8192 x 8192), far above any digit.
+  /// Largest width * height accepted: 64 Mi pixels (8192 x 8192), far above any digit.
   std::int64_t max_pixels = std::int64_t{1} << 26;
 };
 
@@ -237,15 +238,15 @@ namespace detail {
 }
 }  // namespace detail
 
-// Reads a PNG file as an 8-bit greyscale (H, W) image.
+/// Reads a PNG file as an 8-bit greyscale (H, W) image.
 [[nodiscard]] inline Tensor<std::uint8_t> read_png(const std::string& path,
                                                    const PngOptions& options = {}) {
   return detail::read_png_file(path, options, 0);
 }
 
-// Reads a PNG file as an image (channels, H, W): channels 1 for grey (as read_png), 3 for
-// RGB (grey files give R = G = B; alpha is composited onto options.background in each
-// channel as above; libpng converts palettes and bit depths).
+/// Reads a PNG file as an image (channels, H, W): channels 1 for grey (as read_png), 3 for
+/// RGB (grey files give R = G = B; alpha is composited onto options.background in each
+/// channel as above; libpng converts palettes and bit depths).
 [[nodiscard]] inline Tensor<std::uint8_t> read_png_image(const std::string& path, int channels,
                                                          const PngOptions& options = {}) {
   EMBER_CHECK(channels == 1 || channels == 3, "PNG file '", path,
@@ -253,15 +254,15 @@ namespace detail {
   return detail::read_png_file(path, options, channels);
 }
 
-// Reads PNG bytes held in memory; `name` stands for them in error messages.
+/// Reads PNG bytes held in memory; `name` stands for them in error messages.
 [[nodiscard]] inline Tensor<std::uint8_t> read_png(std::span<const std::byte> bytes,
                                                    const std::string& name = "<memory>",
                                                    const PngOptions& options = {}) {
   return detail::read_png_memory(bytes, "PNG data '" + name + "': ", options);
 }
 
-// Writes an 8-bit image as a PNG file: (H, W) or (1, H, W) grey, (2, H, W) grey + alpha,
-// (3, H, W) RGB or (4, H, W) RGBA. Throws an ember::Error naming the file if it cannot.
+/// Writes an 8-bit image as a PNG file: (H, W) or (1, H, W) grey, (2, H, W) grey + alpha,
+/// (3, H, W) RGB or (4, H, W) RGBA. Throws an ember::Error naming the file if it cannot.
 inline void write_png(const std::string& path, const Tensor<std::uint8_t>& image) {
   const std::string where = "PNG file '" + path + "': ";
   EMBER_CHECK(image.defined() && (image.dim() == 2 || image.dim() == 3), where,

@@ -37,33 +37,38 @@
 
 namespace ember::data {
 
-// An image (C, H, W): uint8 pixels or float values.
+/// An image (C, H, W): uint8 pixels or float values.
 using Image = std::variant<Tensor<std::uint8_t>, Tensor<float>>;
 
+/// The image's shape (C, H, W); empty when undefined.
 [[nodiscard]] inline Shape image_shape(const Image& img) {
   return std::visit([](const auto& t) { return t.defined() ? t.shape() : Shape{}; }, img);
 }
+/// True for a float image, false for uint8.
 [[nodiscard]] inline bool image_is_float(const Image& img) {
   return std::holds_alternative<Tensor<float>>(img);
 }
+/// "uint8 (1, 28, 28)" or "float (3, 32, 32)", for messages.
 [[nodiscard]] inline std::string image_str(const Image& img) {
   return (image_is_float(img) ? "float " : "uint8 ") + shape_str(image_shape(img));
 }
 
-// One sample's random numbers: Philox blocks (key, counter = sample, stream = draw number),
-// one block per draw. Two streams with different keys or samples never share a block.
+/// One sample's random numbers: Philox blocks (key, counter = sample, stream = draw number),
+/// one block per draw. Two streams with different keys or samples never share a block.
 class RandomStream {
  public:
+  /// The stream of sample `sample` under key `key` (the DataLoader derives the key from its seed
+  /// and the epoch).
   RandomStream(std::uint64_t key, std::uint64_t sample) : key_(key), sample_(sample) {}
 
-  // Uniform in [0, 1), 53 bits.
+  /// Uniform in [0, 1), 53 bits.
   double uniform() {
     const Philox::Block b = next_block();
     return Philox::to_double(b[0], b[1]);
   }
-  // Uniform in [low, high), as torch.empty(1).uniform_(low, high).
+  /// Uniform in [low, high), as torch.empty(1).uniform_(low, high).
   double uniform(double low, double high) { return low + (high - low) * uniform(); }
-  // Uniform integer in [low, high), as torch.randint(low, high); needs low < high.
+  /// Uniform integer in [low, high), as torch.randint(low, high); needs low < high.
   std::int64_t randint(std::int64_t low, std::int64_t high) {
     EMBER_CHECK(low < high, "RandomStream::randint: empty range [", low, ", ", high, ")");
     const Philox::Block b = next_block();
@@ -72,6 +77,7 @@ class RandomStream {
     const auto n = static_cast<std::uint64_t>(high - low);
     return low + static_cast<std::int64_t>((static_cast<U128>(bits) * n) >> 64);
   }
+  /// Draws made so far.
   [[nodiscard]] std::uint32_t draws() const { return next_; }
 
  private:
@@ -82,44 +88,52 @@ class RandomStream {
 
 namespace transforms {
 
-// What a transform implements. Transforms are immutable once made and called from several
-// threads at once: apply() must not change the object.
+/// What a transform implements. Transforms are immutable once made and called from several
+/// threads at once: apply() must not change the object.
 class TransformBase {
  public:
   virtual ~TransformBase() = default;
+  /// The transformed image; may draw from `rng`. Throws ember::Error for an image it cannot take
+  /// (wrong dtype or rank).
   [[nodiscard]] virtual Image apply(Image image, RandomStream& rng) const = 0;
-  // Whether apply() draws from rng.
+  /// Whether apply() draws from rng.
   [[nodiscard]] virtual bool random() const { return false; }
-  // torchvision's repr, e.g. "RandomHorizontalFlip(p=0.5)".
+  /// torchvision's repr, e.g. "RandomHorizontalFlip(p=0.5)".
   [[nodiscard]] virtual std::string repr() const = 0;
 
-  // t(image, rng), and t(image) with the stream of key 0 for sample 0.
+  /// t(image, rng), and t(image) with the stream of key 0 for sample 0.
   Image operator()(Image image, RandomStream& rng) const { return apply(std::move(image), rng); }
+  /// t(image) with the stream of key 0 for sample 0.
   Image operator()(Image image) const {
     RandomStream rng(0, 0);
     return apply(std::move(image), rng);
   }
 };
 
-// Any transform, held by value (shared, immutable); the default is the identity.
+/// Any transform, held by value (shared, immutable); the default is the identity.
 class Transform {
  public:
   Transform() = default;
+  /// Wraps a transform (Compose({ToTensor(), Normalize(...)}) converts each element).
   template <class T>
     requires std::derived_from<T, TransformBase>
   Transform(T t) : impl_(std::make_shared<const T>(std::move(t))) {}  // NOLINT: implicit
 
+  /// The transformed image, drawing from `rng`; the identity when empty.
   Image operator()(Image image, RandomStream& rng) const {
     return impl_ ? impl_->apply(std::move(image), rng) : image;
   }
-  // With the stream of key 0 for sample 0: for a one-off call and for transforms that are
-  // not random.
+  /// With the stream of key 0 for sample 0: for a one-off call and for transforms that are
+  /// not random.
   Image operator()(Image image) const {
     RandomStream rng(0, 0);
     return (*this)(std::move(image), rng);
   }
+  /// False for the identity (default-constructed).
   [[nodiscard]] bool defined() const { return impl_ != nullptr; }
+  /// Whether the transform draws random numbers.
   [[nodiscard]] bool random() const { return impl_ && impl_->random(); }
+  /// torchvision's repr of the transform ("Identity()" when empty).
   [[nodiscard]] std::string repr() const { return impl_ ? impl_->repr() : "Identity()"; }
 
  private:
@@ -152,9 +166,10 @@ template <class F>
 }
 }  // namespace detail
 
-// Applies each transform in turn.
+/// Applies each transform in turn.
 class Compose : public TransformBase {
  public:
+  /// The transforms, applied in order (torchvision.transforms.Compose).
   Compose(std::vector<Transform> transforms) : transforms_(std::move(transforms)) {}  // NOLINT
   Image apply(Image image, RandomStream& rng) const override {
     for (const Transform& t : transforms_) image = t(std::move(image), rng);
@@ -170,15 +185,17 @@ class Compose : public TransformBase {
     for (const Transform& t : transforms_) s += "\n    " + t.repr();
     return s + "\n)";
   }
+  /// The transforms, in order.
   [[nodiscard]] const std::vector<Transform>& transforms() const { return transforms_; }
 
  private:
   std::vector<Transform> transforms_;
 };
 
-// Any function of an image (not random).
+/// Any function of an image (not random).
 class Lambda : public TransformBase {
  public:
+  /// Wraps f, which must not change shared state (it runs on several threads).
   explicit Lambda(std::function<Image(Image)> f) : f_(std::move(f)) {}
   Image apply(Image image, RandomStream&) const override { return f_(std::move(image)); }
   [[nodiscard]] std::string repr() const override { return "Lambda()"; }
@@ -187,7 +204,7 @@ class Lambda : public TransformBase {
   std::function<Image(Image)> f_;
 };
 
-// uint8 pixels -> float in [0, 1]: v / 255 (in float, as torchvision's img.float().div(255)).
+/// uint8 pixels -> float in [0, 1]: v / 255 (in float, as torchvision's img.float().div(255)).
 class ToTensor : public TransformBase {
  public:
   Image apply(Image image, RandomStream&) const override {
@@ -204,10 +221,11 @@ class ToTensor : public TransformBase {
   [[nodiscard]] std::string repr() const override { return "ToTensor()"; }
 };
 
-// (x - mean[c]) / std[c] per channel, in float; mean and std hold one value per channel, or
-// one for all.
+/// (x - mean[c]) / std[c] per channel, in float; mean and std hold one value per channel, or
+/// one for all.
 class Normalize : public TransformBase {
  public:
+  /// One mean and std per channel, or one for all; throws for empty lists or a zero std.
   Normalize(std::vector<double> mean, std::vector<double> std)
       : mean_(std::move(mean)), std_(std::move(std)) {
     EMBER_CHECK(!mean_.empty() && !std_.empty(), "Normalize: mean and std must not be empty");
@@ -247,21 +265,23 @@ class Normalize : public TransformBase {
   std::vector<double> mean_, std_;
 };
 
-// Resizes to size = {h, w}, or, for one number, so that the smaller edge is that long and the
-// other int(size * long / short) (torchvision's rule). antialias=False semantics: a
-// downscale samples the two nearest pixels per axis instead of averaging over the area.
+/// Resizes to size = {h, w}, or, for one number, so that the smaller edge is that long and the
+/// other int(size * long / short) (torchvision's rule). antialias=False semantics: a
+/// downscale samples the two nearest pixels per axis instead of averaging over the area.
 class Resize : public TransformBase {
  public:
+  /// {h, w}, or {s} for the smaller edge; throws unless 1 or 2 positive sizes.
   Resize(std::vector<std::int64_t> size, Interpolation interpolation = Interpolation::bilinear)
       : size_(std::move(size)), interpolation_(interpolation) {
     EMBER_CHECK(size_.size() == 1 || size_.size() == 2, "Resize: size must hold 1 or 2 values, ",
                 "got ", size_.size());
     for (auto s : size_) EMBER_CHECK(s > 0, "Resize: size must be positive, got ", s);
   }
+  /// The smaller edge becomes `size`, the other keeps the aspect ratio (torchvision's int).
   Resize(std::int64_t size, Interpolation interpolation = Interpolation::bilinear)
       : Resize(std::vector<std::int64_t>{size}, interpolation) {}
 
-  // The output (h, w) for an input of h x w.
+  /// The output (h, w) for an input of h x w.
   [[nodiscard]] std::array<std::int64_t, 2> output_size(std::int64_t h, std::int64_t w) const {
     if (size_.size() == 2) return {size_[0], size_[1]};
     const std::int64_t shorter = std::min(h, w), longer = std::max(h, w);
@@ -292,10 +312,11 @@ class Resize : public TransformBase {
   Interpolation interpolation_;
 };
 
-// The centre crop of `size`: top = round((H - h) / 2) (half to even, Python's round), left
-// likewise; a crop larger than the image pads it with zeros first, as torchvision does.
+/// The centre crop of `size`: top = round((H - h) / 2) (half to even, Python's round), left
+/// likewise; a crop larger than the image pads it with zeros first, as torchvision does.
 class CenterCrop : public TransformBase {
  public:
+  /// The crop's size (h, w), or one number for a square; throws unless positive.
   CenterCrop(Size2 size) : size_(size) {  // NOLINT: implicit, as torchvision's int or (h, w)
     EMBER_CHECK(size.height > 0 && size.width > 0, "CenterCrop: size must be positive, got ",
                 size.height, "x", size.width);
@@ -329,14 +350,18 @@ class CenterCrop : public TransformBase {
   Size2 size_;
 };
 
+/// Pad's options, torchvision's keyword arguments.
 struct PadOptions {
+  /// The value of constant padding (a pixel value: 0..255 for uint8, any for float).
   double fill = 0;
+  /// constant, edge, reflect or symmetric.
   PaddingMode padding_mode = PaddingMode::constant;
 };
 
-// Pads each side (F.pad).
+/// Pads each side (F.pad).
 class Pad : public TransformBase {
  public:
+  /// Pads each side by `padding` (one, two or four numbers, as torchvision's).
   Pad(Padding padding, PadOptions options = {}) : padding_(padding), options_(options) {
     check_padding(padding_, 1 << 30, 1 << 30, PaddingMode::constant, "Pad");
   }
@@ -356,18 +381,24 @@ class Pad : public TransformBase {
   PadOptions options_;
 };
 
+/// RandomCrop's options, torchvision's keyword arguments.
 struct RandomCropOptions {
-  Padding padding{};  // applied first, as F.pad
+  Padding padding{};  ///< applied first, as F.pad
+  /// Pad an image smaller than the crop up to its size first.
   bool pad_if_needed = false;
+  /// The value of constant padding.
   double fill = 0;
+  /// constant, edge, reflect or symmetric.
   PaddingMode padding_mode = PaddingMode::constant;
 };
 
-// Pads (if asked), then crops `size` at a uniformly random corner: top = randint(0, H - h + 1),
-// then left = randint(0, W - w + 1) (no draw when the image is exactly the size). The pad and
-// the crop are one pass (image_window), the same pixels as padding and then cropping.
+/// Pads (if asked), then crops `size` at a uniformly random corner: top = randint(0, H - h + 1),
+/// then left = randint(0, W - w + 1) (no draw when the image is exactly the size). The pad and
+/// the crop are one pass (image_window), the same pixels as padding and then cropping.
 class RandomCrop : public TransformBase {
  public:
+  /// A random crop of `size` (h, w), after the optional padding; the corner drawn as torch.randint
+  /// draws it.
   RandomCrop(Size2 size, RandomCropOptions options = {}) : size_(size), options_(options) {
     EMBER_CHECK(size.height > 0 && size.width > 0, "RandomCrop: size must be positive, got ",
                 size.height, "x", size.width);
@@ -423,9 +454,10 @@ class RandomCrop : public TransformBase {
   RandomCropOptions options_;
 };
 
-// Mirrors the image left-right with probability p (one draw: uniform() < p).
+/// Mirrors the image left-right with probability p (one draw: uniform() < p).
 class RandomHorizontalFlip : public TransformBase {
  public:
+  /// p in [0, 1] (throws otherwise).
   explicit RandomHorizontalFlip(double p = 0.5) : p_(p) {
     EMBER_CHECK(p >= 0 && p <= 1, "RandomHorizontalFlip: p must be in [0, 1], got ", p);
   }
@@ -442,9 +474,10 @@ class RandomHorizontalFlip : public TransformBase {
   double p_;
 };
 
-// Mirrors the image top-bottom with probability p.
+/// Mirrors the image top-bottom with probability p.
 class RandomVerticalFlip : public TransformBase {
  public:
+  /// p in [0, 1] (throws otherwise).
   explicit RandomVerticalFlip(double p = 0.5) : p_(p) {
     EMBER_CHECK(p >= 0 && p <= 1, "RandomVerticalFlip: p must be in [0, 1], got ", p);
   }
@@ -461,31 +494,41 @@ class RandomVerticalFlip : public TransformBase {
   double p_;
 };
 
-// A range [low, high] of degrees: one number d means [-d, d] (d must not be negative).
+/// A range [low, high] of degrees: one number d means [-d, d] (d must not be negative).
 struct Degrees {
+  /// The range, in degrees.
+  /// @{
   double low = 0, high = 0;
+  /// @}
+  /// [-d, d]; d must not be negative.
   Degrees(double d) : low(-d), high(d) {  // NOLINT: implicit, as torchvision's number
     EMBER_CHECK(d >= 0, "degrees: a single number must not be negative, got ", d);
   }
+  /// [lo, hi]; throws if lo > hi.
   Degrees(double lo, double hi) : low(lo), high(hi) {
     EMBER_CHECK(lo <= hi, "degrees: the range [", lo, ", ", hi, "] is empty");
   }
 };
 
+/// RandomAffine's options, torchvision's keyword arguments (unset: not drawn).
 struct AffineOptions {
-  std::optional<std::array<double, 2>> translate{};  // max |tx| / W and |ty| / H, each in [0, 1]
-  std::optional<std::array<double, 2>> scale{};    // [low, high], both positive
-  std::vector<double> shear{};  // {s} -> x in [-s, s]; {a, b} -> x; {a, b, c, d} -> x and y
+  std::optional<std::array<double, 2>> translate{};  ///< max |tx| / W and |ty| / H, each in [0, 1]
+  std::optional<std::array<double, 2>> scale{};    ///< [low, high], both positive
+  std::vector<double> shear{};  ///< {s} -> x in [-s, s]; {a, b} -> x; {a, b, c, d} -> x and y
+  /// nearest or bilinear.
   Interpolation interpolation = Interpolation::nearest;
+  /// The value of pixels from outside the image.
   double fill = 0;
-  std::optional<std::array<double, 2>> center{};  // (x, y) in pixels; default the centre
+  std::optional<std::array<double, 2>> center{};  ///< (x, y) in pixels; default the centre
 };
 
-// F.affine with parameters drawn as RandomAffine.get_params draws them: angle uniform in
-// degrees; tx = round(uniform(-translate[0] * W, translate[0] * W)) (half to even), ty likewise;
-// scale uniform; shear x (and y) uniform. Draws only for the parameters that are set.
+/// F.affine with parameters drawn as RandomAffine.get_params draws them: angle uniform in
+/// degrees; tx = round(uniform(-translate[0] * W, translate[0] * W)) (half to even), ty likewise;
+/// scale uniform; shear x (and y) uniform. Draws only for the parameters that are set.
 class RandomAffine : public TransformBase {
  public:
+  /// Angles uniform in `degrees`; throws for a translate outside [0, 1], a non-positive scale or a
+  /// shear of the wrong length.
   RandomAffine(Degrees degrees, AffineOptions options = {})
       : degrees_(degrees), options_(std::move(options)) {
     if (options_.translate)
@@ -539,23 +582,27 @@ class RandomAffine : public TransformBase {
   AffineOptions options_;
 };
 
+/// RandomRotation's options, torchvision's keyword arguments.
 struct RotationOptions {
+  /// nearest or bilinear.
   Interpolation interpolation = Interpolation::nearest;
+  /// The value of pixels from outside the image.
   double fill = 0;
-  std::optional<std::array<double, 2>> center{};  // (x, y) in pixels; default the centre
+  std::optional<std::array<double, 2>> center{};  ///< (x, y) in pixels; default the centre
 };
 
-// F.rotate by an angle uniform in degrees, counter-clockwise, keeping the image's size
-// (expand=False).
+/// F.rotate by an angle uniform in degrees, counter-clockwise, keeping the image's size
+/// (expand=False).
 class RandomRotation : public TransformBase {
  public:
+  /// Angles uniform in `degrees` (counter-clockwise).
   RandomRotation(Degrees degrees, RotationOptions options = {})
       : degrees_(degrees), options_(options) {}
   Image apply(Image image, RandomStream& rng) const override {
     const double angle = rng.uniform(degrees_.low, degrees_.high);
     return rotate(std::move(image), angle);
   }
-  // F.rotate(image, angle): the rotation itself, for a given angle.
+  /// F.rotate(image, angle): the rotation itself, for a given angle.
   [[nodiscard]] Image rotate(Image image, double angle) const {
     const auto [C, H, W] = detail::dims_of(image, "RandomRotation");
     std::array<double, 2> c{0, 0};

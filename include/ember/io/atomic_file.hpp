@@ -93,9 +93,9 @@ inline void unregister_temp(int slot) {
 
 }  // namespace detail
 
-// Unlinks every temporary file that a write_file_atomic in progress holds. Async-signal-safe,
-// for a program's own SIGINT/SIGTERM handler; the writes it interrupts then fail, so call it
-// only when the process is about to end. Returns how many it unlinked.
+/// Unlinks every temporary file that a write_file_atomic in progress holds. Async-signal-safe,
+/// for a program's own SIGINT/SIGTERM handler; the writes it interrupts then fail, so call it
+/// only when the process is about to end. Returns how many it unlinked.
 inline int remove_temporary_files() noexcept {
   int removed = 0;
   for (detail::TempSlot& slot : detail::temp_slots) {
@@ -190,10 +190,10 @@ inline void sync_directory_of(const std::string& path) {
 
 }  // namespace detail
 
-// Calls writer(file) on a temporary file beside path, then atomically replaces path with it.
-// writer may throw; the exception propagates after the temporary file is removed and the old
-// target, if any, is left as it was. Errors from std::fwrite inside writer need not be checked
-// there: the stream's error flag is checked afterwards.
+/// Calls writer(file) on a temporary file beside path, then atomically replaces path with it.
+/// writer may throw; the exception propagates after the temporary file is removed and the old
+/// target, if any, is left as it was. Errors from std::fwrite inside writer need not be checked
+/// there: the stream's error flag is checked afterwards.
 inline void write_file_atomic(const std::string& path,
                               const std::function<void(std::FILE*)>& writer) {
   std::string tmp_path;
@@ -227,19 +227,19 @@ inline void write_file_atomic(const std::string& path,
   detail::sync_directory_of(path);
 }
 
-// Atomically replaces path with the given bytes.
+/// Atomically replaces path with the given bytes.
 inline void write_file_atomic(const std::string& path, std::span<const std::byte> bytes) {
   write_file_atomic(path, [&](std::FILE* file) {
     if (!bytes.empty()) std::fwrite(bytes.data(), 1, bytes.size(), file);
   });
 }
 
-// Removes what interrupted writes of `path` left behind: the files "<path>.tmp.<pid>.<n>"
-// whose process <pid> no longer exists and that nobody has written to for `min_age`. The age
-// guards against a writer this process cannot see (another PID namespace, or another host on a
-// shared file system), which would not pause that long. Temporary files of other targets and
-// of live processes are left alone. Returns the paths removed; a folder that cannot be listed
-// gives none.
+/// Removes what interrupted writes of `path` left behind: the files "PATH.tmp.PID.N"
+/// whose process PID no longer exists and that nobody has written to for `min_age`. The age
+/// guards against a writer this process cannot see (another PID namespace, or another host on a
+/// shared file system), which would not pause that long. Temporary files of other targets and
+/// of live processes are left alone. Returns the paths removed; a folder that cannot be listed
+/// gives none.
 inline std::vector<std::string> remove_stale_temporaries(
     const std::string& path, std::chrono::seconds min_age = std::chrono::minutes(10)) {
   namespace fs = std::filesystem;

@@ -74,15 +74,21 @@
 
 namespace ember::io {
 
+/// The "format" written in every checkpoint's metadata.
 inline constexpr std::string_view checkpoint_format = "ember-checkpoint";
+/// The checkpoint version this code writes (it reads versions 1 and 2).
 inline constexpr std::string_view checkpoint_version = "2";
 
-// A Generator's whole state.
+/// A Generator's whole state.
 struct GeneratorState {
+  /// The generator's seed.
   std::uint64_t seed = 0;
+  /// Counters drawn so far.
   std::uint64_t offset = 0;
 
+  /// The state of `g`.
   [[nodiscard]] static GeneratorState of(const Generator& g) { return {g.seed(), g.offset()}; }
+  /// Puts `g` in this state (reseeds it and sets its offset).
   void apply_to(Generator& g) const {
     g.manual_seed(seed);
     g.set_offset(offset);
@@ -90,20 +96,23 @@ struct GeneratorState {
   friend bool operator==(const GeneratorState&, const GeneratorState&) = default;
 };
 
+/// A training run's whole state, as a checkpoint file holds it (load_checkpoint, save_checkpoint).
 struct Checkpoint {
-  std::int64_t epoch = 0;  // completed epochs: training continues with epoch + 1
-  nn::NamedTensors model;  // the state_dict, on the CPU
-  // The optimizer's state_dict (tensors on the CPU); the lr is the one the next step uses.
+  std::int64_t epoch = 0;  ///< completed epochs: training continues with epoch + 1
+  nn::NamedTensors model;  ///< the state_dict, on the CPU
+  /// The optimizer's state_dict (tensors on the CPU); the lr is the one the next step uses.
   optim::OptimizerState optimizer;
-  std::vector<std::string> optimizer_params;  // the model's name of each optimizer parameter
+  std::vector<std::string> optimizer_params;  ///< the model's name of each optimizer parameter
+  /// The scheduler's state_dict, or none when the run has no scheduler.
   std::optional<optim::SchedulerState> scheduler;
-  GeneratorState generator;                        // initialisation and dropout
-  std::optional<GeneratorState> loader_generator;  // the training data's shuffle
+  GeneratorState generator;                        ///< initialisation and dropout
+  std::optional<GeneratorState> loader_generator;  ///< the training data's shuffle
+  /// Free-form run settings (batch size, seed, ...) that check_settings compares on resume.
   std::map<std::string, std::string> settings;
-  std::string source = "<memory>";  // the file it was loaded from, for messages
+  std::string source = "<memory>";  ///< the file it was loaded from, for messages
 
-  // The state tensor `key` of the optimizer parameter the model calls `param` (undefined when
-  // it has none).
+  /// The state tensor `key` of the optimizer parameter the model calls `param` (undefined when
+  /// it has none).
   [[nodiscard]] Tensor<float> optimizer_tensor(const std::string& param,
                                                const std::string& key) const {
     for (std::size_t k = 0; k < optimizer_params.size() && k < optimizer.state.size(); ++k) {
@@ -115,17 +124,22 @@ struct Checkpoint {
   }
 };
 
-// The live objects a checkpoint is taken from and restored into. model, optimizer and
-// generator are required; the optimiser's parameters must be parameters of the model.
+/// The live objects a checkpoint is taken from and restored into. model, optimizer and
+/// generator are required; the optimiser's parameters must be parameters of the model.
 struct TrainingState {
+  /// The model (required).
   nn::Module* model = nullptr;
+  /// Its optimizer (required); its parameters must be the model's.
   optim::Optimizer* optimizer = nullptr;
+  /// The lr scheduler, or null for none.
   optim::LRScheduler* scheduler = nullptr;
+  /// The generator behind initialisation and dropout (required).
   Generator* generator = &default_generator();
+  /// The data loader's generator (its shuffle), or null.
   Generator* loader_generator = nullptr;
 };
 
-// The shortest decimal text that reads back as the same double.
+/// The shortest decimal text that reads back as the same double.
 [[nodiscard]] inline std::string double_to_string(double value) {
   std::array<char, 64> buf{};
   const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), value);
@@ -231,7 +245,7 @@ class MetadataReader {
 
 }  // namespace detail
 
-// A copy of the run's state after `epoch` completed epochs (tensors copied to the CPU).
+/// A copy of the run's state after `epoch` completed epochs (tensors copied to the CPU).
 [[nodiscard]] inline Checkpoint capture_checkpoint(
     const TrainingState& state, std::int64_t epoch,
     std::map<std::string, std::string> settings = {}) {
@@ -339,7 +353,7 @@ inline optim::SchedulerState get_scheduler(const std::map<std::string, std::stri
 
 }  // namespace detail
 
-// The checkpoint as a safetensors file (the layout at the top of this header).
+/// The checkpoint as a safetensors file (the layout at the top of this header).
 [[nodiscard]] inline SafetensorsFile checkpoint_to_safetensors(const Checkpoint& c) {
   SafetensorsFile f;
   auto& m = f.metadata;
@@ -465,8 +479,8 @@ inline void read_v1_optimizer(const SafetensorsFile& f, const MetadataReader& me
 
 }  // namespace detail
 
-// Reads a checkpoint back from its safetensors form, checking everything that can be checked
-// without the live objects. source names the file in errors.
+/// Reads a checkpoint back from its safetensors form, checking everything that can be checked
+/// without the live objects. source names the file in errors.
 [[nodiscard]] inline Checkpoint checkpoint_from_safetensors(const SafetensorsFile& f,
                                                             const std::string& source) {
   const auto fail = [&](const auto&... parts) {
@@ -575,23 +589,25 @@ inline void read_v1_optimizer(const SafetensorsFile& f, const MetadataReader& me
   return c;
 }
 
-// Writes a checkpoint atomically: path holds either its previous contents or the whole new
-// checkpoint, whatever happens during the write.
+/// Writes a checkpoint atomically: path holds either its previous contents or the whole new
+/// checkpoint, whatever happens during the write.
 inline void save_checkpoint(const std::string& path, const Checkpoint& c) {
   save_safetensors(path, checkpoint_to_safetensors(c));
 }
+/// Captures `state` after `epoch` completed epochs and writes it atomically to `path`, with
+/// free-form `settings`.
 inline void save_checkpoint(const std::string& path, const TrainingState& state, std::int64_t epoch,
                             const std::map<std::string, std::string>& settings = {}) {
   save_checkpoint(path, capture_checkpoint(state, epoch, settings));
 }
 
-// Reads and checks a checkpoint file (see checkpoint_from_safetensors); changes nothing.
+/// Reads and checks a checkpoint file (see checkpoint_from_safetensors); changes nothing.
 [[nodiscard]] inline Checkpoint load_checkpoint(const std::string& path) {
   return checkpoint_from_safetensors(load_safetensors(path), path);
 }
 
-// Refuses to resume when a setting of this run differs from the checkpoint's, or the
-// checkpoint does not record it. The error names the setting and both values.
+/// Refuses to resume when a setting of this run differs from the checkpoint's, or the
+/// checkpoint does not record it. The error names the setting and both values.
 inline void check_settings(const Checkpoint& c, const std::map<std::string, std::string>& current) {
   for (const auto& [key, value] : current) {
     const auto it = c.settings.find(key);
@@ -603,12 +619,12 @@ inline void check_settings(const Checkpoint& c, const std::map<std::string, std:
   }
 }
 
-// Copies a checkpoint into the live objects, after checking that it fits them: the model's
-// names and shapes, the optimizer's type, groups and parameters (by the model's names) and
-// its state's shapes, the scheduler's type and state, and a loader generator state when a
-// loader generator is given. On any error nothing has changed. As PyTorch's load_state_dict,
-// the optimizer's options (lr included) and the scheduler's settings come from the checkpoint;
-// optimizer state tensors are placed on their parameter's device.
+/// Copies a checkpoint into the live objects, after checking that it fits them: the model's
+/// names and shapes, the optimizer's type, groups and parameters (by the model's names) and
+/// its state's shapes, the scheduler's type and state, and a loader generator state when a
+/// loader generator is given. On any error nothing has changed. As PyTorch's load_state_dict,
+/// the optimizer's options (lr included) and the scheduler's settings come from the checkpoint;
+/// optimizer state tensors are placed on their parameter's device.
 inline void restore_checkpoint(const Checkpoint& c, const TrainingState& state) {
   EMBER_CHECK(state.model != nullptr && state.optimizer != nullptr && state.generator != nullptr,
               "restore_checkpoint: the training state needs a model, an optimizer and a generator");

@@ -74,19 +74,24 @@
 
 namespace ember::io {
 
+/// export_onnx's options: the graph's input, names and operator set.
 struct OnnxExportOptions {
-  // The input's shape. A first (batch) dimension of -1 is symbolic, named batch_name; every
-  // other dimension is a positive size.
+  /// The input's shape. A first (batch) dimension of -1 is symbolic, named batch_name; every
+  /// other dimension is a positive size.
   std::vector<std::int64_t> input_shape = {-1, 1, 28, 28};
+  /// The symbolic batch dimension's name.
   std::string batch_name = "N";
+  /// The graph input's name.
   std::string input_name = "input";
+  /// The graph output's name.
   std::string output_name = "log_probs";
-  std::int64_t opset = 13;  // 13 ... 21 (see the top of this file)
+  std::int64_t opset = 13;  ///< 13 ... 21 (see the top of this file)
+  /// Written to the model's producer_name.
   std::string producer_name = "ember";
-  std::string producer_version = "0.1.0";  // ember's version (CMakeLists.txt, project())
+  std::string producer_version = "0.1.0";  ///< ember's version (CMakeLists.txt, project())
 };
 
-// The ONNX IR version released together with operator set `opset` (13 ... 21).
+/// The ONNX IR version released together with operator set `opset` (13 ... 21).
 [[nodiscard]] inline std::int64_t onnx_ir_version(std::int64_t opset) {
   EMBER_CHECK(opset >= 13 && opset <= 21, "ONNX export: operator set ", opset,
               " is not supported (13 to 21 are: ember's operators need LogSoftmax-13 and "
@@ -674,9 +679,9 @@ class OnnxGraphBuilder {
 
 }  // namespace detail
 
-// The ONNX model (ModelProto) of m's eval-mode forward, as bytes. Throws ember::Error when m
-// does not list its forward as steps, a parameter is not on the CPU, or the steps do not fit
-// the input shape.
+/// The ONNX model (ModelProto) of m's eval-mode forward, as bytes. Throws ember::Error when m
+/// does not list its forward as steps, a parameter is not on the CPU, or the steps do not fit
+/// the input shape.
 [[nodiscard]] inline std::vector<std::byte> to_onnx_bytes(const nn::Module& m,
                                                           const OnnxExportOptions& o = {}) {
   namespace f = detail::onnx_field;
@@ -693,8 +698,8 @@ class OnnxGraphBuilder {
   return model.take();
 }
 
-// Writes m as an ONNX model file (atomically: the old file, if any, stays until the new one is
-// complete).
+/// Writes m as an ONNX model file (atomically: the old file, if any, stays until the new one is
+/// complete).
 inline void export_onnx(const nn::Module& m, const std::string& path,
                         const OnnxExportOptions& o = {}) {
   const std::vector<std::byte> bytes = to_onnx_bytes(m, o);

@@ -48,17 +48,22 @@
 
 namespace ember::io {
 
-// One tensor as stored: dtype name ("F32", ...), shape (empty for a scalar) and the raw
-// little-endian bytes, of size product(shape) * dtype_size(dtype).
+/// One tensor as stored: dtype name ("F32", ...), shape (empty for a scalar) and the raw
+/// little-endian bytes, of size product(shape) * dtype_size(dtype).
 struct TensorRecord {
+  /// "F32", "F64", "I64", "I32", "U8", ... as safetensors names them.
   std::string dtype;
+  /// Sizes, outermost first; empty for a scalar.
   std::vector<std::int64_t> shape;
+  /// The raw little-endian bytes.
   std::vector<std::byte> data;
 };
 
+/// A safetensors file's contents: named tensors and the string metadata of its header.
 struct SafetensorsFile {
+  /// Every tensor by name.
   std::map<std::string, TensorRecord> tensors;
-  std::map<std::string, std::string> metadata;  // the header's "__metadata__"
+  std::map<std::string, std::string> metadata;  ///< the header's "__metadata__"
 };
 
 namespace detail {
@@ -89,14 +94,14 @@ inline constexpr std::size_t message_max_dims = 16;
 
 }  // namespace detail
 
-// The largest rank the reader accepts (the reference has no limit; no real tensor comes near).
+/// The largest rank the reader accepts (the reference has no limit; no real tensor comes near).
 inline constexpr std::size_t safetensors_max_rank = 8;
 
 namespace detail {
 
 }  // namespace detail
 
-// Bytes per element of a safetensors dtype; throws ember::Error for an unknown one.
+/// Bytes per element of a safetensors dtype; throws ember::Error for an unknown one.
 inline std::size_t dtype_size(const std::string& dtype) {
   const auto index = detail::dtype_index(dtype);
   EMBER_CHECK(index.has_value(), "unknown safetensors dtype \"", dtype, "\"");
@@ -435,9 +440,9 @@ inline std::array<std::byte, 8> u64_le(std::uint64_t value) {
 
 }  // namespace detail
 
-// The whole file as bytes. Throws ember::Error for a record whose dtype is unknown, whose shape
-// is negative or whose data size does not match it, for a tensor named "__metadata__", and for
-// names or metadata that are not valid UTF-8 (the reader would reject them).
+/// The whole file as bytes. Throws ember::Error for a record whose dtype is unknown, whose shape
+/// is negative or whose data size does not match it, for a tensor named "__metadata__", and for
+/// names or metadata that are not valid UTF-8 (the reader would reject them).
 inline std::vector<std::byte> serialize_safetensors(const SafetensorsFile& file) {
   const detail::Layout layout = detail::plan_layout(file, "<memory>");
   const auto prefix = detail::u64_le(layout.header.size());
@@ -457,7 +462,7 @@ inline std::vector<std::byte> serialize_safetensors(const SafetensorsFile& file)
   return out;
 }
 
-// Parses a whole file held in memory; source_name is used in error messages.
+/// Parses a whole file held in memory; source_name is used in error messages.
 inline SafetensorsFile parse_safetensors(std::span<const std::byte> bytes,
                                          const std::string& source_name) {
   detail::check_file_size(bytes.size(), source_name);
@@ -480,8 +485,8 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> bytes,
   return file;
 }
 
-// Writes the file atomically (see atomic_file.hpp): path holds either its old contents or the
-// whole new file. The tensor data is written straight from the records, not copied first.
+/// Writes the file atomically (see atomic_file.hpp): path holds either its old contents or the
+/// whole new file. The tensor data is written straight from the records, not copied first.
 inline void save_safetensors(const std::string& path, const SafetensorsFile& file) {
   const detail::Layout layout = detail::plan_layout(file, path);
   write_file_atomic(path, [&](std::FILE* out) {
@@ -495,8 +500,8 @@ inline void save_safetensors(const std::string& path, const SafetensorsFile& fil
   });
 }
 
-// Reads and validates a file. The header is checked against the file's size before any
-// tensor data is read, and each tensor is read straight into its record.
+/// Reads and validates a file. The header is checked against the file's size before any
+/// tensor data is read, and each tensor is read straight into its record.
 inline SafetensorsFile load_safetensors(const std::string& path) {
   std::FILE* in = std::fopen(path.c_str(), "rb");
   EMBER_CHECK(in != nullptr, "cannot open safetensors file '", path, "': ",

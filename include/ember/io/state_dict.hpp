@@ -18,7 +18,7 @@ namespace ember::io {
 static_assert(std::endian::native == std::endian::little,
               "safetensors stores little-endian data; ember reads it on little-endian hosts only");
 
-// A tensor as a safetensors record (contiguous copy of its elements).
+/// A tensor as a safetensors record (contiguous copy of its elements).
 template <Element T>
 [[nodiscard]] TensorRecord to_record(const Tensor<T>& t) {
   const Tensor<T> c = t.contiguous();
@@ -36,10 +36,11 @@ namespace detail {
 }
 }  // namespace detail
 
-// A record as a Tensor<T>. F32 and F64 records convert to either floating type, and so does
-// an I64 scalar whose value the type holds exactly (a counter such as BatchNorm's
-// num_batches_tracked, int64 in PyTorch); every other dtype must match T exactly. The dtype, shape and data size are checked before the
-// tensor is allocated; the data is converted straight into it.
+/// A record as a Tensor<T>. F32 and F64 records convert to either floating type, and so does
+/// an I64 scalar whose value the type holds exactly (a counter such as BatchNorm's
+/// num_batches_tracked, int64 in PyTorch); every other dtype must match T exactly. The dtype, shape
+/// and data size are checked before the tensor is allocated; the data is converted straight into
+/// it.
 template <Element T>
 [[nodiscard]] Tensor<T> from_record(const TensorRecord& r, const std::string& name) {
   const std::string where = "tensor '" + ::ember::detail::clip_text(name) + "'";
@@ -88,7 +89,7 @@ template <Element T>
   }
 }
 
-// Writes named float tensors (a state_dict) atomically.
+/// Writes named float tensors (a state_dict) atomically.
 inline void save_state_dict(const std::string& path, const nn::NamedTensors& state,
                             const std::map<std::string, std::string>& metadata = {}) {
   SafetensorsFile f;
@@ -100,8 +101,8 @@ inline void save_state_dict(const std::string& path, const nn::NamedTensors& sta
   save_safetensors(path, f);
 }
 
-// Every tensor of a parsed safetensors file as float (F32 or F64 in the file); source names
-// the file in errors.
+/// Every tensor of a parsed safetensors file as float (F32 or F64 in the file); source names
+/// the file in errors.
 inline nn::NamedTensors state_dict_from_safetensors(const SafetensorsFile& f,
                                                     const std::string& source) {
   nn::NamedTensors out;
@@ -115,12 +116,12 @@ inline nn::NamedTensors state_dict_from_safetensors(const SafetensorsFile& f,
   return out;
 }
 
-// Reads every tensor of a safetensors file as float (F32 or F64 on disk).
+/// Reads every tensor of a safetensors file as float (F32 or F64 on disk).
 inline nn::NamedTensors load_state_dict(const std::string& path) {
   return state_dict_from_safetensors(load_safetensors(path), path);
 }
 
-// Loads a state_dict into a module (see nn::Module::load_state_dict), naming source in errors.
+/// Loads a state_dict into a module (see nn::Module::load_state_dict), naming source in errors.
 inline void load_into(nn::Module& m, const nn::NamedTensors& state, const std::string& source,
                       bool strict = true) {
   try {
@@ -130,12 +131,14 @@ inline void load_into(nn::Module& m, const nn::NamedTensors& state, const std::s
   }
 }
 
-// Module conveniences: save a module's state_dict; load one into a module (strict by
-// default: the keys must match exactly, and shapes always).
+/// Module conveniences: save a module's state_dict; load one into a module (strict by
+/// default: the keys must match exactly, and shapes always).
 inline void save(const nn::Module& m, const std::string& path,
                  const std::map<std::string, std::string>& metadata = {}) {
   save_state_dict(path, m.state_dict(), metadata);
 }
+/// Loads a safetensors state_dict (e.g. one PyTorch wrote) into `m`; with strict, missing or
+/// unexpected names throw, as in PyTorch; shapes must always match.
 inline void load(nn::Module& m, const std::string& path, bool strict = true) {
   load_into(m, load_state_dict(path), path, strict);
 }

@@ -14,15 +14,20 @@
 
 namespace ember::models {
 
+/// The widths of MnistNet's layers (PyTorch's MNIST example: 32, 64, 128).
 struct MnistNetConfig {
-  std::int64_t conv1 = 32;    // conv1's output channels
-  std::int64_t conv2 = 64;    // conv2's output channels
-  std::int64_t hidden = 128;  // fc1's output features
+  std::int64_t conv1 = 32;    ///< conv1's output channels
+  std::int64_t conv2 = 64;    ///< conv2's output channels
+  std::int64_t hidden = 128;  ///< fc1's output features
 };
 
+/// PyTorch's MNIST example network: conv1 (1->32, 3x3), ReLU, conv2 (->64, 3x3), ReLU, max_pool 2,
+/// dropout 0.25, fc1 (9216->128), ReLU, dropout 0.5, fc2 (->10), log_softmax; input (N, 1, 28, 28).
 class MnistNet : public nn::Module {
  public:
+  /// The default widths; `gen` draws the initial weights.
   explicit MnistNet(Generator& gen = default_generator()) : MnistNet(MnistNetConfig{}, gen) {}
+  /// Widths from `c`; `gen` draws the initial weights.
   explicit MnistNet(MnistNetConfig c, Generator& gen = default_generator()) : nn::Module("Net"), config_(c) {
     conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(1, c.conv1, 3, Conv2dOptions{}, true, gen));
     conv2 = register_module("conv2", std::make_shared<nn::Conv2d>(c.conv1, c.conv2, 3, Conv2dOptions{}, true, gen));
@@ -44,15 +49,24 @@ class MnistNet : public nn::Module {
     return log_softmax(x, 1);
   }
 
+  /// The widths it was built with.
   [[nodiscard]] const MnistNetConfig& config() const { return config_; }
 
+  /// The convolutions (3x3, stride 1, no padding).
+  /// @{
   std::shared_ptr<nn::Conv2d> conv1, conv2;
+  /// @}
+  /// Dropout 0.25 after the pooling.
   std::shared_ptr<nn::Dropout2d> dropout1;
+  /// Dropout 0.5 after fc1.
   std::shared_ptr<nn::Dropout> dropout2;
+  /// The hidden and the output layer.
+  /// @{
   std::shared_ptr<nn::Linear> fc1, fc2;
+  /// @}
 
  protected:
-  // forward() above, step by step (the functional ops get the names PyTorch's exporter gives).
+  /// forward() above, step by step (the functional ops get the names PyTorch's exporter gives).
   [[nodiscard]] std::vector<nn::Step> list_steps(const std::string& prefix) const override {
     using Op = nn::Step::Op;
     std::vector<nn::Step> s;

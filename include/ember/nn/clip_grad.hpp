@@ -19,10 +19,10 @@
 
 namespace ember::nn::utils {
 
-// The gradients' total norm of order norm_type (2, 1, any p > 0, or infinity), after which
-// every gradient is scaled so that it is at most max_norm. Returns the total norm (before
-// clipping), as a float value. error_if_nonfinite: throw when the total norm is NaN or
-// infinite (and leave the gradients alone).
+/// The gradients' total norm of order norm_type (2, 1, any p > 0, or infinity), after which
+/// every gradient is scaled so that it is at most max_norm. Returns the total norm (before
+/// clipping), as a float value. error_if_nonfinite: throw when the total norm is NaN or
+/// infinite (and leave the gradients alone).
 inline double clip_grad_norm_(const std::vector<::ember::Tensor<float>>& params, double max_norm,
                               double norm_type = 2.0, bool error_if_nonfinite = false) {
   EMBER_CHECK(norm_type > 0 || std::isinf(norm_type),
@@ -69,7 +69,7 @@ inline double clip_grad_norm_(const std::vector<::ember::Tensor<float>>& params,
   return static_cast<double>(total);
 }
 
-// Clamps every gradient to [-clip_value, clip_value] in place.
+/// Clamps every gradient to [-clip_value, clip_value] in place.
 inline void clip_grad_value_(const std::vector<::ember::Tensor<float>>& params, double clip_value) {
   EMBER_CHECK(clip_value >= 0, "clip_grad_value_: clip_value must be >= 0, got ", clip_value);
   const auto c = static_cast<float>(clip_value);

@@ -17,9 +17,14 @@
 
 namespace ember::nn {
 
+/// What evaluate() measures: the mean loss and the number of correct predictions.
 struct EvalResult {
-  double loss = 0;  // mean NLL per sample
+  double loss = 0;  ///< mean NLL per sample
+  /// Samples whose argmax matched the label, and samples seen.
+  /// @{
   std::int64_t correct = 0, total = 0;
+  /// @}
+  /// Percentage correct, 100 * correct / total (0 for no samples).
   [[nodiscard]] double accuracy() const {
     return total ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
   }
@@ -52,9 +57,9 @@ inline void add_predictions(const ember::Tensor<float>& out,
 }
 }  // namespace detail
 
-// Leaves the model in eval mode. The loader has checked its data (Subset::validate); the
-// model's output is checked here, batch by batch. With `confusion`, every prediction is added
-// to it too.
+/// Leaves the model in eval mode. The loader has checked its data (Subset::validate); the
+/// model's output is checked here, batch by batch. With `confusion`, every prediction is added
+/// to it too.
 inline EvalResult evaluate(Module& model, data::DataLoader& loader,
                            ConfusionMatrix* confusion) {
   model.eval();
@@ -75,7 +80,7 @@ inline EvalResult evaluate(Module& model, data::DataLoader& loader,
   return r;
 }
 
-// The same over data that lives on a CUDA device (the model must be there too).
+/// The same over data that lives on a CUDA device (the model must be there too).
 inline EvalResult evaluate(Module& model, data::DeviceDataLoader& loader,
                            ConfusionMatrix* confusion) {
   model.eval();

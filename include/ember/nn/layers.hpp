@@ -21,8 +21,12 @@
 
 namespace ember::nn {
 
+/// torch.nn.Conv2d with a square kernel: input (N, C_in, H, W) -> (N, C_out, P, Q); weight (C_out,
+/// C_in, k, k) and bias initialised as PyTorch's (Kaiming uniform).
 class Conv2d : public Module {
  public:
+  /// Throws ember::Error unless channels and kernel size are positive; `gen` draws the initial
+  /// weights.
   Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size,
          Conv2dOptions options = {}, bool bias = true, Generator& gen = default_generator())
       : Module("Conv2d"), in_(in_channels), out_(out_channels), kernel_(kernel_size), opt_(options) {
@@ -42,9 +46,13 @@ class Conv2d : public Module {
              .stride = opt_.stride, .padding = opt_.padding, .dilation = opt_.dilation,
              .weight = weight, .bias = bias}};
   }
+  /// C_in.
   [[nodiscard]] std::int64_t in_channels() const { return in_; }
+  /// C_out.
   [[nodiscard]] std::int64_t out_channels() const { return out_; }
+  /// The kernel's side, k.
   [[nodiscard]] std::int64_t kernel_size() const { return kernel_; }
+  /// Stride, padding and dilation.
   [[nodiscard]] const Conv2dOptions& options() const { return opt_; }
   [[nodiscard]] std::string extra_repr() const override {
     auto pair = [](std::int64_t v) {  // appended piece by piece: g++ 12's -Wrestrict misfires on "(" + str
@@ -61,15 +69,21 @@ class Conv2d : public Module {
     return s;
   }
 
+  /// (C_out, C_in, k, k) and (C_out), or an undefined bias when made with bias = false.
+  /// @{
   Tensor weight, bias;
+  /// @}
 
  private:
   std::int64_t in_, out_, kernel_;
   Conv2dOptions opt_;
 };
 
+/// torch.nn.Linear: y = x W^T + b over the last dimension, input (*, in_features) -> (*,
+/// out_features); initialised as PyTorch's.
 class Linear : public Module {
  public:
+  /// Throws ember::Error unless both sizes are positive; `gen` draws the initial weights.
   Linear(std::int64_t in_features, std::int64_t out_features, bool bias = true,
          Generator& gen = default_generator())
       : Module("Linear"), in_(in_features), out_(out_features) {
@@ -87,21 +101,29 @@ class Linear : public Module {
     return {{.op = Step::Op::linear, .name = step_name(prefix), .layer = this, .weight = weight,
              .bias = bias}};
   }
+  /// in_features.
   [[nodiscard]] std::int64_t in_features() const { return in_; }
+  /// out_features.
   [[nodiscard]] std::int64_t out_features() const { return out_; }
   [[nodiscard]] std::string extra_repr() const override {
     return "in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
            ", bias=" + (bias.defined() ? "True" : "False");
   }
 
+  /// (out_features, in_features) and (out_features), or an undefined bias.
+  /// @{
   Tensor weight, bias;
+  /// @}
 
  private:
   std::int64_t in_, out_;
 };
 
+/// torch.nn.Dropout: in training mode zeroes each element with probability p and scales the rest by
+/// 1 / (1 - p); the identity in eval mode.
 class Dropout : public Module {
  public:
+  /// p in [0, 1] (throws otherwise); the masks are drawn from `gen`.
   explicit Dropout(double p = 0.5, Generator& gen = default_generator())
       : Module("Dropout"), p_(p), gen_(&gen) {
     detail::check_p(p);
@@ -110,6 +132,7 @@ class Dropout : public Module {
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
     return {{.op = Step::Op::dropout, .name = step_name(prefix), .layer = this}};
   }
+  /// The drop probability.
   [[nodiscard]] double p() const { return p_; }
   [[nodiscard]] std::string extra_repr() const override { return "p=" + fmt(p_) + ", inplace=False"; }
 
@@ -124,8 +147,11 @@ class Dropout : public Module {
   friend class Dropout2d;
 };
 
+/// torch.nn.Dropout2d: in training mode zeroes whole channels of (N, C, H, W) with probability p,
+/// scaling the rest by 1 / (1 - p).
 class Dropout2d : public Module {
  public:
+  /// p in [0, 1] (throws otherwise); the masks are drawn from `gen`.
   explicit Dropout2d(double p = 0.5, Generator& gen = default_generator())
       : Module("Dropout2d"), p_(p), gen_(&gen) {
     detail::check_p(p);
@@ -134,6 +160,7 @@ class Dropout2d : public Module {
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
     return {{.op = Step::Op::dropout, .name = step_name(prefix), .layer = this}};
   }
+  /// The drop probability.
   [[nodiscard]] double p() const { return p_; }
   [[nodiscard]] std::string extra_repr() const override {
     return "p=" + Dropout::fmt(p_) + ", inplace=False";
@@ -144,6 +171,7 @@ class Dropout2d : public Module {
   Generator* gen_;
 };
 
+/// torch.nn.ReLU: max(x, 0) elementwise.
 class ReLU : public Module {
  public:
   ReLU() : Module("ReLU") {}
@@ -153,14 +181,16 @@ class ReLU : public Module {
   }
 };
 
-// torch.nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
-// ceil_mode=False). forward() returns one tensor, so return_indices must stay false (use
-// max_pool2d_with_indices). A lone pair is written MaxPool2d(Size2{2, 3}): MaxPool2d({2, 3})
-// also reads as kernel 2, stride 3, and g++ finds it ambiguous. Listed as a step (ONNX export,
-// int8) only with a square kernel, stride and padding, dilation 1 and floor mode; other options
-// are refused naming the layer and the option.
+/// torch.nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+/// ceil_mode=False). forward() returns one tensor, so return_indices must stay false (use
+/// max_pool2d_with_indices). A lone pair is written MaxPool2d(Size2{2, 3}): MaxPool2d({2, 3})
+/// also reads as kernel 2, stride 3, and g++ finds it ambiguous. Listed as a step (ONNX export,
+/// int8) only with a square kernel, stride and padding, dilation 1 and floor mode; other options
+/// are refused naming the layer and the option.
 class MaxPool2d : public Module {
  public:
+  /// PyTorch's arguments; stride defaults to kernel_size. return_indices = true throws (call
+  /// max_pool2d_with_indices).
   explicit MaxPool2d(Size2 kernel_size, Size2 stride = {}, Size2 padding = {0},
                      Size2 dilation = {1}, bool return_indices = false, bool ceil_mode = false)
       : Module("MaxPool2d"),
@@ -205,8 +235,11 @@ class MaxPool2d : public Module {
   bool ceil_mode_;
 };
 
+/// torch.nn.Flatten: merges dimensions start_dim..end_dim into one ((N, C, H, W) -> (N, C*H*W) by
+/// default).
 class Flatten : public Module {
  public:
+  /// Dimensions may be negative (counted from the end), as in PyTorch.
   explicit Flatten(std::int64_t start_dim = 1, std::int64_t end_dim = -1)
       : Module("Flatten"), start_(start_dim), end_(end_dim) {}
   Tensor forward(const Tensor& x) override { return x.flatten(start_, end_); }
@@ -223,8 +256,10 @@ class Flatten : public Module {
   std::int64_t start_, end_;
 };
 
+/// torch.nn.LogSoftmax over dimension dim.
 class LogSoftmax : public Module {
  public:
+  /// Log-softmax over `dim` (negative counts from the end).
   explicit LogSoftmax(std::int64_t dim = 1) : Module("LogSoftmax"), dim_(dim) {}
   Tensor forward(const Tensor& x) override { return log_softmax(x, dim_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
@@ -249,6 +284,7 @@ inline std::string py_float(double v) {
 }
 }  // namespace detail
 
+/// torch.nn.Sigmoid: 1 / (1 + exp(-x)) elementwise.
 class Sigmoid : public Module {
  public:
   Sigmoid() : Module("Sigmoid") {}
@@ -258,6 +294,7 @@ class Sigmoid : public Module {
   }
 };
 
+/// torch.nn.Tanh, elementwise.
 class Tanh : public Module {
  public:
   Tanh() : Module("Tanh") {}
@@ -267,8 +304,10 @@ class Tanh : public Module {
   }
 };
 
+/// torch.nn.GELU: x * Phi(x), exact (erf) or with approximate = "tanh".
 class GELU : public Module {
  public:
+  /// approximate is "none" or "tanh" (throws otherwise).
   explicit GELU(std::string approximate = "none") : Module("GELU"), approximate_(std::move(approximate)) {
     EMBER_CHECK(approximate_ == "none" || approximate_ == "tanh",
                 "GELU: approximate must be 'none' or 'tanh', got '", approximate_, "'");
@@ -278,6 +317,7 @@ class GELU : public Module {
     return {{.op = Step::Op::gelu, .name = step_name(prefix), .layer = this,
              .approximate_tanh = approximate_ == "tanh"}};
   }
+  /// "none" or "tanh".
   [[nodiscard]] const std::string& approximate() const { return approximate_; }
   [[nodiscard]] std::string extra_repr() const override { return "approximate='" + approximate_ + "'"; }
 
@@ -285,8 +325,10 @@ class GELU : public Module {
   std::string approximate_;
 };
 
+/// torch.nn.LeakyReLU: x for x >= 0, negative_slope * x below.
 class LeakyReLU : public Module {
  public:
+  /// The slope for negative inputs (default 0.01).
   explicit LeakyReLU(double negative_slope = 0.01) : Module("LeakyReLU"), slope_(negative_slope) {}
   Tensor forward(const Tensor& x) override { return leaky_relu(x, slope_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
@@ -300,8 +342,10 @@ class LeakyReLU : public Module {
   double slope_;
 };
 
+/// torch.nn.ELU: x for x > 0, alpha * (exp(x) - 1) below.
 class ELU : public Module {
  public:
+  /// The scale of the negative part (default 1).
   explicit ELU(double alpha = 1.0) : Module("ELU"), alpha_(alpha) {}
   Tensor forward(const Tensor& x) override { return elu(x, alpha_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
@@ -313,6 +357,7 @@ class ELU : public Module {
   double alpha_;
 };
 
+/// torch.nn.SiLU (swish): x * sigmoid(x).
 class SiLU : public Module {
  public:
   SiLU() : Module("SiLU") {}
@@ -322,8 +367,11 @@ class SiLU : public Module {
   }
 };
 
+/// torch.nn.Softmax over dimension dim.
 class Softmax : public Module {
  public:
+  /// Softmax over `dim` (negative counts from the end); no default, as PyTorch's implicit dim is
+  /// deprecated.
   explicit Softmax(std::int64_t dim) : Module("Softmax"), dim_(dim) {}
   Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
@@ -335,13 +383,15 @@ class Softmax : public Module {
   std::int64_t dim_;
 };
 
-// Runs its children in order; they are named "0", "1", ... as in PyTorch.
+/// Runs its children in order; they are named "0", "1", ... as in PyTorch.
 class Sequential : public Module {
  public:
   Sequential() : Module("Sequential") {}
+  /// The modules in order, named "0", "1", ... as in PyTorch.
   Sequential(std::initializer_list<std::shared_ptr<Module>> modules) : Sequential() {
     for (auto& m : modules) push_back(m);
   }
+  /// Appends a module, named by its index (PyTorch's append).
   void push_back(std::shared_ptr<Module> m) {
     register_module(std::to_string(named_children().size()), std::move(m));
   }
@@ -356,7 +406,9 @@ class Sequential : public Module {
       for (Step& s : m->steps(prefix + name + ".")) out.push_back(std::move(s));
     return out;
   }
+  /// The number of modules.
   [[nodiscard]] std::size_t size() const { return named_children().size(); }
+  /// Module i (throws ember::Error when i is out of range).
   [[nodiscard]] std::shared_ptr<Module> operator[](std::size_t i) const {
     EMBER_CHECK(i < size(), "Sequential: index ", i, " out of range (size ", size(), ")");
     return named_children()[i].second;

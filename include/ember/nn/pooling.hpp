@@ -13,9 +13,10 @@
 
 namespace ember::nn {
 
-// torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)
+/// torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)
 class AvgPool2d : public Module {
  public:
+  /// PyTorch's arguments and defaults; stride defaults to the kernel.
   explicit AvgPool2d(Size2 kernel, Size2 stride = {}, Size2 padding = {0}, bool ceil_mode = false,
                      bool count_include_pad = true)
       : Module("AvgPool2d"), kernel_(kernel), stride_(stride == Size2{} ? kernel : stride), padding_(padding),
@@ -38,9 +39,10 @@ class AvgPool2d : public Module {
   bool ceil_mode_, count_include_pad_;
 };
 
-// torch.nn.AdaptiveAvgPool2d(output_size)
+/// torch.nn.AdaptiveAvgPool2d(output_size)
 class AdaptiveAvgPool2d : public Module {
  public:
+  /// Pools every (N, C, H, W) input to output_size (H_out, W_out).
   explicit AdaptiveAvgPool2d(Size2 output_size) : Module("AdaptiveAvgPool2d"), out_(output_size) {}
   Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, out_); }
   [[nodiscard]] std::vector<Step> list_steps(const std::string& prefix) const override {
@@ -55,11 +57,12 @@ class AdaptiveAvgPool2d : public Module {
   Size2 out_;
 };
 
-// torch.nn.AdaptiveMaxPool2d(output_size). forward() returns one tensor, so there is no
-// return_indices (adaptive_max_pool2d_with_indices gives them); without that second argument
-// AdaptiveMaxPool2d({2, 3}) is unambiguous, as AdaptiveAvgPool2d's.
+/// torch.nn.AdaptiveMaxPool2d(output_size). forward() returns one tensor, so there is no
+/// return_indices (adaptive_max_pool2d_with_indices gives them); without that second argument
+/// AdaptiveMaxPool2d({2, 3}) is unambiguous, as AdaptiveAvgPool2d's.
 class AdaptiveMaxPool2d : public Module {
  public:
+  /// Pools every (N, C, H, W) input to output_size (H_out, W_out).
   explicit AdaptiveMaxPool2d(Size2 output_size) : Module("AdaptiveMaxPool2d"), out_(output_size) {}
   Tensor forward(const Tensor& x) override { return adaptive_max_pool2d(x, out_); }
   [[nodiscard]] std::string extra_repr() const override {

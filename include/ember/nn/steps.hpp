@@ -19,19 +19,19 @@
 
 namespace ember::nn {
 
-// "conv1." -> "conv1": a layer's step name is its state_dict prefix.
+/// "conv1." -> "conv1": a layer's step name is its state_dict prefix.
 inline std::string step_name(const std::string& prefix) {
   return !prefix.empty() && prefix.back() == '.' ? prefix.substr(0, prefix.size() - 1) : prefix;
 }
 
-// "step 'conv1' (conv2d)", or with the module's type: "step '3' (gelu, a GELU)".
+/// "step 'conv1' (conv2d)", or with the module's type: "step '3' (gelu, a GELU)".
 inline std::string describe(const Step& s) {
   std::string d = "step '" + s.name + "' (" + op_name(s.op);
   if (s.layer != nullptr) d += ", a " + s.layer->type_name();
   return d + ")";
 }
 
-// One step in eval mode (dropout is the identity).
+/// One step in eval mode (dropout is the identity).
 inline Tensor run_step(const Step& s, const Tensor& h) {
   using Op = Step::Op;
   switch (s.op) {
@@ -66,9 +66,9 @@ inline Tensor run_step(const Step& s, const Tensor& h) {
   throw Error(describe(s) + ": unknown op");
 }
 
-// Runs a step list in eval mode: what an exporter or a quantizer takes the model to compute. For
-// a model that lists its steps, run_steps(m.steps(), x) equals m.forward(x) after m.eval().
-// observe(i, h), when given, sees the input of every step i.
+/// Runs a step list in eval mode: what an exporter or a quantizer takes the model to compute. For
+/// a model that lists its steps, run_steps(m.steps(), x) equals m.forward(x) after m.eval().
+/// observe(i, h), when given, sees the input of every step i.
 inline Tensor run_steps(const std::vector<Step>& steps, const Tensor& x,
                         const std::function<void(std::size_t, const Tensor&)>& observe = {}) {
   Tensor h = x;
@@ -79,15 +79,16 @@ inline Tensor run_steps(const std::vector<Step>& steps, const Tensor& x,
   return h;
 }
 
-// The steps with every batch_norm that directly follows a conv2d or linear step folded into
-// that step's weight and bias (in double, then rounded to float):
-//   a = gamma / sqrt(running_var + eps),  w' = w * a (per output channel),  b' = (b - mean) * a + beta
-// (gamma 1 and beta 0 when the batch norm is not affine, b 0 when the layer has no bias). The
-// folded step keeps its name and records the batch norm's in `folded`. Equal to the unfolded
-// steps up to float rounding, provided a linear step's output is (N, features), as both
-// exporters require (a linear over the last dimension of (N, C, L) would be normalized over C).
-// A batch_norm after anything else, or whose channel count differs from the layer's outputs,
-// stays as it is.
+/// The steps with every batch_norm that directly follows a conv2d or linear step folded into
+/// that step's weight and bias (in double, then rounded to float):
+///   a = gamma / sqrt(running_var + eps),  w' = w * a (per output channel),
+///   b' = (b - mean) * a + beta
+/// (gamma 1 and beta 0 when the batch norm is not affine, b 0 when the layer has no bias). The
+/// folded step keeps its name and records the batch norm's in `folded`. Equal to the unfolded
+/// steps up to float rounding, provided a linear step's output is (N, features), as both
+/// exporters require (a linear over the last dimension of (N, C, L) would be normalized over C).
+/// A batch_norm after anything else, or whose channel count differs from the layer's outputs,
+/// stays as it is.
 inline std::vector<Step> fold_batch_norm(const std::vector<Step>& steps) {
   using Op = Step::Op;
   std::vector<Step> out;

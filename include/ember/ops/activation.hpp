@@ -16,13 +16,13 @@
 namespace ember {
 
 namespace op {
-// gx = gy where y > 0, else 0
+/// gx = gy where y > 0, else 0
 struct ReluBackward {
   static constexpr const char* name = "relu backward";
   template <class T>
   static constexpr auto cpu = &ember::cpu::relu_backward<T>;
 };
-// The middle axis of (outer, size, inner), contiguous; the CUDA kernels take inner == 1 only.
+/// The middle axis of (outer, size, inner), contiguous; the CUDA kernels take inner == 1 only.
 struct LogSoftmaxForward {
   static constexpr const char* name = "log_softmax";
   template <class T>
@@ -35,6 +35,7 @@ struct LogSoftmaxBackward {
 };
 }  // namespace op
 
+/// max(x, 0) elementwise (F.relu).
 template <Real T>
 Tensor<T> relu(const Tensor<T>& x) {
   Tensor<T> y = detail::unary_map(x, backend::UnaryOp::relu, T(0),
@@ -50,7 +51,7 @@ Tensor<T> relu(const Tensor<T>& x) {
   return y;
 }
 
-// log_softmax along `dim`: y = x - max - log(sum(exp(x - max))); dx = g - softmax * sum(g).
+/// log_softmax along `dim`: y = x - max - log(sum(exp(x - max))); dx = g - softmax * sum(g).
 template <Real T>
 Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
   const std::int64_t d = wrap_dim(dim, x.dim());
@@ -74,19 +75,19 @@ Tensor<T> log_softmax(const Tensor<T>& x, std::int64_t dim) {
 }
 
 namespace op {
-// y = f(x) over n contiguous elements for an ActivationKind f (a: slope or alpha).
+/// y = f(x) over n contiguous elements for an ActivationKind f (a: slope or alpha).
 struct ActivationForward {
   static constexpr const char* name = "activation (sigmoid, tanh, gelu, leaky_relu, elu, silu)";
   template <class T>
   static constexpr auto cpu = &ember::cpu::activation_forward<T>;
 };
-// gx = f'(s) * g, s the saved output (sigmoid, tanh) or input (the others).
+/// gx = f'(s) * g, s the saved output (sigmoid, tanh) or input (the others).
 struct ActivationBackward {
   static constexpr const char* name = "activation backward (sigmoid, tanh, gelu, leaky_relu, elu, silu)";
   template <class T>
   static constexpr auto cpu = &ember::cpu::activation_backward<T>;
 };
-// The middle axis of (outer, size, inner), contiguous; the CUDA kernels take inner == 1 only.
+/// The middle axis of (outer, size, inner), contiguous; the CUDA kernels take inner == 1 only.
 struct SoftmaxForward {
   static constexpr const char* name = "softmax";
   template <class T>
@@ -121,19 +122,20 @@ Tensor<T> activation(const Tensor<T>& x, ActivationKind kind, double param, cons
 }
 }  // namespace detail
 
-// 1 / (1 + exp(-x))
+/// 1 / (1 + exp(-x))
 template <Real T>
 Tensor<T> sigmoid(const Tensor<T>& x) {
   return detail::activation(x, ActivationKind::sigmoid, 0.0, "SigmoidBackward0");
 }
 
+/// tanh elementwise (torch.tanh).
 template <Real T>
 Tensor<T> tanh(const Tensor<T>& x) {
   return detail::activation(x, ActivationKind::tanh, 0.0, "TanhBackward0");
 }
 
-// x * Phi(x): approximate "none" (the erf form) or "tanh"
-// (0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))), as F.gelu.
+/// x * Phi(x): approximate "none" (the erf form) or "tanh"
+/// (0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))), as F.gelu.
 template <Real T>
 Tensor<T> gelu(const Tensor<T>& x, std::string_view approximate = "none") {
   EMBER_CHECK(approximate == "none" || approximate == "tanh",
@@ -142,25 +144,25 @@ Tensor<T> gelu(const Tensor<T>& x, std::string_view approximate = "none") {
                             "GeluBackward0");
 }
 
-// x > 0 ? x : negative_slope * x
+/// x > 0 ? x : negative_slope * x
 template <Real T>
 Tensor<T> leaky_relu(const Tensor<T>& x, double negative_slope = 0.01) {
   return detail::activation(x, ActivationKind::leaky_relu, negative_slope, "LeakyReluBackward0");
 }
 
-// x > 0 ? x : alpha * (exp(x) - 1)
+/// x > 0 ? x : alpha * (exp(x) - 1)
 template <Real T>
 Tensor<T> elu(const Tensor<T>& x, double alpha = 1.0) {
   return detail::activation(x, ActivationKind::elu, alpha, "EluBackward0");
 }
 
-// x * sigmoid(x)
+/// x * sigmoid(x)
 template <Real T>
 Tensor<T> silu(const Tensor<T>& x) {
   return detail::activation(x, ActivationKind::silu, 0.0, "SiluBackward0");
 }
 
-// softmax along `dim`: exp(x - max) / sum(exp(x - max)), the sum in double.
+/// softmax along `dim`: exp(x - max) / sum(exp(x - max)), the sum in double.
 template <Real T>
 Tensor<T> softmax(const Tensor<T>& x, std::int64_t dim) {
   const std::int64_t d = wrap_dim(dim, x.dim());

@@ -27,10 +27,10 @@ struct BatchNormBackward {
 };
 }  // namespace op
 
-// training: normalize with the batch's statistics and, where running_mean / running_var are
-// given, update them in place: running = (1 - momentum) * running + momentum * batch, with the
-// unbiased batch variance. Otherwise normalize with running_mean / running_var (required).
-// weight and bias (C) may be undefined: 1 and 0.
+/// training: normalize with the batch's statistics and, where running_mean / running_var are
+/// given, update them in place: running = (1 - momentum) * running + momentum * batch, with the
+/// unbiased batch variance. Otherwise normalize with running_mean / running_var (required).
+/// weight and bias (C) may be undefined: 1 and 0.
 template <Real T>
 Tensor<T> batch_norm(const Tensor<T>& x, const Tensor<T>& running_mean, const Tensor<T>& running_var,
                      const Tensor<T>& weight = {}, const Tensor<T>& bias = {}, bool training = false,

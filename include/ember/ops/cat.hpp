@@ -37,9 +37,9 @@ inline std::int64_t wrap_dim_for(const char* op, std::int64_t dim, std::int64_t 
 }
 }  // namespace detail
 
-// Concatenates `tensors` along `dim` (negative counts from the end). All must have the same
-// rank and device and equal sizes outside `dim`; as in PyTorch, 1-D empty tensors (shape [0])
-// are skipped whatever the others' shapes.
+/// Concatenates `tensors` along `dim` (negative counts from the end). All must have the same
+/// rank and device and equal sizes outside `dim`; as in PyTorch, 1-D empty tensors (shape [0])
+/// are skipped whatever the others' shapes.
 template <Element T>
 Tensor<T> cat(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
   EMBER_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
@@ -97,8 +97,8 @@ Tensor<T> cat(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
   return out;
 }
 
-// Joins `tensors`, which must all have the same shape, along a new dimension `dim` (in
-// [-(rank + 1), rank]).
+/// Joins `tensors`, which must all have the same shape, along a new dimension `dim` (in
+/// [-(rank + 1), rank]).
 template <Element T>
 Tensor<T> stack(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
   EMBER_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
@@ -117,8 +117,8 @@ Tensor<T> stack(const std::vector<Tensor<T>>& tensors, std::int64_t dim = 0) {
   return cat(parts, d);
 }
 
-// Splits `input` along `dim` into pieces of `split_size` (the last one smaller when the size
-// does not divide), as views.
+/// Splits `input` along `dim` into pieces of `split_size` (the last one smaller when the size
+/// does not divide), as views.
 template <Element T>
 std::vector<Tensor<T>> split(const Tensor<T>& input, std::int64_t split_size, std::int64_t dim = 0) {
   EMBER_CHECK(input.dim() > 0, "split: expected at least a 1-dimensional tensor");
@@ -138,8 +138,8 @@ std::vector<Tensor<T>> split(const Tensor<T>& input, std::int64_t split_size, st
   return out;
 }
 
-// Splits `input` along `dim` into pieces of the given sizes (which must sum to its size there),
-// as views: PyTorch's split with a list (split_with_sizes).
+/// Splits `input` along `dim` into pieces of the given sizes (which must sum to its size there),
+/// as views: PyTorch's split with a list (split_with_sizes).
 template <Element T>
 std::vector<Tensor<T>> split(const Tensor<T>& input, const std::vector<std::int64_t>& split_sizes,
                              std::int64_t dim = 0) {
@@ -163,8 +163,8 @@ std::vector<Tensor<T>> split(const Tensor<T>& input, const std::vector<std::int6
   return out;
 }
 
-// Splits `input` along `dim` into `chunks` pieces of ceil(size / chunks) (the last smaller),
-// as views; fewer than `chunks` when the size runs out first, as in PyTorch.
+/// Splits `input` along `dim` into `chunks` pieces of ceil(size / chunks) (the last smaller),
+/// as views; fewer than `chunks` when the size runs out first, as in PyTorch.
 template <Element T>
 std::vector<Tensor<T>> chunk(const Tensor<T>& input, std::int64_t chunks, std::int64_t dim = 0) {
   EMBER_CHECK(input.dim() > 0, "chunk: expected at least a 1-dimensional tensor");

@@ -43,7 +43,7 @@ struct ClampBackward {
 };
 }  // namespace op
 
-// The mask type of the comparisons, where and masked_fill.
+/// The mask type of the comparisons, where and masked_fill.
 using Mask = Tensor<std::uint8_t>;
 
 namespace detail {
@@ -115,23 +115,35 @@ Tensor<T> clamp_with(const char* node, const Tensor<T>& x, const ClampParams<T>&
 }  // namespace detail
 
 // ---- comparisons: a uint8 mask of a (op) b, broadcast; IEEE (NaN is unequal to everything) ----
+/// a == b elementwise, broadcasting, as a uint8 mask (torch.eq).
 template <Real T> Mask eq(const Tensor<T>& a, const Tensor<T>& b) { return detail::compare(CompareOp::eq, "eq", a, b); }
+/// a != b elementwise, broadcasting, as a uint8 mask (torch.ne).
 template <Real T> Mask ne(const Tensor<T>& a, const Tensor<T>& b) { return detail::compare(CompareOp::ne, "ne", a, b); }
+/// a < b elementwise, broadcasting, as a uint8 mask (torch.lt).
 template <Real T> Mask lt(const Tensor<T>& a, const Tensor<T>& b) { return detail::compare(CompareOp::lt, "lt", a, b); }
+/// a <= b elementwise, broadcasting, as a uint8 mask (torch.le).
 template <Real T> Mask le(const Tensor<T>& a, const Tensor<T>& b) { return detail::compare(CompareOp::le, "le", a, b); }
+/// a > b elementwise, broadcasting, as a uint8 mask (torch.gt).
 template <Real T> Mask gt(const Tensor<T>& a, const Tensor<T>& b) { return detail::compare(CompareOp::gt, "gt", a, b); }
+/// a >= b elementwise, broadcasting, as a uint8 mask (torch.ge).
 template <Real T> Mask ge(const Tensor<T>& a, const Tensor<T>& b) { return detail::compare(CompareOp::ge, "ge", a, b); }
-// Against a scalar (converted to T, as in PyTorch).
+/// a == s elementwise, as a uint8 mask; here and below the scalar is converted to T, as in
+/// PyTorch.
 template <Real T, Scalar S> Mask eq(const Tensor<T>& a, S s) { return eq(a, Tensor<T>::full({}, static_cast<T>(s), a.device())); }
+/// a != s elementwise, as a uint8 mask.
 template <Real T, Scalar S> Mask ne(const Tensor<T>& a, S s) { return ne(a, Tensor<T>::full({}, static_cast<T>(s), a.device())); }
+/// a < s elementwise, as a uint8 mask.
 template <Real T, Scalar S> Mask lt(const Tensor<T>& a, S s) { return lt(a, Tensor<T>::full({}, static_cast<T>(s), a.device())); }
+/// a <= s elementwise, as a uint8 mask.
 template <Real T, Scalar S> Mask le(const Tensor<T>& a, S s) { return le(a, Tensor<T>::full({}, static_cast<T>(s), a.device())); }
+/// a > s elementwise, as a uint8 mask.
 template <Real T, Scalar S> Mask gt(const Tensor<T>& a, S s) { return gt(a, Tensor<T>::full({}, static_cast<T>(s), a.device())); }
+/// a >= s elementwise, as a uint8 mask.
 template <Real T, Scalar S> Mask ge(const Tensor<T>& a, S s) { return ge(a, Tensor<T>::full({}, static_cast<T>(s), a.device())); }
 
 // ---- where(condition, input, other): input where the condition is nonzero, else other --------
-// The three broadcast together (PyTorch's torch.where). The gradient goes to input where the
-// condition holds and to other elsewhere, summed back to each one's shape.
+/// The three broadcast together (PyTorch's torch.where). The gradient goes to input where the
+/// condition holds and to other elsewhere, summed back to each one's shape.
 template <Real T>
 Tensor<T> where(const Mask& condition, const Tensor<T>& input, const Tensor<T>& other) {
   Tensor<T> out = detail::where_values("where", condition, input, other);
@@ -142,18 +154,20 @@ Tensor<T> where(const Mask& condition, const Tensor<T>& input, const Tensor<T>& 
   });
   return out;
 }
+/// input where condition is set, else the scalar `other` (torch.where).
 template <Real T, Scalar S>
 Tensor<T> where(const Mask& condition, const Tensor<T>& input, S other) {
   return where(condition, input, Tensor<T>::full({}, static_cast<T>(other), input.device()));
 }
+/// The scalar `input` where condition is set, else other (torch.where).
 template <Real T, Scalar S>
 Tensor<T> where(const Mask& condition, S input, const Tensor<T>& other) {
   return where(condition, Tensor<T>::full({}, static_cast<T>(input), other.device()), other);
 }
 
 // ---- masked_fill(input, mask, value): value where the mask is nonzero, else input -------------
-// Out of place, so input and mask broadcast together (as torch.masked_fill). The gradient of
-// input is the output's where the mask is zero.
+/// Out of place, so input and mask broadcast together (as torch.masked_fill). The gradient of
+/// input is the output's where the mask is zero.
 template <Real T>
 Tensor<T> masked_fill(const Tensor<T>& input, const Mask& mask, std::type_identity_t<T> value) {
   EMBER_CHECK(mask.device() == input.device(), "masked_fill: expected the mask on the input's "
@@ -171,8 +185,8 @@ Tensor<T> masked_fill(const Tensor<T>& input, const Mask& mask, std::type_identi
 }
 
 // ---- clamp(input, min, max): min(max(input, min), max), each bound optional -------------------
-// PyTorch's: at least one bound; min > max gives max everywhere; NaN (input or bound) gives
-// NaN. The gradient passes where min < input < max, strictly (ClampParams).
+/// PyTorch's: at least one bound; min > max gives max everywhere; NaN (input or bound) gives
+/// NaN. The gradient passes where min < input < max, strictly (ClampParams).
 template <Real T>
 Tensor<T> clamp(const Tensor<T>& input, std::type_identity_t<std::optional<T>> min = std::nullopt,
                 std::type_identity_t<std::optional<T>> max = std::nullopt) {
@@ -185,6 +199,7 @@ Tensor<T> clamp(const Tensor<T>& input, std::type_identity_t<std::optional<T>> m
   if (p.has_max) p.max = *max;
   return detail::clamp_with("ClampBackward1", input, p);
 }
+/// max(input, min) elementwise (torch.clamp_min).
 template <Real T>
 Tensor<T> clamp_min(const Tensor<T>& input, std::type_identity_t<T> min) {
   ClampParams<T> p;
@@ -192,6 +207,7 @@ Tensor<T> clamp_min(const Tensor<T>& input, std::type_identity_t<T> min) {
   p.min = min;
   return detail::clamp_with("ClampMinBackward0", input, p);
 }
+/// min(input, max) elementwise (torch.clamp_max).
 template <Real T>
 Tensor<T> clamp_max(const Tensor<T>& input, std::type_identity_t<T> max) {
   ClampParams<T> p;

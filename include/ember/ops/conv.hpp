@@ -17,8 +17,8 @@ struct Conv2dForward {
   template <class T>
   static constexpr auto cpu = &ember::cpu::conv2d_forward<T>;
 };
-// Both gradients: gx (null: not wanted), gw and gb (each null when not wanted). The CPU computes
-// them in one pass (cpu::conv2d_backward); the CUDA backend in two kernels (input, weight).
+/// Both gradients: gx (null: not wanted), gw and gb (each null when not wanted). The CPU computes
+/// them in one pass (cpu::conv2d_backward); the CUDA backend in two kernels (input, weight).
 struct Conv2dBackward {
   static constexpr const char* name = "conv2d backward";
   template <class T>
@@ -26,11 +26,15 @@ struct Conv2dBackward {
 };
 }  // namespace op
 
+/// F.conv2d's stride, padding and dilation (the same for both axes).
 struct Conv2dOptions {
+  /// Stride, zero padding on each side, and dilation of the kernel.
+  /// @{
   std::int64_t stride = 1, padding = 0, dilation = 1;
+  /// @}
 };
 
-// x (N, C, H, W), weight (K, C, R, S), bias (K) or undefined -> (N, K, P, Q)
+/// x (N, C, H, W), weight (K, C, R, S), bias (K) or undefined -> (N, K, P, Q)
 template <Real T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {},
                  Conv2dOptions o = {}) {

@@ -16,7 +16,7 @@
 namespace ember {
 
 namespace op {
-// mask[i] = scale where Philox's uniform for element i is >= p, else 0
+/// mask[i] = scale where Philox's uniform for element i is >= p, else 0
 struct DropoutMask {
   static constexpr const char* name = "dropout";
   template <class T>
@@ -42,8 +42,8 @@ inline void check_p(double p) {
 }
 }  // namespace detail
 
-// x * mask, where mask holds 0 or 1/(1-p); its shape broadcasts against x (the mask is a
-// constant: no gradient flows to it).
+/// x * mask, where mask holds 0 or 1/(1-p); its shape broadcasts against x (the mask is a
+/// constant: no gradient flows to it).
 template <Real T>
 Tensor<T> apply_mask(const Tensor<T>& x, const Tensor<T>& mask) {
   Tensor<T> y = detail::binary_map(x, mask, backend::BinaryOp::mul, [](T a, T m) { return a * m; });
@@ -54,6 +54,8 @@ Tensor<T> apply_mask(const Tensor<T>& x, const Tensor<T>& mask) {
   return y;
 }
 
+/// F.dropout: in training, zeroes each element with probability p (drawn from `gen`) and scales the
+/// rest by 1 / (1 - p); x itself when not training. Throws unless p is in [0, 1].
 template <Real T>
 Tensor<T> dropout(const Tensor<T>& x, double p, bool training,
                   Generator& gen = default_generator()) {
@@ -63,7 +65,7 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training,
   return apply_mask(x, detail::dropout_mask<T>(x.shape(), p, gen, x.device()));
 }
 
-// Zeroes whole channels: x (N, C, H, W) or (C, H, W); one draw per (n, c).
+/// Zeroes whole channels: x (N, C, H, W) or (C, H, W); one draw per (n, c).
 template <Real T>
 Tensor<T> dropout2d(const Tensor<T>& x, double p, bool training,
                     Generator& gen = default_generator()) {

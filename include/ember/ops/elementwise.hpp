@@ -128,7 +128,7 @@ Tensor<T> unary_map(const Tensor<T>& a, backend::UnaryOp op, T scalar, F f) {
 template <Real T>
 Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape);
 
-// Materialises `t` broadcast to `shape`.
+/// Materialises `t` broadcast to `shape`.
 template <Real T>
 Tensor<T> broadcast_to(const Tensor<T>& t, const Shape& shape) {
   if (t.shape() == shape) return t;
@@ -154,6 +154,7 @@ Tensor<T> broadcast_to(const Tensor<T>& t, const Shape& shape) {
   return out;
 }
 
+/// Sums a broadcast gradient g back down to `shape` (the reverse of broadcasting).
 template <Real T>
 Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
   if (g.shape() == shape) return g;
@@ -179,6 +180,7 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
   return out;
 }
 
+/// a + b elementwise with broadcasting (torch.add); operator+ calls it.
 template <Real T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::add, [](T x, T y) { return x + y; });
@@ -188,6 +190,7 @@ Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   return out;
 }
 
+/// -a elementwise (torch.neg).
 template <Real T>
 Tensor<T> neg(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::neg, T(0), [](T x) { return -x; });
@@ -196,6 +199,7 @@ Tensor<T> neg(const Tensor<T>& a) {
   return out;
 }
 
+/// a - b elementwise with broadcasting (torch.sub).
 template <Real T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::sub, [](T x, T y) { return x - y; });
@@ -205,6 +209,7 @@ Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
   return out;
 }
 
+/// a * b elementwise with broadcasting (torch.mul).
 template <Real T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::mul, [](T x, T y) { return x * y; });
@@ -216,6 +221,7 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
   return out;
 }
 
+/// a / b elementwise with broadcasting (torch.div).
 template <Real T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::div, [](T x, T y) { return x / y; });
@@ -229,13 +235,14 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
   return out;
 }
 
-// Scalar forms: the scalar is a constant (no gradient).
+/// Scalar forms: the scalar is a constant (no gradient).
 template <Real T>
 Tensor<T> add_scalar(const Tensor<T>& a, T s) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::add_scalar, s, [s](T x) { return x + s; });
   autograd::record(out, "AddBackward1", {a}, [](const Tensor<T>& g) { return std::vector<Tensor<T>>{g}; });
   return out;
 }
+/// a * s (torch.mul with a scalar).
 template <Real T>
 Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::mul_scalar, s, [s](T x) { return x * s; });
@@ -244,6 +251,7 @@ Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
   return out;
 }
 
+/// e^a elementwise (torch.exp).
 template <Real T>
 Tensor<T> exp(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::exp, T(0), [](T x) { return std::exp(x); });
@@ -254,6 +262,7 @@ Tensor<T> exp(const Tensor<T>& a) {
   return out;
 }
 
+/// Natural logarithm elementwise (torch.log).
 template <Real T>
 Tensor<T> log(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::log, T(0), [](T x) { return std::log(x); });
@@ -264,7 +273,7 @@ Tensor<T> log(const Tensor<T>& a) {
   return out;
 }
 
-// a^p for a constant exponent p.
+/// a^p for a constant exponent p.
 template <Real T>
 Tensor<T> pow(const Tensor<T>& a, T p) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::pow_scalar, p, [p](T x) { return std::pow(x, p); });
@@ -279,14 +288,14 @@ Tensor<T> pow(const Tensor<T>& a, T p) {
   return out;
 }
 
-// PyTorch's sign: 1, -1, or 0 for +-0 and NaN. Its gradient is zero (not recorded).
+/// PyTorch's sign: 1, -1, or 0 for +-0 and NaN. Its gradient is zero (not recorded).
 template <Real T>
 Tensor<T> sign(const Tensor<T>& a) {
   return detail::unary_map(a, backend::UnaryOp::sign, T(0),
                            [](T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); });
 }
 
-// d sqrt(x) = g / (2 sqrt(x)), from the saved output (inf at 0, as PyTorch).
+/// d sqrt(x) = g / (2 sqrt(x)), from the saved output (inf at 0, as PyTorch).
 template <Real T>
 Tensor<T> sqrt(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::sqrt, T(0), [](T x) { return std::sqrt(x); });
@@ -297,7 +306,7 @@ Tensor<T> sqrt(const Tensor<T>& a) {
   return out;
 }
 
-// 1 / sqrt(x); d rsqrt(x) = -g y^3 / 2 with y the saved output.
+/// 1 / sqrt(x); d rsqrt(x) = -g y^3 / 2 with y the saved output.
 template <Real T>
 Tensor<T> rsqrt(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::rsqrt, T(0),
@@ -309,7 +318,7 @@ Tensor<T> rsqrt(const Tensor<T>& a) {
   return out;
 }
 
-// |x|; d |x| = g sign(x) (0 at 0 and for NaN, as PyTorch).
+/// |x|; d |x| = g sign(x) (0 at 0 and for NaN, as PyTorch).
 template <Real T>
 Tensor<T> abs(const Tensor<T>& a) {
   Tensor<T> out = detail::unary_map(a, backend::UnaryOp::abs, T(0), [](T x) { return std::abs(x); });
@@ -320,10 +329,15 @@ Tensor<T> abs(const Tensor<T>& a) {
   return out;
 }
 
+/// add(a, b).
 template <Real T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
+/// sub(a, b).
 template <Real T> Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { return sub(a, b); }
+/// mul(a, b).
 template <Real T> Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }
+/// div(a, b).
 template <Real T> Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) { return div(a, b); }
+/// neg(a).
 template <Real T> Tensor<T> operator-(const Tensor<T>& a) { return neg(a); }
 
 // A scalar operand: any arithmetic type but bool (`x * 2`, `x * 2.0`, `1 - x` on a float or
@@ -331,18 +345,25 @@ template <Real T> Tensor<T> operator-(const Tensor<T>& a) { return neg(a); }
 template <class S>
 concept Scalar = std::is_arithmetic_v<S> && !std::same_as<S, bool>;
 
+/// a + s, for any arithmetic scalar s.
 template <Real T, Scalar S> Tensor<T> operator+(const Tensor<T>& a, S s) { return add_scalar(a, static_cast<T>(s)); }
+/// s + a.
 template <Real T, Scalar S> Tensor<T> operator+(S s, const Tensor<T>& a) { return add_scalar(a, static_cast<T>(s)); }
+/// a - s.
 template <Real T, Scalar S> Tensor<T> operator-(const Tensor<T>& a, S s) { return add_scalar(a, -static_cast<T>(s)); }
+/// s - a.
 template <Real T, Scalar S> Tensor<T> operator-(S s, const Tensor<T>& a) { return add_scalar(neg(a), static_cast<T>(s)); }
+/// a * s.
 template <Real T, Scalar S> Tensor<T> operator*(const Tensor<T>& a, S s) { return mul_scalar(a, static_cast<T>(s)); }
+/// s * a.
 template <Real T, Scalar S> Tensor<T> operator*(S s, const Tensor<T>& a) { return mul_scalar(a, static_cast<T>(s)); }
+/// a / s.
 template <Real T, Scalar S> Tensor<T> operator/(const Tensor<T>& a, S s) { return mul_scalar(a, T(1) / static_cast<T>(s)); }
-// s / a, elementwise (PyTorch's reciprocal times s); the gradient is -s / a^2.
+/// s / a, elementwise (PyTorch's reciprocal times s); the gradient is -s / a^2.
 template <Real T, Scalar S> Tensor<T> operator/(S s, const Tensor<T>& a) {
   return div(Tensor<T>::full(a.shape(), static_cast<T>(s), a.device()), a);
 }
-// a^p for an exponent of any arithmetic type (`pow(x, 2)`).
+/// a^p for an exponent of any arithmetic type (`pow(x, 2)`).
 template <Real T, Scalar S>
   requires(!std::same_as<S, T>)
 Tensor<T> pow(const Tensor<T>& a, S p) {

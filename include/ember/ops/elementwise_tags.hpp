@@ -10,20 +10,20 @@
 
 namespace ember::op {
 
-// out = a (op) b over broadcast strided views; n = out's elements
+/// out = a (op) b over broadcast strided views; n = out's elements
 struct Binary {
   static constexpr const char* name = "binary elementwise op";
   template <class T>
   using sig = void(backend::BinaryOp, const T* a, const StridedView& va, const T* b,
                    const StridedView& vb, T* out, std::int64_t n);
 };
-// out = op(a, scalar), contiguous
+/// out = op(a, scalar), contiguous
 struct Unary {
   static constexpr const char* name = "unary elementwise op";
   template <class T>
   using sig = void(backend::UnaryOp, const T* a, T* out, std::int64_t n, T scalar);
 };
-// out (view vout, out_n elements) = x summed over the dimensions that vout broadcasts
+/// out (view vout, out_n elements) = x summed over the dimensions that vout broadcasts
 struct SumTo {
   static constexpr const char* name = "sum_to";
   template <class T>

@@ -18,19 +18,19 @@
 namespace ember {
 
 namespace op {
-// c = alpha * op(a) op(b) + beta * c (GemmParams: sizes, transposes, leading dimensions)
+/// c = alpha * op(a) op(b) + beta * c (GemmParams: sizes, transposes, leading dimensions)
 struct Gemm {
   static constexpr const char* name = "gemm";
   template <class T>
   static constexpr auto cpu = &ember::cpu::gemm<T>;
 };
-// y (rows, cols) += bias[col]
+/// y (rows, cols) += bias[col]
 struct BiasAddRows {
   static constexpr const char* name = "linear bias";
   template <class T>
   static constexpr auto cpu = &ember::cpu::bias_add_rows<T>;
 };
-// gb[col] = sum over rows of gy (rows, cols)
+/// gb[col] = sum over rows of gy (rows, cols)
 struct BiasGradRows {
   static constexpr const char* name = "linear bias gradient";
   template <class T>
@@ -102,7 +102,7 @@ inline std::string matmul_shapes(const Shape& a, const Shape& b) {
 }
 }  // namespace detail
 
-// torch.bmm: a [B, N, K] @ b [B, K, M] -> [B, N, M], no broadcasting.
+/// torch.bmm: a [B, N, K] @ b [B, K, M] -> [B, N, M], no broadcasting.
 template <Real T>
 Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
   EMBER_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: both operands must be 3-D, got ",
@@ -123,14 +123,14 @@ Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
   return out;
 }
 
-// torch.matmul:
-//   1-D @ 1-D: the dot product (0-d);  2-D @ 2-D: the matrix product;
-//   1-D @ 2-D and 2-D @ 1-D: a vector-matrix / matrix-vector product (the vector taken as a
-//   [1, K] row / [K, 1] column, that dimension removed from the result);
-//   N-D (N > 2) on either side: a batch of matrix products over the leading dimensions, which
-//   broadcast (numpy rules), with a 1-D operand taken as above. The gradient of an operand is
-//   summed over the batch dimensions it was broadcast along.
-// Compositions of bmm / mm with reshape and broadcast_to, whose backward passes make matmul's.
+/// torch.matmul:
+///   1-D @ 1-D: the dot product (0-d);  2-D @ 2-D: the matrix product;
+///   1-D @ 2-D and 2-D @ 1-D: a vector-matrix / matrix-vector product (the vector taken as a
+///   [1, K] row / [K, 1] column, that dimension removed from the result);
+///   N-D (N > 2) on either side: a batch of matrix products over the leading dimensions, which
+///   broadcast (numpy rules), with a 1-D operand taken as above. The gradient of an operand is
+///   summed over the batch dimensions it was broadcast along.
+/// Compositions of bmm / mm with reshape and broadcast_to, whose backward passes make matmul's.
 template <Real T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   EMBER_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both arguments need to be at least 1-D, got ",
@@ -178,7 +178,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   return c.reshape(out);
 }
 
-// x [N, in], weight [out, in], bias [out] (optional) -> [N, out]
+/// x [N, in], weight [out, in], bias [out] (optional) -> [N, out]
 template <Real T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {}) {
   EMBER_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1),

@@ -29,10 +29,11 @@ struct NllBackward {
 };
 }  // namespace op
 
-// none (the elementwise loss) is for the elementwise losses below; nll_loss and cross_entropy refuse it.
+/// none (the elementwise loss) is for the elementwise losses below; nll_loss and cross_entropy
+/// refuse it.
 enum class Reduction { mean, sum, none };
 
-// input (N, C) log-probabilities, target (N) class indices in [0, C) -> scalar
+/// input (N, C) log-probabilities, target (N) class indices in [0, C) -> scalar
 template <Real T>
 Tensor<T> nll_loss(const Tensor<T>& input, const Tensor<std::int64_t>& target,
                    Reduction reduction = Reduction::mean) {
@@ -59,10 +60,10 @@ Tensor<T> nll_loss(const Tensor<T>& input, const Tensor<std::int64_t>& target,
   return out;
 }
 
-// log_softmax over classes, then nll_loss. With label_smoothing ls in [0, 1] (PyTorch's F.cross_entropy
-// with class-index targets and no weight) the loss of row i is
-//   (1 - ls) * -logp[i, target[i]] + ls / C * sum_c -logp[i, c],
-// summed over the rows, or averaged over them for mean.
+/// log_softmax over classes, then nll_loss. With label_smoothing ls in [0, 1] (PyTorch's
+/// F.cross_entropy with class-index targets and no weight) the loss of row i is
+///   (1 - ls) * -logp[i, target[i]] + ls / C * sum_c -logp[i, c],
+/// summed over the rows, or averaged over them for mean.
 template <Real T>
 Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<std::int64_t>& target,
                         Reduction reduction = Reduction::mean, double label_smoothing = 0.0) {
@@ -116,7 +117,7 @@ Tensor<T> max_scalar(const Tensor<T>& a, double lo) {
 }
 }  // namespace detail
 
-// (input - target)^2, reduced
+/// (input - target)^2, reduced
 template <Real T>
 Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction reduction = Reduction::mean) {
   detail::check_loss_shapes("mse_loss", input, target);
@@ -124,7 +125,8 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction re
   return detail::reduce_loss(mul(d, d), reduction);
 }
 
-// |input - target|, reduced; |d| = relu(d) + relu(-d), whose gradient at 0 is 0 (PyTorch's sign(0)).
+/// |input - target|, reduced; |d| = relu(d) + relu(-d), whose gradient at 0 is 0 (PyTorch's
+/// sign(0)).
 template <Real T>
 Tensor<T> l1_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction reduction = Reduction::mean) {
   detail::check_loss_shapes("l1_loss", input, target);
@@ -132,9 +134,9 @@ Tensor<T> l1_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction red
   return detail::reduce_loss(add(relu(d), relu(neg(d))), reduction);
 }
 
-// -weight * (target * log(input) + (1 - target) * log(1 - input)), each log clamped to >= -100 as
-// PyTorch does, so input 0 or 1 gives a finite loss (the gradient there is NaN, where PyTorch's
-// clamps its denominator). input is taken to be in [0, 1] (not checked).
+/// -weight * (target * log(input) + (1 - target) * log(1 - input)), each log clamped to >= -100 as
+/// PyTorch does, so input 0 or 1 gives a finite loss (the gradient there is NaN, where PyTorch's
+/// clamps its denominator). input is taken to be in [0, 1] (not checked).
 template <Real T>
 Tensor<T> binary_cross_entropy(const Tensor<T>& input, const Tensor<T>& target, const Tensor<T>& weight = {},
                                Reduction reduction = Reduction::mean) {
@@ -147,10 +149,10 @@ Tensor<T> binary_cross_entropy(const Tensor<T>& input, const Tensor<T>& target, 
   return detail::reduce_loss(l, reduction);
 }
 
-// binary_cross_entropy(sigmoid(input), target) in the stable form PyTorch uses:
-//   (1 - t) * x + (1 + (pos_weight - 1) * t) * (log(1 + exp(-|x|)) + relu(-x)), times weight.
-// |x| is written x + 2 relu(-x), so that at x = 0 the gradient is the true one (-sigmoid(0) from
-// the softplus term). pos_weight broadcasts to the input (PyTorch: one per class, the last dim).
+/// binary_cross_entropy(sigmoid(input), target) in the stable form PyTorch uses:
+///   (1 - t) * x + (1 + (pos_weight - 1) * t) * (log(1 + exp(-|x|)) + relu(-x)), times weight.
+/// |x| is written x + 2 relu(-x), so that at x = 0 the gradient is the true one (-sigmoid(0) from
+/// the softplus term). pos_weight broadcasts to the input (PyTorch: one per class, the last dim).
 template <Real T>
 Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>& input, const Tensor<T>& target,
                                            const Tensor<T>& weight = {}, const Tensor<T>& pos_weight = {},

@@ -37,16 +37,21 @@ struct AvgPool2dBackward {
 };
 }  // namespace op
 
-// A 2-D size: one value for both axes or {h, w}, as PyTorch's int-or-tuple arguments.
+/// A 2-D size: one value for both axes or {h, w}, as PyTorch's int-or-tuple arguments.
 struct Size2 {
+  /// Height and width.
+  /// @{
   std::int64_t h = 0, w = 0;
+  /// @}
   constexpr Size2() = default;
+  /// v for both axes.
   constexpr Size2(std::int64_t v) : h(v), w(v) {}  // NOLINT(google-explicit-constructor): as PyTorch's int
+  /// h_ for the height, w_ for the width.
   constexpr Size2(std::int64_t h_, std::int64_t w_) : h(h_), w(w_) {}
   friend constexpr bool operator==(const Size2&, const Size2&) = default;
 };
 
-// PyTorch's printed form of an int-or-pair argument: "2", or "(2, 3)" when the two differ.
+/// PyTorch's printed form of an int-or-pair argument: "2", or "(2, 3)" when the two differ.
 [[nodiscard]] inline std::string size2_repr(const Size2& s) {
   return s.h == s.w ? std::to_string(s.h)
                     : "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")";
@@ -127,20 +132,20 @@ std::pair<Tensor<T>, Tensor<std::int32_t>> adaptive_max_pool2d_with_argmax(const
 }
 }  // namespace detail
 
-// Max pooling, PyTorch's F.max_pool2d: x (N, C, H, W) or (C, H, W) -> (..., P, Q); stride {}
-// (0) means stride = kernel; padding (-inf: it never wins) at most half the kernel; dilation
-// spaces the window's taps; ceil_mode rounds the output size up (a window may start in the
-// input's last rows/columns or the left padding, never in the padding beyond them). Each output
-// is its window's maximum: a NaN wins, and the gradient goes to the first of tied maxima (in
-// window order). A dilated window whose taps all miss the input gives -inf and no gradient.
+/// Max pooling, PyTorch's F.max_pool2d: x (N, C, H, W) or (C, H, W) -> (..., P, Q); stride {}
+/// (0) means stride = kernel; padding (-inf: it never wins) at most half the kernel; dilation
+/// spaces the window's taps; ceil_mode rounds the output size up (a window may start in the
+/// input's last rows/columns or the left padding, never in the padding beyond them). Each output
+/// is its window's maximum: a NaN wins, and the gradient goes to the first of tied maxima (in
+/// window order). A dilated window whose taps all miss the input gives -inf and no gradient.
 template <Real T>
 Tensor<T> max_pool2d(const Tensor<T>& x, Size2 kernel, Size2 stride = {}, Size2 padding = {0},
                      Size2 dilation = {1}, bool ceil_mode = false) {
   return detail::max_pool2d_with_argmax(x, kernel, stride, padding, dilation, ceil_mode).first;
 }
 
-// F.max_pool2d(..., return_indices=True): the values and, for each, the flat index h * W + w of
-// the input that won within its (H, W) plane (-1 where a dilated window misses the input).
+/// F.max_pool2d(..., return_indices=True): the values and, for each, the flat index h * W + w of
+/// the input that won within its (H, W) plane (-1 where a dilated window misses the input).
 template <Real T>
 std::pair<Tensor<T>, Tensor<std::int64_t>> max_pool2d_with_indices(const Tensor<T>& x, Size2 kernel,
                                                                    Size2 stride = {},
@@ -152,16 +157,16 @@ std::pair<Tensor<T>, Tensor<std::int64_t>> max_pool2d_with_indices(const Tensor<
   return {y, argmax.template cast<std::int64_t>()};
 }
 
-// PyTorch's F.adaptive_max_pool2d: x (N, C, H, W) or (C, H, W) -> (..., out.h, out.w); output
-// i of n over an axis of size s is the maximum over [floor(i s / n), ceil((i+1) s / n)), with
-// max_pool2d's NaN and tie rules.
+/// PyTorch's F.adaptive_max_pool2d: x (N, C, H, W) or (C, H, W) -> (..., out.h, out.w); output
+/// i of n over an axis of size s is the maximum over [floor(i s / n), ceil((i+1) s / n)), with
+/// max_pool2d's NaN and tie rules.
 template <Real T>
 Tensor<T> adaptive_max_pool2d(const Tensor<T>& x, Size2 output_size) {
   return detail::adaptive_max_pool2d_with_argmax(x, output_size).first;
 }
 
-// F.adaptive_max_pool2d(..., return_indices=True): the values and the flat index h * W + w of
-// each winner within its (H, W) plane.
+/// F.adaptive_max_pool2d(..., return_indices=True): the values and the flat index h * W + w of
+/// each winner within its (H, W) plane.
 template <Real T>
 std::pair<Tensor<T>, Tensor<std::int64_t>> adaptive_max_pool2d_with_indices(const Tensor<T>& x,
                                                                             Size2 output_size) {
@@ -169,11 +174,11 @@ std::pair<Tensor<T>, Tensor<std::int64_t>> adaptive_max_pool2d_with_indices(cons
   return {y, argmax.template cast<std::int64_t>()};
 }
 
-// Average pooling, PyTorch's F.avg_pool2d: x (N, C, H, W) or (C, H, W); stride {} (0) means
-// stride = kernel; padding at most half the kernel; ceil_mode rounds the output size up (a
-// window may start in the input's last rows/columns, never in the padding beyond them);
-// count_include_pad divides by the window clipped to the padded input, else by the number of
-// input elements it covers.
+/// Average pooling, PyTorch's F.avg_pool2d: x (N, C, H, W) or (C, H, W); stride {} (0) means
+/// stride = kernel; padding at most half the kernel; ceil_mode rounds the output size up (a
+/// window may start in the input's last rows/columns, never in the padding beyond them);
+/// count_include_pad divides by the window clipped to the padded input, else by the number of
+/// input elements it covers.
 template <Real T>
 Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, Size2 stride = {}, Size2 padding = {0},
                      bool ceil_mode = false, bool count_include_pad = true) {
@@ -208,9 +213,9 @@ Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, Size2 stride = {}, Size2 
   return y;
 }
 
-// PyTorch's F.adaptive_avg_pool2d: x (N, C, H, W) or (C, H, W) -> (..., out.h, out.w); output
-// i of n over an axis of size s averages [floor(i s / n), ceil((i+1) s / n)). Output {1, 1}
-// is global average pooling.
+/// PyTorch's F.adaptive_avg_pool2d: x (N, C, H, W) or (C, H, W) -> (..., out.h, out.w); output
+/// i of n over an axis of size s averages [floor(i s / n), ceil((i+1) s / n)). Output {1, 1}
+/// is global average pooling.
 template <Real T>
 Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, Size2 output_size) {
   EMBER_CHECK(x.dim() == 3 || x.dim() == 4, "adaptive_avg_pool2d: input must be (N, C, H, W) or (C, H, W), got ",

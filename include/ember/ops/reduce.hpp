@@ -18,38 +18,38 @@
 namespace ember {
 
 namespace op {
-// out[0] = scale * sum(x[0..n))
+/// out[0] = scale * sum(x[0..n))
 struct SumAll {
   static constexpr const char* name = "sum";
   template <class T>
   static constexpr auto cpu = &ember::cpu::sum_all<T>;
 };
-// y [outer, inner] = sum of x [outer, size, inner] along size
+/// y [outer, inner] = sum of x [outer, size, inner] along size
 struct SumDim {
   static constexpr const char* name = "sum along a dim";
   template <class T>
   static constexpr auto cpu = &ember::cpu::sum_dim<T>;
 };
-// values, indices [outer, inner] = max (p.take_min: min) of x [outer, size, inner] along size
-// (values may be null: argmax/argmin)
+/// values, indices [outer, inner] = max (p.take_min: min) of x [outer, size, inner] along size
+/// (values may be null: argmax/argmin)
 struct ExtremumDim {
   static constexpr const char* name = "max/min along a dimension";
   template <class T>
   static constexpr auto cpu = &ember::cpu::extremum_dim<T>;
 };
-// gx [outer, size, inner] = amax/amin's gradient from x, y and gy [outer, inner]
+/// gx [outer, size, inner] = amax/amin's gradient from x, y and gy [outer, inner]
 struct ExtremumDimBackward {
   static constexpr const char* name = "amax/amin backward";
   template <class T>
   static constexpr auto cpu = &ember::cpu::extremum_dim_backward<T>;
 };
-// gx [outer, size, inner] = gy [outer, inner] at indices [outer, inner], else 0
+/// gx [outer, size, inner] = gy [outer, inner] at indices [outer, inner], else 0
 struct IndexDimBackward {
   static constexpr const char* name = "max/min backward";
   template <class T>
   static constexpr auto cpu = &ember::cpu::index_dim_backward<T>;
 };
-// out[0] = number of rows of x (rows, cols) whose argmax is labels[row]
+/// out[0] = number of rows of x (rows, cols) whose argmax is labels[row]
 struct CountCorrect {
   static constexpr const char* name = "count_correct";
   template <class T>
@@ -79,7 +79,7 @@ inline Shape reduced_shape(Shape s, std::int64_t d, bool keepdim) {
 }
 }  // namespace detail
 
-// Sum of all elements (a scalar), accumulated in double.
+/// Sum of all elements (a scalar), accumulated in double.
 template <Real T>
 Tensor<T> sum(const Tensor<T>& a) {
   const Tensor<T> ac = a.contiguous();
@@ -91,6 +91,7 @@ Tensor<T> sum(const Tensor<T>& a) {
   return out;
 }
 
+/// The sum along `dim` (torch.sum(a, dim, keepdim)).
 template <Real T>
 Tensor<T> sum(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   const std::int64_t d = wrap_dim(dim, a.dim());
@@ -105,12 +106,14 @@ Tensor<T> sum(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   return out;
 }
 
+/// The mean of every element, a 0-d tensor (torch.mean).
 template <Real T>
 Tensor<T> mean(const Tensor<T>& a) {
   EMBER_CHECK(a.numel() > 0, "mean() of an empty tensor");
   return mul_scalar(sum(a), T(1) / static_cast<T>(a.numel()));
 }
 
+/// The mean along `dim` (torch.mean(a, dim, keepdim)).
 template <Real T>
 Tensor<T> mean(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   const std::int64_t n = a.dim() == 0 ? 1 : a.size(dim);  // sum() checks dim
@@ -266,10 +269,12 @@ template <class D>
 concept DimIndex = std::integral<D> && !std::same_as<D, bool>;
 }  // namespace detail
 
-// PyTorch's torch.return_types.max / min: the values and their int64 indices.
+/// PyTorch's torch.return_types.max / min: the values and their int64 indices.
 template <Real T>
 struct ValuesIndices {
+  /// The extreme values.
   Tensor<T> values;
+  /// Where they are along the dimension (the first, for ties).
   Tensor<std::int64_t> indices;
 };
 
@@ -300,83 +305,90 @@ ValuesIndices<T> extremum_with_indices(const char* op, const Tensor<T>& a, std::
 }
 }  // namespace detail
 
-// torch.max(input, dim, keepdim): the largest element along `dim` and its index (the first on
-// ties; the first NaN if there is one, whose value is NaN). The gradient goes to that index.
+/// torch.max(input, dim, keepdim): the largest element along `dim` and its index (the first on
+/// ties; the first NaN if there is one, whose value is NaN). The gradient goes to that index.
 template <Real T>
 ValuesIndices<T> max(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   return detail::extremum_with_indices("max", a, dim, keepdim, false);
 }
-// torch.min(input, dim, keepdim), as max.
+/// torch.min(input, dim, keepdim), as max.
 template <Real T>
 ValuesIndices<T> min(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   return detail::extremum_with_indices("min", a, dim, keepdim, true);
 }
 
-// torch.max(input) / torch.min(input): a 0-d tensor, NaN if any element is; the gradient is
-// split evenly among the elements equal to the result (the NaNs when it is NaN).
+/// torch.max(input) / torch.min(input): a 0-d tensor, NaN if any element is; the gradient is
+/// split evenly among the elements equal to the result (the NaNs when it is NaN).
 template <Real T>
 Tensor<T> max(const Tensor<T>& a) {
   return detail::extremum_all("max", a, false);
 }
+/// The smallest element, a 0-d tensor (torch.min(a)).
 template <Real T>
 Tensor<T> min(const Tensor<T>& a) {
   return detail::extremum_all("min", a, true);
 }
 
-// torch.amax(input, dim, keepdim) / amin: the values only, over one dimension, a list of them,
-// or every dimension (an empty list, or none). NaN propagates. The gradient is split evenly
-// among the elements of a reduced slice equal to its result, (g / count) * (x == result), as
-// PyTorch's; a NaN result gets NaN gradients.
+/// torch.amax(input, dim, keepdim) / amin: the values only, over one dimension, a list of them,
+/// or every dimension (an empty list, or none). NaN propagates. The gradient is split evenly
+/// among the elements of a reduced slice equal to its result, (g / count) * (x == result), as
+/// PyTorch's; a NaN result gets NaN gradients.
 template <Real T>
 Tensor<T> amax(const Tensor<T>& a, const std::vector<std::int64_t>& dims, bool keepdim = false) {
   return detail::extremum_dims("amax", a, dims, keepdim, false);
 }
+/// The largest values along one dimension (torch.amax(a, dim)).
 template <Real T, detail::DimIndex D>
 Tensor<T> amax(const Tensor<T>& a, D dim, bool keepdim = false) {
   return detail::extremum_dims("amax", a, {static_cast<std::int64_t>(dim)}, keepdim, false);
 }
+/// The largest element, a 0-d tensor (torch.amax(a)).
 template <Real T>
 Tensor<T> amax(const Tensor<T>& a) {
   return detail::extremum_dims("amax", a, {}, false, false);
 }
+/// The smallest values over several dimensions (torch.amin(a, dims)).
 template <Real T>
 Tensor<T> amin(const Tensor<T>& a, const std::vector<std::int64_t>& dims, bool keepdim = false) {
   return detail::extremum_dims("amin", a, dims, keepdim, true);
 }
+/// The smallest values along one dimension (torch.amin(a, dim)).
 template <Real T, detail::DimIndex D>
 Tensor<T> amin(const Tensor<T>& a, D dim, bool keepdim = false) {
   return detail::extremum_dims("amin", a, {static_cast<std::int64_t>(dim)}, keepdim, true);
 }
+/// The smallest element, a 0-d tensor (torch.amin(a)).
 template <Real T>
 Tensor<T> amin(const Tensor<T>& a) {
   return detail::extremum_dims("amin", a, {}, false, true);
 }
 
-// Index of the largest element along `dim` (the first one on ties; the first NaN wins), as
-// int64. Integer tensors on the CPU only.
+/// Index of the largest element along `dim` (the first one on ties; the first NaN wins), as
+/// int64. Integer tensors on the CPU only.
 template <Element T>
 Tensor<std::int64_t> argmax(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   return detail::arg_extremum("argmax", a, dim, keepdim, false);
 }
-// Index of the smallest element along `dim` (the first one on ties; the first NaN wins).
+/// Index of the smallest element along `dim` (the first one on ties; the first NaN wins).
 template <Element T>
 Tensor<std::int64_t> argmin(const Tensor<T>& a, std::int64_t dim, bool keepdim = false) {
   return detail::arg_extremum("argmin", a, dim, keepdim, true);
 }
-// torch.argmax(input) / argmin(input): the index into the flattened input (a 0-d tensor).
+/// torch.argmax(input) / argmin(input): the index into the flattened input (a 0-d tensor).
 template <Element T>
 Tensor<std::int64_t> argmax(const Tensor<T>& a) {
   return detail::arg_extremum("argmax", a.reshape({-1}), 0, false, false);
 }
+/// The flat index of the smallest element (torch.argmin(a)).
 template <Element T>
 Tensor<std::int64_t> argmin(const Tensor<T>& a) {
   return detail::arg_extremum("argmin", a.reshape({-1}), 0, false, true);
 }
 
-// torch.var(input, dim, correction, keepdim): sum((x - mean)^2) / max(0, N - correction) over
-// the dimensions `dims` (empty: all), N the number of elements reduced; correction 1 is the
-// unbiased estimate, 0 the population variance. N <= correction gives inf, or NaN (0 / 0), as
-// PyTorch's. A composition of mean, sub, mul, sum and mul_scalar (the backward is theirs).
+/// torch.var(input, dim, correction, keepdim): sum((x - mean)^2) / max(0, N - correction) over
+/// the dimensions `dims` (empty: all), N the number of elements reduced; correction 1 is the
+/// unbiased estimate, 0 the population variance. N <= correction gives inf, or NaN (0 / 0), as
+/// PyTorch's. A composition of mean, sub, mul, sum and mul_scalar (the backward is theirs).
 template <Real T>
 Tensor<T> var(const Tensor<T>& x, const std::vector<std::int64_t>& dims, double correction = 1,
               bool keepdim = false) {
@@ -395,33 +407,37 @@ Tensor<T> var(const Tensor<T>& x, const std::vector<std::int64_t>& dims, double 
   const Tensor<T> v = mul_scalar(sum_dims(mul(dev, dev)), static_cast<T>(1.0 / dof));
   return keepdim ? v : v.reshape(detail::reduced_shape(x.shape(), ds, false));
 }
+/// The variance along one dimension, with Bessel's correction by default (torch.var(x, dim,
+/// correction)).
 template <Real T, detail::DimIndex D>
 Tensor<T> var(const Tensor<T>& x, D dim, double correction = 1, bool keepdim = false) {
   return var(x, std::vector<std::int64_t>{static_cast<std::int64_t>(dim)}, correction, keepdim);
 }
-// The variance of every element (a 0-d tensor), unbiased; var(x, {}, correction) for another.
+/// The variance of every element (a 0-d tensor), unbiased; var(x, {}, correction) for another.
 template <Real T>
 Tensor<T> var(const Tensor<T>& x) {
   return var(x, std::vector<std::int64_t>{}, 1.0, false);
 }
 
-// torch.std: sqrt(var(...)), composed as pow(var, 0.5) (its gradient is NaN where var is 0,
-// as PyTorch's).
+/// torch.std: sqrt(var(...)), composed as pow(var, 0.5) (its gradient is NaN where var is 0,
+/// as PyTorch's).
 template <Real T>
 Tensor<T> std(const Tensor<T>& x, const std::vector<std::int64_t>& dims, double correction = 1,
               bool keepdim = false) {
   return pow(var(x, dims, correction, keepdim), T(0.5));
 }
+/// The standard deviation along one dimension (torch.std(x, dim, correction)).
 template <Real T, detail::DimIndex D>
 Tensor<T> std(const Tensor<T>& x, D dim, double correction = 1, bool keepdim = false) {
   return pow(var(x, dim, correction, keepdim), T(0.5));
 }
+/// The standard deviation of every element, with Bessel's correction (torch.std(x)).
 template <Real T>
 Tensor<T> std(const Tensor<T>& x) {
   return pow(var(x), T(0.5));
 }
 
-// Number of rows of `scores` [N, C] whose argmax equals `labels` [N].
+/// Number of rows of `scores` [N, C] whose argmax equals `labels` [N].
 template <Real T>
 std::int64_t count_correct(const Tensor<T>& scores, const Tensor<std::int64_t>& labels) {
   EMBER_CHECK(scores.dim() == 2 && labels.dim() == 1 && labels.size(0) == scores.size(0),

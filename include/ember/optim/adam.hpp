@@ -27,7 +27,7 @@
 #include "ember/optim/optimizer.hpp"
 
 namespace ember::op {
-// One Adam/AdamW step over `count` float parameters, fused on a device.
+/// One Adam/AdamW step over `count` float parameters, fused on a device.
 struct AdamStep {
   static constexpr const char* name = "Adam step";
   template <class T>
@@ -42,16 +42,24 @@ EMBER_FP_CONTRACT_OFF
 
 namespace ember::optim {
 
+/// torch.optim.Adam's options and defaults; with decoupled_weight_decay, AdamW's update.
 struct AdamOptions {
+  /// Learning rate (PyTorch's lr).
   double lr = 1e-3;
+  /// Decay rates of the first and second moment averages (beta1, beta2), each in [0, 1).
   std::pair<double, double> betas = {0.9, 0.999};
+  /// Added to the denominator sqrt(v_hat) for numerical stability.
   double eps = 1e-8;
+  /// L2 penalty added to the gradient (or decoupled, see decoupled_weight_decay).
   double weight_decay = 0;
+  /// Use the maximum of past second moments (AMSGrad).
   bool amsgrad = false;
+  /// Maximize the objective: step along the gradient instead of against it.
   bool maximize = false;
-  // true: AdamW's decay, p = p * (1 - lr * weight_decay), instead of adding it to the gradient
+  /// true: AdamW's decay, p = p * (1 - lr * weight_decay), instead of adding it to the gradient
   bool decoupled_weight_decay = false;
 
+  /// Calls f(name, field) for every option, with PyTorch's names (betas as beta1 and beta2).
   template <class S, class F>
   static void fields(S& s, F&& f) {
     f("lr", s.lr);
@@ -65,15 +73,23 @@ struct AdamOptions {
   }
 };
 
-// AdamW's options: Adam's, with weight_decay 1e-2 and the decay always decoupled.
+/// AdamW's options: Adam's, with weight_decay 1e-2 and the decay always decoupled.
+/// torch.optim.AdamW's options and defaults (weight_decay 1e-2, always decoupled).
 struct AdamWOptions {
+  /// Learning rate.
   double lr = 1e-3;
+  /// Decay rates of the first and second moment averages (beta1, beta2), each in [0, 1).
   std::pair<double, double> betas = {0.9, 0.999};
+  /// Added to the denominator for numerical stability.
   double eps = 1e-8;
+  /// Decoupled weight decay: p = p * (1 - lr * weight_decay) before the Adam update.
   double weight_decay = 1e-2;
+  /// Use the maximum of past second moments (AMSGrad).
   bool amsgrad = false;
+  /// Maximize the objective instead of minimizing it.
   bool maximize = false;
 
+  /// Calls f(name, field) for every option, with PyTorch's names (betas as beta1 and beta2).
   template <class S, class F>
   static void fields(S& s, F&& f) {
     f("lr", s.lr);
@@ -86,20 +102,28 @@ struct AdamWOptions {
   }
 };
 
-// One parameter's Adam state (PyTorch's "step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq").
+/// One parameter's Adam state (PyTorch's "step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq").
 struct AdamParamState {
-  float step = 0;  // undefined tensors below: no step yet
+  float step = 0;  ///< undefined tensors below: no step yet
+  /// First and second moment averages and (amsgrad) their running maximum, each of the parameter's
+  /// shape and device.
+  /// @{
   Tensor<float> exp_avg, exp_avg_sq, max_exp_avg_sq;
+  /// @}
 };
 
+/// The common code of Adam and AdamW: one update per step() over every group, fused on CUDA.
 template <class Options>
 class AdamBase : public OptimizerBase<Options, AdamParamState> {
   using Base = OptimizerBase<Options, AdamParamState>;
 
  public:
+  /// Checks every group's options (throws ember::Error naming the bad one).
   AdamBase(std::vector<ParamGroup<Options>> groups, const char* name)
       : Base(std::move(groups), name, &check) {}
 
+  /// Throws ember::Error with PyTorch's message for a negative lr, eps or weight_decay, or betas
+  /// outside [0, 1).
   static void check(const Options& o) {
     EMBER_CHECK(o.lr >= 0, "Adam: invalid learning rate ", o.lr);
     EMBER_CHECK(o.eps >= 0, "Adam: invalid epsilon value ", o.eps);
@@ -110,6 +134,8 @@ class AdamBase : public OptimizerBase<Options, AdamParamState> {
     EMBER_CHECK(o.weight_decay >= 0, "Adam: invalid weight_decay value ", o.weight_decay);
   }
 
+  /// One Adam update of every parameter that has a gradient (throws if parameters are on different
+  /// devices).
   void step() override {
     const Device dev = this->device();
     std::size_t index = 0;
@@ -160,13 +186,14 @@ class AdamBase : public OptimizerBase<Options, AdamParamState> {
     ++this->steps_;
   }
 
-  // Parameter k's state (in the order of params()).
+  /// Parameter k's state (in the order of params()).
   [[nodiscard]] const AdamParamState& param_state(std::size_t k) const {
     EMBER_CHECK(k < this->state_.size(), this->name_, ": no parameter ", k);
     return this->state_[k];
   }
 
  protected:
+  /// The parameter's state as PyTorch names it, copied to the CPU; empty before its first step.
   [[nodiscard]] std::map<std::string, Tensor<float>> save_state(
       const AdamParamState& s) const override {
     if (!s.exp_avg.defined()) return {};
@@ -178,6 +205,8 @@ class AdamBase : public OptimizerBase<Options, AdamParamState> {
       m["max_exp_avg_sq"] = detail::copy_to(s.max_exp_avg_sq, Device::cpu());
     return m;
   }
+  /// Reads a parameter's state back, checking keys, shapes and the step count; copies onto the
+  /// parameter's device.
   [[nodiscard]] AdamParamState load_state(const std::map<std::string, Tensor<float>>& saved,
                                           const Tensor<float>& param,
                                           std::size_t k) const override {
@@ -193,20 +222,24 @@ class AdamBase : public OptimizerBase<Options, AdamParamState> {
   }
 };
 
-// Adam (L2 weight decay added to the gradient, or decoupled with decoupled_weight_decay).
+/// Adam (L2 weight decay added to the gradient, or decoupled with decoupled_weight_decay).
 class Adam : public AdamBase<AdamOptions> {
  public:
+  /// One group of parameters with one set of options, as torch.optim.Adam(params, ...).
   Adam(std::vector<Tensor<float>> params, AdamOptions options = {})
       : Adam(std::vector<ParamGroup<AdamOptions>>{{std::move(params), options}}) {}
+  /// Several parameter groups, each with its own options.
   explicit Adam(std::vector<ParamGroup<AdamOptions>> groups)
       : AdamBase(std::move(groups), "Adam") {}
 };
 
-// AdamW: Adam with decoupled weight decay (Loshchilov and Hutter), weight_decay 1e-2.
+/// AdamW: Adam with decoupled weight decay (Loshchilov and Hutter), weight_decay 1e-2.
 class AdamW : public AdamBase<AdamWOptions> {
  public:
+  /// One group of parameters with one set of options, as torch.optim.AdamW(params, ...).
   AdamW(std::vector<Tensor<float>> params, AdamWOptions options = {})
       : AdamW(std::vector<ParamGroup<AdamWOptions>>{{std::move(params), options}}) {}
+  /// Several parameter groups, each with its own options (e.g. from decay_groups()).
   explicit AdamW(std::vector<ParamGroup<AdamWOptions>> groups)
       : AdamBase(std::move(groups), "AdamW") {}
 };

@@ -45,35 +45,48 @@ EMBER_FP_CONTRACT_OFF
 
 namespace ember::optim {
 
-// A scheduler's whole state: numbers, lists of numbers, words, and SequentialLR's children.
+/// A scheduler's whole state: numbers, lists of numbers, words, and SequentialLR's children.
 struct SchedulerState {
+  /// The scheduler's type_name() ("StepLR", ...), checked when the state is loaded.
   std::string type;
+  /// Numbers by PyTorch's attribute names (last_epoch, gamma, ...).
   std::map<std::string, double> values;
+  /// Lists of numbers (base_lrs, milestones, ...).
   std::map<std::string, std::vector<double>> lists;
+  /// Words (anneal_strategy, mode, ...).
   std::map<std::string, std::string> texts;
+  /// SequentialLR's children's states, in order.
   std::vector<SchedulerState> children;
 };
 
 class SequentialLR;
 
+/// The base of every learning-rate scheduler, as torch.optim.lr_scheduler.LRScheduler: works over
+/// any Optimizer, and sets each group's lr on every step().
 class LRScheduler {
  public:
   virtual ~LRScheduler() = default;
   LRScheduler(const LRScheduler&) = delete;
   LRScheduler& operator=(const LRScheduler&) = delete;
 
+  /// The scheduler's class name, as PyTorch's ("StepLR", "OneCycleLR", ...).
   [[nodiscard]] virtual std::string_view type_name() const = 0;
-  // One epoch on: last_epoch + 1, and each group's lr from get_lr().
+  /// One epoch on: last_epoch + 1, and each group's lr from get_lr().
   virtual void step() {
     ++step_count_;
     update_lr(std::nullopt);
   }
-  // The rates the last step() set, one per group.
+  /// The rates the last step() set, one per group.
   [[nodiscard]] const std::vector<double>& get_last_lr() const { return last_lr_; }
+  /// Epochs (or, for per-batch schedules, steps) taken; 0 after construction.
   [[nodiscard]] std::int64_t last_epoch() const { return last_epoch_; }
+  /// Each group's initial_lr, the rates the schedule starts from.
   [[nodiscard]] const std::vector<double>& base_lrs() const { return base_lrs_; }
+  /// The optimizer whose rates this scheduler sets.
   [[nodiscard]] Optimizer& optimizer() const { return *opt_; }
 
+  /// The scheduler's state (last_epoch, base_lrs, its settings), as PyTorch's state_dict();
+  /// io/checkpoint.hpp stores it.
   [[nodiscard]] virtual SchedulerState state_dict() const {
     SchedulerState s;
     s.type = std::string(type_name());
@@ -84,7 +97,7 @@ class LRScheduler {
     save_fields(s);
     return s;
   }
-  // Replaces every field, the settings too (PyTorch's __dict__.update), after checking them.
+  /// Replaces every field, the settings too (PyTorch's __dict__.update), after checking them.
   virtual void load_state_dict(const SchedulerState& s) {
     EMBER_CHECK(s.type == type_name(), type_name(), ".load_state_dict: the state is a ", s.type,
                 "'s");
@@ -102,7 +115,7 @@ class LRScheduler {
  protected:
   friend class SequentialLR;
 
-  // Records each group's initial_lr (when last_epoch is -1) and the base rates.
+  /// Records each group's initial_lr (when last_epoch is -1) and the base rates.
   LRScheduler(Optimizer& opt, std::int64_t last_epoch, const char* name) : opt_(&opt) {
     EMBER_CHECK(last_epoch >= -1, name, ": invalid last_epoch ", last_epoch);
     for (std::size_t g = 0; g < opt.num_param_groups(); ++g) {
@@ -117,25 +130,30 @@ class LRScheduler {
     }
     last_epoch_ = last_epoch;
   }
-  // A base that records nothing and takes no initial step (SequentialLR and ReduceLROnPlateau
-  // set their own fields, as PyTorch's do).
+  /// A base that records nothing and takes no initial step (SequentialLR and ReduceLROnPlateau
+  /// set their own fields, as PyTorch's do).
   explicit LRScheduler(Optimizer& opt) : opt_(&opt) {}
-  // PyTorch's _initial_step: the derived constructor's last statement.
+  /// PyTorch's _initial_step: the derived constructor's last statement.
   void initial_step() {
     step_count_ = 0;
     is_initial_ = true;
     step();
     is_initial_ = false;
   }
-  // The next rates (last_epoch already advanced).
+  /// The next rates (last_epoch already advanced).
   [[nodiscard]] virtual std::vector<double> get_lr() = 0;
-  // The closed form, where PyTorch has one (used by SequentialLR at a milestone).
+  /// The closed form, where PyTorch has one (used by SequentialLR at a milestone).
   [[nodiscard]] virtual std::optional<std::vector<double>> closed_form_lr() const {
     return std::nullopt;
   }
+  /// Adds the derived scheduler's settings to a state (state_dict()).
   virtual void save_fields(SchedulerState&) const {}
+  /// Checks and sets the derived scheduler's settings from a state (load_state_dict()); throws
+  /// before changing anything.
   virtual void load_fields(const SchedulerState&) {}
 
+  /// Advances last_epoch (or sets it to *epoch, then uses the closed form) and sets every group's
+  /// lr.
   void update_lr(std::optional<std::int64_t> epoch) {
     std::vector<double> values;
     if (!epoch) {
@@ -149,18 +167,20 @@ class LRScheduler {
     for (std::size_t g = 0; g < values.size(); ++g) opt_->set_option(g, "lr", values[g]);
     last_lr_ = current_lrs();
   }
+  /// Every group's lr, read from the optimizer.
   [[nodiscard]] std::vector<double> current_lrs() const {
     std::vector<double> lrs;
     for (std::size_t g = 0; g < opt_->num_param_groups(); ++g) lrs.push_back(opt_->lr(g));
     return lrs;
   }
 
-  // Checked reads of a state.
+  /// Checked reads of a state.
   [[nodiscard]] double value(const SchedulerState& s, const std::string& key) const {
     const auto it = s.values.find(key);
     EMBER_CHECK(it != s.values.end(), type_name(), ".load_state_dict: no \"", key, "\"");
     return it->second;
   }
+  /// A value of the state that must be a whole number >= min (throws ember::Error otherwise).
   [[nodiscard]] std::int64_t whole(const SchedulerState& s, const std::string& key,
                                    std::int64_t min) const {
     const double v = value(s, key);
@@ -168,6 +188,7 @@ class LRScheduler {
                 ".load_state_dict: \"", key, "\" is ", v, ", expected a whole number >= ", min);
     return static_cast<std::int64_t>(v);
   }
+  /// A list of the state, with `size` values when given (throws ember::Error otherwise).
   [[nodiscard]] const std::vector<double>& list(const SchedulerState& s, const std::string& key,
                                                 std::optional<std::size_t> size) const {
     const auto it = s.lists.find(key);
@@ -177,24 +198,34 @@ class LRScheduler {
     return it->second;
   }
 
+  /// The optimizer whose rates are set (not owned: it must outlive the scheduler).
   Optimizer* opt_;
+  /// Each group's starting lr (PyTorch's base_lrs).
   std::vector<double> base_lrs_;
+  /// The rates the last step set (get_last_lr()).
   std::vector<double> last_lr_;
+  /// Steps taken; -1 before the initial step.
   std::int64_t last_epoch_ = -1;
+  /// Calls of step() (PyTorch's _step_count).
   std::int64_t step_count_ = 0;
+  /// True during the initial step of construction.
   bool is_initial_ = false;
 };
 
-// lr * gamma every step_size epochs.
+/// lr * gamma every step_size epochs.
 class StepLR : public LRScheduler {
  public:
+  /// Multiplies every group's lr by gamma each step_size epochs (torch.optim.lr_scheduler.StepLR);
+  /// throws for step_size < 1.
   StepLR(Optimizer& opt, std::int64_t step_size, double gamma = 0.1, std::int64_t last_epoch = -1)
       : LRScheduler(opt, last_epoch, "StepLR"), step_size_(step_size), gamma_(gamma) {
     EMBER_CHECK(step_size > 0, "StepLR: step_size must be positive, got ", step_size);
     initial_step();
   }
   [[nodiscard]] std::string_view type_name() const override { return "StepLR"; }
+  /// Epochs between decays.
   [[nodiscard]] std::int64_t step_size() const { return step_size_; }
+  /// The decay factor.
   [[nodiscard]] double gamma() const { return gamma_; }
 
  protected:
@@ -225,9 +256,10 @@ class StepLR : public LRScheduler {
   double gamma_;
 };
 
-// lr * gamma^(times last_epoch is listed) at each milestone.
+/// lr * gamma^(times last_epoch is listed) at each milestone.
 class MultiStepLR : public LRScheduler {
  public:
+  /// Multiplies the lr by gamma at each milestone epoch (torch.optim.lr_scheduler.MultiStepLR).
   MultiStepLR(Optimizer& opt, std::vector<std::int64_t> milestones, double gamma = 0.1,
               std::int64_t last_epoch = -1)
       : LRScheduler(opt, last_epoch, "MultiStepLR"),
@@ -275,9 +307,10 @@ class MultiStepLR : public LRScheduler {
   double gamma_;
 };
 
-// lr * gamma every epoch.
+/// lr * gamma every epoch.
 class ExponentialLR : public LRScheduler {
  public:
+  /// Multiplies the lr by gamma every epoch (torch.optim.lr_scheduler.ExponentialLR).
   ExponentialLR(Optimizer& opt, double gamma, std::int64_t last_epoch = -1)
       : LRScheduler(opt, last_epoch, "ExponentialLR"), gamma_(gamma) {
     initial_step();
@@ -304,10 +337,12 @@ class ExponentialLR : public LRScheduler {
   double gamma_;
 };
 
-// Cosine annealing from base_lr to eta_min over T_max epochs (then back up: SGDR without
-// restarts), by PyTorch's recursive form.
+/// Cosine annealing from base_lr to eta_min over T_max epochs (then back up: SGDR without
+/// restarts), by PyTorch's recursive form.
 class CosineAnnealingLR : public LRScheduler {
  public:
+  /// Cosine from each base lr down to eta_min over T_max epochs
+  /// (torch.optim.lr_scheduler.CosineAnnealingLR, the chainable form).
   CosineAnnealingLR(Optimizer& opt, std::int64_t T_max, double eta_min = 0.0,
                     std::int64_t last_epoch = -1)
       : LRScheduler(opt, last_epoch, "CosineAnnealingLR"), t_max_(T_max), eta_min_(eta_min) {
@@ -361,10 +396,12 @@ class CosineAnnealingLR : public LRScheduler {
   double eta_min_;
 };
 
-// base_lr * factor, the factor going linearly from start_factor to end_factor over
-// total_iters epochs, then staying (a warm-up).
+/// base_lr * factor, the factor going linearly from start_factor to end_factor over
+/// total_iters epochs, then staying (a warm-up).
 class LinearLR : public LRScheduler {
  public:
+  /// Scales the lr linearly from start_factor to end_factor over total_iters epochs: a warm-up
+  /// (torch.optim.lr_scheduler.LinearLR).
   LinearLR(Optimizer& opt, double start_factor = 1.0 / 3, double end_factor = 1.0,
            std::int64_t total_iters = 5, std::int64_t last_epoch = -1)
       : LRScheduler(opt, last_epoch, "LinearLR"),
@@ -420,18 +457,29 @@ class LinearLR : public LRScheduler {
   std::int64_t total_iters_;
 };
 
+/// OneCycleLR's options, PyTorch's keyword arguments and defaults; give max_lr and either
+/// total_steps or epochs and steps_per_epoch.
 struct OneCycleLROptions {
-  std::vector<double> max_lr = {};  // one value for every group, or one per group
-  std::optional<std::int64_t> total_steps = std::nullopt;  // or epochs * steps_per_epoch
+  std::vector<double> max_lr = {};  ///< one value for every group, or one per group
+  std::optional<std::int64_t> total_steps = std::nullopt;  ///< or epochs * steps_per_epoch
+  /// Epochs, with steps_per_epoch, when total_steps is not given.
   std::optional<std::int64_t> epochs = std::nullopt;
+  /// Optimizer steps per epoch, with epochs.
   std::optional<std::int64_t> steps_per_epoch = std::nullopt;
+  /// Fraction of the cycle spent raising the lr.
   double pct_start = 0.3;
-  std::string anneal_strategy = "cos";  // or "linear"
+  std::string anneal_strategy = "cos";  ///< or "linear"
+  /// Cycle the momentum (SGD's momentum, or Adam's beta1) inversely to the lr.
   bool cycle_momentum = true;
+  /// Lowest momentum, at the peak lr.
   double base_momentum = 0.85;
+  /// Highest momentum, at the start and end.
   double max_momentum = 0.95;
+  /// initial_lr = max_lr / div_factor.
   double div_factor = 25.0;
+  /// min_lr = initial_lr / final_div_factor.
   double final_div_factor = 1e4;
+  /// A third phase that anneals from initial_lr down to min_lr (else two phases).
   bool three_phase = false;
 };
 
@@ -503,23 +551,31 @@ struct OneCycleLRSetup {
 
 }  // namespace detail
 
-// The 1cycle policy (Smith and Topin): lr from max_lr / div_factor up to max_lr over
-// pct_start of total_steps, then down to initial_lr / final_div_factor; with cycle_momentum
-// the group's momentum (SGD, RMSprop) or beta1 (Adam, AdamW) goes from max_momentum down to
-// base_momentum and back. Stepped once per batch; a step past total_steps is an error.
+/// The 1cycle policy (Smith and Topin): lr from max_lr / div_factor up to max_lr over
+/// pct_start of total_steps, then down to initial_lr / final_div_factor; with cycle_momentum
+/// the group's momentum (SGD, RMSprop) or beta1 (Adam, AdamW) goes from max_momentum down to
+/// base_momentum and back. Stepped once per batch; a step past total_steps is an error.
 class OneCycleLR : private detail::OneCycleLRSetup, public LRScheduler {
  public:
+  /// The one-cycle policy (torch.optim.lr_scheduler.OneCycleLR): step it after every batch; throws
+  /// for options PyTorch refuses.
   OneCycleLR(Optimizer& opt, const OneCycleLROptions& o, std::int64_t last_epoch = -1)
       : OneCycleLRSetup(opt, o, last_epoch), LRScheduler(opt, last_epoch, "OneCycleLR") {
     initial_step();
   }
   [[nodiscard]] std::string_view type_name() const override { return "OneCycleLR"; }
+  /// The number of steps in the cycle (total_steps, or epochs * steps_per_epoch).
   [[nodiscard]] std::int64_t total_steps() const { return OneCycleLRSetup::total_steps; }
 
  protected:
+  /// One phase of the cycle: where it ends and which rates and momenta it moves between.
   struct Phase {
+    /// The step at which the phase ends.
     double end_step;
-    int start_lr, end_lr, start_m, end_m;  // 0 initial_lr, 1 max_lr, 2 min_lr; 0 max_m, 1 base_m
+    /// 0 initial_lr, 1 max_lr, 2 min_lr; 0 max_m, 1 base_m
+    /// @{
+    int start_lr, end_lr, start_m, end_m;
+    /// @}
   };
 
   std::vector<double> get_lr() override {
@@ -608,10 +664,12 @@ class OneCycleLR : private detail::OneCycleLRSetup, public LRScheduler {
 
 class ReduceLROnPlateau;
 
-// Runs schedulers one after another: schedulers[i] from milestones[i - 1] on. At a milestone
-// the next scheduler starts from epoch 0 (its closed form, where it has one).
+/// Runs schedulers one after another: schedulers[i] from milestones[i - 1] on. At a milestone
+/// the next scheduler starts from epoch 0 (its closed form, where it has one).
 class SequentialLR : public LRScheduler {
  public:
+  /// Runs `schedulers` one after another, switching at `milestones` (one fewer than schedulers);
+  /// they must all drive `opt`.
   SequentialLR(Optimizer& opt, std::vector<std::shared_ptr<LRScheduler>> schedulers,
                std::vector<std::int64_t> milestones, std::int64_t last_epoch = -1)
       : LRScheduler(opt), schedulers_(std::move(schedulers)), milestones_(std::move(milestones)) {
@@ -655,6 +713,7 @@ class SequentialLR : public LRScheduler {
       s.step();
     last_lr_ = s.get_last_lr();
   }
+  /// The schedulers it runs, in order.
   [[nodiscard]] const std::vector<std::shared_ptr<LRScheduler>>& schedulers() const {
     return schedulers_;
   }
@@ -720,21 +779,28 @@ class SequentialLR : public LRScheduler {
   std::vector<std::int64_t> milestones_;
 };
 
+/// ReduceLROnPlateau's options, PyTorch's keyword arguments and defaults.
 struct ReduceLROnPlateauOptions {
-  std::string mode = "min";  // or "max": the metric should fall, or rise
+  std::string mode = "min";  ///< or "max": the metric should fall, or rise
+  /// Factor by which the lr is reduced; must be < 1.
   double factor = 0.1;
+  /// Epochs without improvement tolerated before the lr is reduced.
   std::int64_t patience = 10;
+  /// The least change that counts as an improvement (relative or absolute, see threshold_mode).
   double threshold = 1e-4;
-  std::string threshold_mode = "rel";  // or "abs"
+  std::string threshold_mode = "rel";  ///< or "abs"
+  /// Epochs to wait after a reduction before counting bad epochs again.
   std::int64_t cooldown = 0;
-  std::vector<double> min_lr = {0.0};  // one for every group, or one per group
+  std::vector<double> min_lr = {0.0};  ///< one for every group, or one per group
+  /// A reduction smaller than this is not applied.
   double eps = 1e-8;
 };
 
-// lr * factor (not below min_lr) once the metric passed to step(metric) has not improved for
-// more than `patience` epochs; then `cooldown` epochs without counting.
+/// lr * factor (not below min_lr) once the metric passed to step(metric) has not improved for
+/// more than `patience` epochs; then `cooldown` epochs without counting.
 class ReduceLROnPlateau : public LRScheduler {
  public:
+  /// Watches a metric passed to step(metric); throws for factor >= 1 or an unknown mode.
   explicit ReduceLROnPlateau(Optimizer& opt, ReduceLROnPlateauOptions o = {})
       : LRScheduler(opt), o_(std::move(o)) {
     EMBER_CHECK(o_.factor < 1.0, "ReduceLROnPlateau: factor should be < 1.0, got ", o_.factor);
@@ -754,6 +820,8 @@ class ReduceLROnPlateau : public LRScheduler {
   [[noreturn]] void step() override {
     throw Error("ReduceLROnPlateau: step() needs the metric: call step(metric)");
   }
+  /// One epoch's metric (e.g. the validation loss): reduces the lr after more than patience epochs
+  /// without improvement.
   void step(double metric) {
     const double current = metric;
     last_epoch_ += 1;
@@ -778,7 +846,9 @@ class ReduceLROnPlateau : public LRScheduler {
     }
     last_lr_ = current_lrs();
   }
+  /// The best metric seen so far.
   [[nodiscard]] double best() const { return best_; }
+  /// Epochs since the metric last improved.
   [[nodiscard]] std::int64_t num_bad_epochs() const { return num_bad_epochs_; }
 
   [[nodiscard]] SchedulerState state_dict() const override {

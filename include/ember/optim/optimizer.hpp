@@ -28,28 +28,35 @@
 
 namespace ember::optim {
 
-// A group of parameters with its options (one of the optimizers' XOptions structs).
+/// A group of parameters with its options (one of the optimizers' XOptions structs).
 template <class Options>
 struct ParamGroup {
+  /// The group's parameters (float tensors that require grad, all on one device).
   std::vector<Tensor<float>> params;
+  /// The group's options (lr, weight_decay, ...).
   Options options{};
 };
 
-// An optimizer's whole state, as torch.optim.Optimizer.state_dict() holds it.
+/// An optimizer's whole state, as torch.optim.Optimizer.state_dict() holds it.
 struct OptimizerState {
+  /// One parameter group: its options and which parameters it holds.
   struct Group {
-    // Every option by PyTorch's name (booleans as 0 or 1; Adam's betas as beta1 and beta2),
-    // and "initial_lr" once a scheduler has set it.
+    /// Every option by PyTorch's name (booleans as 0 or 1; Adam's betas as beta1 and beta2),
+    /// and "initial_lr" once a scheduler has set it.
     std::map<std::string, double> options;
-    std::vector<std::size_t> params;  // indices into the optimizer's parameters, in order
+    std::vector<std::size_t> params;  ///< indices into the optimizer's parameters, in order
   };
-  std::string type;  // "SGD", "Adam", "AdamW", "RMSprop"
+  std::string type;  ///< "SGD", "Adam", "AdamW", "RMSprop"
+  /// The groups, in order.
   std::vector<Group> param_groups;
-  // Per parameter (by index): its state tensors by PyTorch's name; empty before its first step.
+  /// Per parameter (by index): its state tensors by PyTorch's name; empty before its first step.
   std::vector<std::map<std::string, Tensor<float>>> state;
-  std::int64_t steps = 0;  // calls of step()
+  std::int64_t steps = 0;  ///< calls of step()
 };
 
+/// The interface every optimizer has (torch.optim.Optimizer): parameter groups with options by
+/// PyTorch's names, step(), zero_grad(), state_dict(); what schedulers and checkpoints work
+/// through.
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -57,46 +64,56 @@ class Optimizer {
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
-  // "SGD", "Adam", "AdamW", "RMSprop".
+  /// "SGD", "Adam", "AdamW", "RMSprop".
   [[nodiscard]] virtual std::string_view type_name() const = 0;
-  // One update of every parameter that has a gradient.
+  /// One update of every parameter that has a gradient.
   virtual void step() = 0;
-  // Drops (set_to_none, the default, as PyTorch 2) or zeroes every parameter's gradient.
+  /// Drops (set_to_none, the default, as PyTorch 2) or zeroes every parameter's gradient.
   void zero_grad(bool set_to_none = true) {
     for (std::size_t g = 0; g < num_param_groups(); ++g)
       for (const Tensor<float>& p : group_params(g)) Tensor<float>(p).zero_grad(set_to_none);
   }
 
+  /// The number of parameter groups.
   [[nodiscard]] virtual std::size_t num_param_groups() const = 0;
+  /// Group g's parameters.
   [[nodiscard]] virtual const std::vector<Tensor<float>>& group_params(std::size_t g) const = 0;
-  // A group's option by PyTorch's name ("lr", "momentum", "beta1", "weight_decay", ...).
+  /// A group's option by PyTorch's name ("lr", "momentum", "beta1", "weight_decay", ...).
   [[nodiscard]] virtual bool has_option(std::string_view name) const = 0;
+  /// Group g's option `name` (throws ember::Error for an unknown name or group).
   [[nodiscard]] virtual double option(std::size_t g, std::string_view name) const = 0;
+  /// Sets group g's option `name` (schedulers set "lr" and momentum this way); throws for an
+  /// unknown name or group.
   virtual void set_option(std::size_t g, std::string_view name, double value) = 0;
-  // The lr a scheduler started the group from (PyTorch's group["initial_lr"]); unset until a
-  // scheduler sets it.
+  /// The lr a scheduler started the group from (PyTorch's group["initial_lr"]); unset until a
+  /// scheduler sets it.
   [[nodiscard]] virtual std::optional<double>& initial_lr(std::size_t g) = 0;
 
+  /// The optimizer's state as PyTorch's state_dict(): group options and per-parameter state,
+  /// tensors on the CPU.
   [[nodiscard]] virtual OptimizerState state_dict() const = 0;
-  // Checks everything (type, group sizes, tensor shapes), then replaces the group options and
-  // the per-parameter state (tensors copied onto their parameter's device).
+  /// Checks everything (type, group sizes, tensor shapes), then replaces the group options and
+  /// the per-parameter state (tensors copied onto their parameter's device).
   virtual void load_state_dict(const OptimizerState& state) = 0;
 
-  // Every parameter, groups in order (the numbering of state_dict()).
+  /// Every parameter, groups in order (the numbering of state_dict()).
   [[nodiscard]] std::vector<Tensor<float>> params() const {
     std::vector<Tensor<float>> all;
     for (std::size_t g = 0; g < num_param_groups(); ++g)
       for (const Tensor<float>& p : group_params(g)) all.push_back(p);
     return all;
   }
+  /// Group g's learning rate.
   [[nodiscard]] double lr(std::size_t g = 0) const { return option(g, "lr"); }
-  // Sets every group's lr.
+  /// Sets every group's lr.
   void set_lr(double lr) {
     for (std::size_t g = 0; g < num_param_groups(); ++g) set_option(g, "lr", lr);
   }
+  /// Calls of step() so far.
   [[nodiscard]] std::int64_t steps() const { return steps_; }
 
  protected:
+  /// Calls of step() so far (restored from a checkpoint).
   std::int64_t steps_ = 0;
 };
 
@@ -124,15 +141,16 @@ bool find_field(S& options, std::string_view name, auto&& use) {
 
 }  // namespace detail
 
-// The common machinery of the optimizers: groups of one XOptions type, one PState per
-// parameter (what step() keeps between calls), state_dict in PyTorch's names. Derived
-// classes write step() and the conversions of their PState.
+/// The common machinery of the optimizers: groups of one XOptions type, one PState per
+/// parameter (what step() keeps between calls), state_dict in PyTorch's names. Derived
+/// classes write step() and the conversions of their PState.
 template <class Options, class PState>
 class OptimizerBase : public Optimizer {
  public:
-  // Every group's options are checked by Derived's check(options) (through check_fn).
+  /// Every group's options are checked by Derived's check(options) (through check_fn).
   using options_type = Options;
 
+  /// Adds each group (add_param_group); throws for no groups or a group without parameters.
   OptimizerBase(std::vector<ParamGroup<Options>> groups, const char* name,
                 void (*check_fn)(const Options&))
       : name_(name), check_(check_fn) {
@@ -140,8 +158,8 @@ class OptimizerBase : public Optimizer {
     for (auto& g : groups) add_param_group(std::move(g));
   }
 
-  // Adds a group (PyTorch's add_param_group): its parameters must be contiguous float leaves
-  // that are in no other group.
+  /// Adds a group (PyTorch's add_param_group): its parameters must be contiguous float leaves
+  /// that are in no other group.
   void add_param_group(ParamGroup<Options> group) {
     check_(group.options);
     EMBER_CHECK(!group.params.empty(), name_, ": a parameter group without parameters");
@@ -163,21 +181,27 @@ class OptimizerBase : public Optimizer {
     groups_.push_back({std::move(group), std::nullopt});
   }
 
+  /// The optimizer's name, as constructed ("SGD", "Adam", "AdamW", "RMSprop").
   [[nodiscard]] std::string_view type_name() const override { return name_; }
+  /// The number of parameter groups.
   [[nodiscard]] std::size_t num_param_groups() const override { return groups_.size(); }
+  /// Group g's parameters (throws ember::Error for a group that does not exist).
   [[nodiscard]] const std::vector<Tensor<float>>& group_params(std::size_t g) const override {
     return at(g).group.params;
   }
+  /// Group g's options struct.
   [[nodiscard]] const Options& options(std::size_t g = 0) const { return at(g).group.options; }
-  // Replaces group g's options (checked).
+  /// Replaces group g's options (checked).
   void set_options(std::size_t g, const Options& o) {
     check_(o);
     at(g).group.options = o;
   }
+  /// True when the optimizer has an option of that PyTorch name.
   [[nodiscard]] bool has_option(std::string_view name) const override {
     Options o{};
     return detail::find_field<Options>(o, name, [](auto&) {});
   }
+  /// Group g's option by PyTorch's name; throws ember::Error for an unknown name or group.
   [[nodiscard]] double option(std::size_t g, std::string_view name) const override {
     double v = 0;
     const bool found = detail::find_field<Options>(
@@ -185,6 +209,8 @@ class OptimizerBase : public Optimizer {
     EMBER_CHECK(found, name_, " has no option \"", name, "\"");
     return v;
   }
+  /// Sets group g's option by PyTorch's name and checks the group's options again; throws for an
+  /// unknown name or group or a bad value.
   void set_option(std::size_t g, std::string_view name, double value) override {
     Options o = at(g).group.options;
     const bool found = detail::find_field<Options>(o, name, [&](auto& m) {
@@ -200,10 +226,13 @@ class OptimizerBase : public Optimizer {
     EMBER_CHECK(found, name_, " has no option \"", name, "\"");
     set_options(g, o);
   }
+  /// Group g's initial_lr (PyTorch's group["initial_lr"]); unset until a scheduler sets it.
   [[nodiscard]] std::optional<double>& initial_lr(std::size_t g) override {
     return at(g).initial_lr;
   }
 
+  /// The group options and every parameter's state, tensors copied to the CPU (torch.optim's
+  /// state_dict()).
   [[nodiscard]] OptimizerState state_dict() const override {
     OptimizerState s;
     s.type = name_;
@@ -221,6 +250,8 @@ class OptimizerBase : public Optimizer {
     return s;
   }
 
+  /// Checks the state (type, group sizes, tensor shapes) against this optimizer, then replaces the
+  /// group options and the per-parameter state; changes nothing if a check fails.
   void load_state_dict(const OptimizerState& s) override {
     EMBER_CHECK(s.type == name_, name_, ".load_state_dict: the state is of a ", s.type,
                 " optimizer");
@@ -277,20 +308,23 @@ class OptimizerBase : public Optimizer {
   }
 
  protected:
+  /// A group and the lr a scheduler started it from.
   struct Entry {
+    /// The group's parameters and options.
     ParamGroup<Options> group;
+    /// PyTorch's group["initial_lr"], set by the first scheduler.
     std::optional<double> initial_lr;
   };
 
-  // PState <-> PyTorch's per-parameter state.
+  /// PState <-> PyTorch's per-parameter state.
   [[nodiscard]] virtual std::map<std::string, Tensor<float>> save_state(const PState&) const = 0;
-  // Checks one parameter's saved state against the parameter and makes its PState (tensors on
-  // the parameter's device).
+  /// Checks one parameter's saved state against the parameter and makes its PState (tensors on
+  /// the parameter's device).
   [[nodiscard]] virtual PState load_state(const std::map<std::string, Tensor<float>>& saved,
                                           const Tensor<float>& param, std::size_t k) const = 0;
 
-  // A saved tensor of parameter k: checked against the parameter's shape and copied to its
-  // device (a step count, shape [], stays on the CPU).
+  /// A saved tensor of parameter k: checked against the parameter's shape and copied to its
+  /// device (a step count, shape [], stays on the CPU).
   [[nodiscard]] Tensor<float> load_tensor(const std::map<std::string, Tensor<float>>& saved,
                                           const std::string& key, const Tensor<float>& param,
                                           std::size_t k) const {
@@ -302,7 +336,7 @@ class OptimizerBase : public Optimizer {
                 " but the parameter has shape ", shape_str(param.shape()));
     return detail::copy_to(it->second, param.device());
   }
-  // A saved step count (a float scalar, as PyTorch's): a non-negative whole number.
+  /// A saved step count (a float scalar, as PyTorch's): a non-negative whole number.
   [[nodiscard]] float load_step(const std::map<std::string, Tensor<float>>& saved,
                                 std::size_t k) const {
     const auto it = saved.find("step");
@@ -314,7 +348,7 @@ class OptimizerBase : public Optimizer {
                 ", expected a whole number >= 0");
     return step;
   }
-  // Only these keys may be present.
+  /// Only these keys may be present.
   void check_keys(const std::map<std::string, Tensor<float>>& saved,
                   std::initializer_list<std::string_view> allowed, std::size_t k) const {
     for (const auto& [key, t] : saved) {
@@ -323,9 +357,10 @@ class OptimizerBase : public Optimizer {
     }
   }
 
-  // The device every parameter is on (one device per optimizer, as SGD's step has it), and
-  // each parameter's gradient, checked and made contiguous; undefined when it has none.
+  /// The device every parameter is on (one device per optimizer, as SGD's step has it), and
+  /// each parameter's gradient, checked and made contiguous; undefined when it has none.
   [[nodiscard]] Device device() const { return groups_.front().group.params.front().device(); }
+  /// Parameter p's gradient, checked (shape, device) and contiguous; undefined when it has none.
   [[nodiscard]] Tensor<float> checked_grad(Tensor<float>& p, Device dev) const {
     EMBER_CHECK(p.device() == dev, name_, ": parameters on different devices: ", dev.str(), " and ",
                 p.device().str());
@@ -340,27 +375,32 @@ class OptimizerBase : public Optimizer {
     return grad;
   }
 
+  /// Group g, or ember::Error naming g and the number of groups.
   [[nodiscard]] Entry& at(std::size_t g) {
     EMBER_CHECK(g < groups_.size(), name_, ": no parameter group ", g, " (it has ", groups_.size(),
                 ")");
     return groups_[g];
   }
+  /// Group g, or ember::Error naming g and the number of groups.
   [[nodiscard]] const Entry& at(std::size_t g) const {
     EMBER_CHECK(g < groups_.size(), name_, ": no parameter group ", g, " (it has ", groups_.size(),
                 ")");
     return groups_[g];
   }
 
+  /// The optimizer's name in messages ("SGD", "Adam", ...).
   const char* name_;
+  /// Checks a group's options (the derived class's check()).
   void (*check_)(const Options&);
+  /// The parameter groups, in order.
   std::vector<Entry> groups_;
-  std::vector<PState> state_;  // one per parameter, groups in order
+  std::vector<PState> state_;  ///< one per parameter, groups in order
 };
 
-// Splits named parameters into two groups, PyTorch's usual recipe for weight decay: those of
-// rank >= 2 (convolution and linear weights) with options.weight_decay, and the rest
-// (biases, BatchNorm/LayerNorm weights and biases, all of rank 1) with weight_decay 0.
-// A group that would be empty is left out.
+/// Splits named parameters into two groups, PyTorch's usual recipe for weight decay: those of
+/// rank >= 2 (convolution and linear weights) with options.weight_decay, and the rest
+/// (biases, BatchNorm/LayerNorm weights and biases, all of rank 1) with weight_decay 0.
+/// A group that would be empty is left out.
 template <class Options>
 [[nodiscard]] std::vector<ParamGroup<Options>> decay_groups(
     const std::vector<std::pair<std::string, Tensor<float>>>& named, Options options) {

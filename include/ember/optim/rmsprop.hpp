@@ -22,7 +22,7 @@
 #include "ember/optim/optimizer.hpp"
 
 namespace ember::op {
-// One RMSprop step over `count` float parameters, fused on a device.
+/// One RMSprop step over `count` float parameters, fused on a device.
 struct RmspropStep {
   static constexpr const char* name = "RMSprop step";
   template <class T>
@@ -32,15 +32,24 @@ struct RmspropStep {
 
 namespace ember::optim {
 
+/// torch.optim.RMSprop's options and defaults.
 struct RMSpropOptions {
+  /// Learning rate.
   double lr = 1e-2;
+  /// Smoothing constant of the squared-gradient average.
   double alpha = 0.99;
+  /// Added to the denominator for numerical stability.
   double eps = 1e-8;
+  /// L2 penalty added to the gradient.
   double weight_decay = 0;
+  /// Momentum factor (0: none).
   double momentum = 0;
+  /// Normalise by the estimated variance (subtract the squared mean gradient).
   bool centered = false;
+  /// Maximize the objective instead of minimizing it.
   bool maximize = false;
 
+  /// Calls f(name, field) for every option, with PyTorch's names.
   template <class S, class F>
   static void fields(S& s, F&& f) {
     f("lr", s.lr);
@@ -53,20 +62,30 @@ struct RMSpropOptions {
   }
 };
 
-// One parameter's RMSprop state (PyTorch's "step", "square_avg", "momentum_buffer",
-// "grad_avg"); the last two only with momentum > 0 and centered.
+/// One parameter's RMSprop state (PyTorch's "step", "square_avg", "momentum_buffer",
+/// "grad_avg"); the last two only with momentum > 0 and centered.
 struct RMSpropParamState {
+  /// Steps taken for this parameter.
   float step = 0;
+  /// Average squared gradient, momentum buffer (momentum > 0) and average gradient (centered), each
+  /// of the parameter's shape.
+  /// @{
   Tensor<float> square_avg, momentum_buffer, grad_avg;
+  /// @}
 };
 
+/// RMSprop (torch.optim.RMSprop, the single-tensor update; fused on CUDA).
 class RMSprop : public OptimizerBase<RMSpropOptions, RMSpropParamState> {
  public:
+  /// One group of parameters with one set of options.
   RMSprop(std::vector<Tensor<float>> params, RMSpropOptions options = {})
       : RMSprop(std::vector<ParamGroup<RMSpropOptions>>{{std::move(params), options}}) {}
+  /// Several parameter groups, each with its own options.
   explicit RMSprop(std::vector<ParamGroup<RMSpropOptions>> groups)
       : OptimizerBase(std::move(groups), "RMSprop", &check) {}
 
+  /// Throws ember::Error with PyTorch's message for a negative lr, alpha, eps, momentum or
+  /// weight_decay.
   static void check(const RMSpropOptions& o) {
     EMBER_CHECK(o.lr >= 0, "RMSprop: invalid learning rate ", o.lr);
     EMBER_CHECK(o.eps >= 0, "RMSprop: invalid epsilon value ", o.eps);
@@ -117,7 +136,7 @@ class RMSprop : public OptimizerBase<RMSpropOptions, RMSpropParamState> {
     ++steps_;
   }
 
-  // Parameter k's state (in the order of params()).
+  /// Parameter k's state (in the order of params()).
   [[nodiscard]] const RMSpropParamState& param_state(std::size_t k) const {
     EMBER_CHECK(k < state_.size(), name_, ": no parameter ", k);
     return state_[k];

@@ -20,7 +20,7 @@
 #include "ember/optim/optimizer.hpp"
 
 namespace ember::op {
-// One SGD step over `count` float parameters (PyTorch's rule), fused on a device.
+/// One SGD step over `count` float parameters (PyTorch's rule), fused on a device.
 struct SgdStep {
   static constexpr const char* name = "SGD step";
   template <class T>
@@ -30,14 +30,22 @@ struct SgdStep {
 
 namespace ember::optim {
 
+/// torch.optim.SGD's options; lr defaults to 1e-3 as in PyTorch 2.
 struct SGDOptions {
+  /// Learning rate.
   double lr = 1e-3;
+  /// Momentum factor (0: plain SGD).
   double momentum = 0.0;
+  /// Dampening for momentum.
   double dampening = 0.0;
+  /// L2 penalty added to the gradient.
   double weight_decay = 0.0;
+  /// Nesterov momentum (needs momentum > 0 and dampening 0).
   bool nesterov = false;
+  /// Maximize the objective instead of minimizing it.
   bool maximize = false;
 
+  /// Calls f(name, field) for every option, with PyTorch's names.
   template <class S, class F>
   static void fields(S& s, F&& f) {
     f("lr", s.lr);
@@ -49,15 +57,19 @@ struct SGDOptions {
   }
 };
 
-// The per-parameter state is the momentum buffer (PyTorch's "momentum_buffer"), undefined until
-// the parameter's first step with a momentum.
+/// The per-parameter state is the momentum buffer (PyTorch's "momentum_buffer"), undefined until
+/// the parameter's first step with a momentum.
 class SGD : public OptimizerBase<SGDOptions, Tensor<float>> {
  public:
+  /// One group of parameters with one set of options, as torch.optim.SGD(params, ...).
   SGD(std::vector<Tensor<float>> params, SGDOptions options = {})
       : SGD(std::vector<ParamGroup<SGDOptions>>{{std::move(params), options}}) {}
+  /// Several parameter groups, each with its own options.
   explicit SGD(std::vector<ParamGroup<SGDOptions>> groups)
       : OptimizerBase(std::move(groups), "SGD", &check) {}
 
+  /// Throws ember::Error with PyTorch's message for a negative lr, momentum or weight_decay, or
+  /// nesterov without momentum or with dampening.
   static void check(const SGDOptions& o) {
     EMBER_CHECK(o.lr >= 0, "SGD: invalid learning rate ", o.lr);
     EMBER_CHECK(o.momentum >= 0, "SGD: invalid momentum ", o.momentum);
@@ -66,9 +78,9 @@ class SGD : public OptimizerBase<SGDOptions, Tensor<float>> {
                 "SGD: nesterov momentum requires a momentum and zero dampening");
   }
 
-  // One step of every parameter with a gradient: per group, those taking their first momentum
-  // step in one call of the device's kernel (backend/cpu/sgd.hpp, kernels/sgd.cuh), the rest
-  // in another.
+  /// One step of every parameter with a gradient: per group, those taking their first momentum
+  /// step in one call of the device's kernel (backend/cpu/sgd.hpp, kernels/sgd.cuh), the rest
+  /// in another.
   void step() override {
     const Device dev = device();
     std::size_t index = 0;
@@ -106,10 +118,11 @@ class SGD : public OptimizerBase<SGDOptions, Tensor<float>> {
     ++steps_;
   }
 
-  // One momentum buffer per parameter (undefined until that parameter's first step).
+  /// One momentum buffer per parameter (undefined until that parameter's first step).
   [[nodiscard]] std::vector<Tensor<float>>& momentum_buffers() { return state_; }
+  /// One momentum buffer per parameter (undefined until that parameter's first step).
   [[nodiscard]] const std::vector<Tensor<float>>& momentum_buffers() const { return state_; }
-  // Restores the step count of a resumed run (io/checkpoint.hpp); the update does not use it.
+  /// Restores the step count of a resumed run (io/checkpoint.hpp); the update does not use it.
   void set_steps(std::int64_t steps) {
     EMBER_CHECK(steps >= 0, "SGD: invalid step count ", steps);
     steps_ = steps;

@@ -32,12 +32,14 @@
 
 namespace ember::quant {
 
-inline constexpr int kActMax = 127;     // activation codes are in [0, kActMax]
-inline constexpr int kWeightMax = 127;  // weights are in [-kWeightMax, kWeightMax]
-inline constexpr int kPanel = 16;       // output columns per packed panel
+inline constexpr int kActMax = 127;      ///< activation codes are in [0, kActMax]
+inline constexpr int kWeightMax = 127;   ///< weights are in [-kWeightMax, kWeightMax]
+inline constexpr int kPanel = 16;        ///< output columns per packed panel
 
+/// The int8 GEMM implementations: plain C++, AVX2, and AVX512-VNNI.
 enum class Int8Kernel { portable, avx2, avx512_vnni };
 
+/// The kernel's name ("portable", "avx2", "avx512_vnni").
 [[nodiscard]] inline const char* kernel_name(Int8Kernel k) {
   switch (k) {
     case Int8Kernel::portable: return "portable";
@@ -47,7 +49,7 @@ enum class Int8Kernel { portable, avx2, avx512_vnni };
   return "?";
 }
 
-// Whether this CPU (and build) can run kernel k.
+/// Whether this CPU (and build) can run kernel k.
 [[nodiscard]] inline bool kernel_supported(Int8Kernel k) {
   if (k == Int8Kernel::portable) return true;
 #if EMBER_INT8_X86 && defined(__GNUC__)
@@ -89,24 +91,31 @@ inline Int8Kernel& kernel_slot() {
 
 }  // namespace detail
 
-// The kernel quantized layers use (the fastest this CPU has, unless overridden).
+/// The kernel quantized layers use (the fastest this CPU has, unless overridden).
 [[nodiscard]] inline Int8Kernel int8_kernel() { return detail::kernel_slot(); }
+/// Forces a kernel (tests, benchmarks); throws ember::Error when this CPU cannot run it.
 inline void set_int8_kernel(Int8Kernel k) {
   EMBER_CHECK(kernel_supported(k), "set_int8_kernel: this CPU cannot run the ", kernel_name(k),
               " kernel");
   detail::kernel_slot() = k;
 }
 
-// W (n rows of k weights, row stride ldw) in panels; col_sums[j] = sum_k W[j][k] (for the
-// activation zero point). k is padded to a multiple of 4 and n to a multiple of kPanel, with 0.
+/// W (n rows of k weights, row stride ldw) in panels; col_sums[j] = sum_k W[j][k] (for the
+/// activation zero point). k is padded to a multiple of 4 and n to a multiple of kPanel, with 0.
 struct PackedWeights {
+  /// Rows of W (k) and output columns (n), and both padded (kp, np).
+  /// @{
   std::int64_t k = 0, n = 0, kp = 0, np = 0;
-  std::vector<std::int8_t> data;        // [np / kPanel][kp / 4][kPanel][4]
-  std::vector<std::int32_t> col_sums;   // [np]
+  /// @}
+  std::vector<std::int8_t> data;        ///< [np / kPanel][kp / 4][kPanel][4]
+  std::vector<std::int32_t> col_sums;   ///< [np]
 };
 
+/// x rounded up to a multiple of m.
 [[nodiscard]] inline std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
+/// Packs W (n rows of k int8 weights, row stride ldw) into panels for the kernels; throws for a bad
+/// shape.
 [[nodiscard]] inline PackedWeights pack_weights(const std::int8_t* w, std::int64_t n, std::int64_t k,
                                                 std::int64_t ldw) {
   EMBER_CHECK(n > 0 && k > 0 && ldw >= k, "pack_weights: bad shape ", n, " x ", k, " (row stride ", ldw, ")");
@@ -131,18 +140,23 @@ struct PackedWeights {
   return p;
 }
 
-// What happens to each int32 sum acc of column j (all arrays have np entries):
-//   v = acc - zero_point * col_sums[j]
-//   float output:  y = fma(v, scale[j], bias[j]), then max(y, 0) if relu
-//   code output:   q = nearbyint(fma(v, scale[j], bias[j])) + out_zero_point, clamped to
-//                  [relu ? out_zero_point : 0, kActMax]   (scale and bias already divided by
-//                  the output scale)
+/// What happens to each int32 sum acc of column j (all arrays have np entries):
+///   v = acc - zero_point * col_sums[j]
+///   float output:  y = fma(v, scale[j], bias[j]), then max(y, 0) if relu
+///   code output:   q = nearbyint(fma(v, scale[j], bias[j])) + out_zero_point, clamped to
+///                  [relu ? out_zero_point : 0, kActMax]   (scale and bias already divided by
+///                  the output scale)
 struct Epilogue {
+  /// Per output column: the scale that maps the int32 sum to the output.
   const float* scale = nullptr;
+  /// Per output column: the bias added after scaling.
   const float* bias = nullptr;
-  std::int32_t zero_point = 0;  // of the input activations
+  std::int32_t zero_point = 0;  ///< of the input activations
+  /// Clamp below at 0 (a fused ReLU).
   bool relu = false;
+  /// Write float values instead of uint8 codes.
   bool float_output = false;
+  /// The output's zero point, for code output.
   std::int32_t out_zero_point = 0;
 };
 
@@ -313,9 +327,9 @@ __attribute__((target("avx2,fma"))) inline void finish_tile_avx2(const Tile& c, 
 
 }  // namespace detail
 
-// out (m rows, stride ldo, of w.n columns; uint8 codes or float per e.float_output) from
-// a (m rows of w.kp activation codes, stride lda; the k..kp padding may hold anything finite:
-// its weights are 0) and the packed weights. Single-threaded; callers split the rows.
+/// out (m rows, stride ldo, of w.n columns; uint8 codes or float per e.float_output) from
+/// a (m rows of w.kp activation codes, stride lda; the k..kp padding may hold anything finite:
+/// its weights are 0) and the packed weights. Single-threaded; callers split the rows.
 inline void gemm_u8s8(std::int64_t m, const std::uint8_t* a, std::int64_t lda, const PackedWeights& w,
                       const Epilogue& e, void* out, std::int64_t ldo, Int8Kernel kernel = int8_kernel()) {
   const int step = kernel == Int8Kernel::portable ? 4 : detail::kMaxRows;

@@ -49,13 +49,15 @@
 
 namespace ember::quant {
 
-// Affine map between float values and 7-bit codes: x = (q - zero_point) * scale.
+/// Affine map between float values and 7-bit codes: x = (q - zero_point) * scale.
 struct QParams {
+  /// The float value of one code step.
   float scale = 1.0f;
+  /// The code of the float value 0.
   std::int32_t zero_point = 0;
 };
 
-// The parameters covering [lo, hi] (widened to contain 0, so that 0 and padding are exact).
+/// The parameters covering [lo, hi] (widened to contain 0, so that 0 and padding are exact).
 [[nodiscard]] inline QParams choose_qparams(float lo, float hi) {
   EMBER_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "choose_qparams: bad range [", lo,
               ", ", hi, "]");
@@ -67,7 +69,7 @@ struct QParams {
   return {scale, zp};
 }
 
-// The code of x: clamp(nearbyint(x / scale) + zero_point, 0, 127). x must be finite.
+/// The code of x: clamp(nearbyint(x / scale) + zero_point, 0, 127). x must be finite.
 [[nodiscard]] inline std::uint8_t quantize_value(float x, QParams q) {
   const float v = std::nearbyint(x / q.scale) + static_cast<float>(q.zero_point);
   return static_cast<std::uint8_t>(std::clamp(v, 0.0f, static_cast<float>(kActMax)));
@@ -90,49 +92,54 @@ inline void quantize_sample(const float* src, std::int64_t C, std::int64_t HW, Q
 
 }  // namespace detail
 
-// One step of a quantized model. conv2d and linear layers carry their quantized weights.
+/// One step of a quantized model. conv2d and linear layers carry their quantized weights.
 struct QLayer {
+  /// What the step computes.
   nn::Step::Op op = nn::Step::Op::relu;
+  /// The layer's state_dict prefix, as in the float model.
   std::string name;
-  // conv2d: weight (out, in, kernel, kernel); linear: weight (out, in)
+  /// conv2d: weight (out, in, kernel, kernel); linear: weight (out, in)
+  /// @{
   std::int64_t in = 0, out = 0, kernel = 0, stride = 1, padding = 0, dilation = 1;
-  std::vector<std::int8_t> weight;  // PyTorch's layout, values in [-127, 127]
-  std::vector<float> weight_scale;  // one per output channel
-  std::vector<float> bias;          // one per output channel (zeros when the layer had none)
-  QParams input;                    // of the layer's input activations
-  // max_pool2d: kernel, stride, padding above; flatten (start dim), softmax, log_softmax: dim
+  /// @}
+  std::vector<std::int8_t> weight;  ///< PyTorch's layout, values in [-127, 127]
+  std::vector<float> weight_scale;  ///< one per output channel
+  std::vector<float> bias;          ///< one per output channel (zeros when the layer had none)
+  QParams input;                    ///< of the layer's input activations
+  /// max_pool2d: kernel, stride, padding above; flatten (start dim), softmax, log_softmax: dim
   std::int64_t dim = 1;
-  // avg_pool2d: kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad; adaptive_avg_pool2d:
-  // out_h, out_w (planes, h, w unused). Both also have `input`, their input's parameters.
+  /// avg_pool2d: kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad; adaptive_avg_pool2d:
+  /// out_h, out_w (planes, h, w unused). Both also have `input`, their input's parameters.
   Pool2dParams pool;
-  double alpha = 0;               // leaky_relu: negative_slope; elu: alpha
-  bool approximate_tanh = false;  // gelu
+  double alpha = 0;               ///< leaky_relu: negative_slope; elu: alpha
+  bool approximate_tanh = false;  ///< gelu
   // batch_norm (one not folded, run in float): y = x * weight_scale[c] + bias[c], with in = out
   // = the channel count.
 
+  /// True for conv2d and linear, which carry int8 weights.
   [[nodiscard]] bool has_weights() const { return op == nn::Step::Op::conv2d || op == nn::Step::Op::linear; }
-  // Whether the layer reads codes of its own calibrated parameters (`input`).
+  /// Whether the layer reads codes of its own calibrated parameters (`input`).
   [[nodiscard]] bool has_input_qparams() const {
     return has_weights() || op == nn::Step::Op::avg_pool2d || op == nn::Step::Op::adaptive_avg_pool2d;
   }
-  // in * kernel * kernel for conv2d (QuantizedModel checks that it fits an int64), in for linear
+  /// in * kernel * kernel for conv2d (QuantizedModel checks that it fits an int64), in for linear
   [[nodiscard]] std::int64_t fan_in() const { return op == nn::Step::Op::conv2d ? in * kernel * kernel : in; }
 };
 
-// Ops that run on codes of any parameters unchanged (monotonic, or moving values only).
+/// Ops that run on codes of any parameters unchanged (monotonic, or moving values only).
 [[nodiscard]] inline bool works_on_codes(nn::Step::Op op) {
   using Op = nn::Step::Op;
   return op == Op::relu || op == Op::max_pool2d || op == Op::flatten || op == Op::dropout;
 }
 
-// The float step a layer without an int8 form runs (its attributes; no tensors).
+/// The float step a layer without an int8 form runs (its attributes; no tensors).
 [[nodiscard]] inline nn::Step float_step(const QLayer& l) {
   return {.op = l.op, .name = l.name, .kernel = l.kernel, .stride = l.stride, .padding = l.padding,
           .dilation = l.dilation, .dim = l.dim, .alpha = l.alpha, .approximate_tanh = l.approximate_tanh,
           .pool = l.pool};
 }
 
-// Weights of one layer: per-output-channel symmetric int8.
+/// Weights of one layer: per-output-channel symmetric int8.
 inline void quantize_weights(const Tensor<float>& w, QLayer& layer) {
   const Tensor<float> c = w.contiguous();
   const std::int64_t out = c.size(0), per = c.numel() / std::max<std::int64_t>(out, 1);
@@ -157,27 +164,29 @@ inline void quantize_weights(const Tensor<float>& w, QLayer& layer) {
   }
 }
 
-// An int8 model: runs the layers of a float model's step list with quantized weights and
-// activations. Made by quantize() or loaded by load_quantized() (quant/serialize.hpp).
+/// An int8 model: runs the layers of a float model's step list with quantized weights and
+/// activations. Made by quantize() or loaded by load_quantized() (quant/serialize.hpp).
 class QuantizedModel {
  public:
   QuantizedModel() = default;
-  // input_shape: one sample's (C, H, W) or (features).
+  /// input_shape: one sample's (C, H, W) or (features).
   QuantizedModel(std::vector<QLayer> layers, std::vector<std::int64_t> input_shape,
                  std::map<std::string, std::string> info = {})
       : layers_(std::move(layers)), input_shape_(std::move(input_shape)), info_(std::move(info)) {
     prepare();
   }
 
+  /// The steps, in order.
   [[nodiscard]] const std::vector<QLayer>& layers() const { return layers_; }
+  /// One sample's input shape, (C, H, W) or (features).
   [[nodiscard]] const std::vector<std::int64_t>& input_shape() const { return input_shape_; }
-  // Free-form facts kept with the model (calibration, source model); saved in the file.
+  /// Free-form facts kept with the model (calibration, source model); saved in the file.
   [[nodiscard]] const std::map<std::string, std::string>& info() const { return info_; }
-  // The largest buffer, in elements, that forward() uses per sample: the input, any layer's
-  // output, or a convolution's patches (im2col). A forward pass of N samples allocates a few
-  // times N * this many bytes.
+  /// The largest buffer, in elements, that forward() uses per sample: the input, any layer's
+  /// output, or a convolution's patches (im2col). A forward pass of N samples allocates a few
+  /// times N * this many bytes.
   [[nodiscard]] std::int64_t largest_sample_buffer() const { return largest_sample_buffer_; }
-  // Bytes of int8 weights plus float scales and biases.
+  /// Bytes of int8 weights plus float scales and biases.
   [[nodiscard]] std::int64_t parameter_bytes() const {
     std::int64_t b = 0;
     for (const QLayer& l : layers_)
@@ -185,9 +194,10 @@ class QuantizedModel {
     return b;
   }
 
-  // x: (N, input_shape...) float, as the float model takes it; returns what the float model
-  // returns (up to quantization error). Runs on the CPU threads (set_num_threads).
+  /// x: (N, input_shape...) float, as the float model takes it; returns what the float model
+  /// returns (up to quantization error). Runs on the CPU threads (set_num_threads).
   [[nodiscard]] Tensor<float> forward(const Tensor<float>& x) const;
+  /// forward(x).
   [[nodiscard]] Tensor<float> operator()(const Tensor<float>& x) const { return forward(x); }
 
  private:
@@ -828,14 +838,19 @@ inline Tensor<float> QuantizedModel::forward(const Tensor<float>& x) const {
 
 // ---- calibration and quantization ------------------------------------------------------------
 
+/// quantize()'s options when calibrating from a DataLoader.
 struct QuantizeOptions {
-  std::int64_t batches = 20;  // calibration batches drawn from the loader
+  std::int64_t batches = 20;  ///< calibration batches drawn from the loader
 };
 
-// Per layer with input parameters (conv2d, linear, average pooling): the range of its input over
-// the calibration batches.
+/// Per layer with input parameters (conv2d, linear, average pooling): the range of its input over
+/// the calibration batches.
 struct Calibration {
-  std::vector<float> lo, hi;  // per step; only the layers with input parameters are meaningful
+  /// per step; only the layers with input parameters are meaningful
+  /// @{
+  std::vector<float> lo, hi;
+  /// @}
+  /// The number of samples calibrated on.
   std::int64_t samples = 0;
 };
 
@@ -846,8 +861,8 @@ inline bool calibrated(nn::Step::Op op) {
 }
 }  // namespace detail
 
-// Runs the steps (eval mode) on each batch and records the range of every conv2d, linear and
-// average pooling input.
+/// Runs the steps (eval mode) on each batch and records the range of every conv2d, linear and
+/// average pooling input.
 [[nodiscard]] inline Calibration calibrate(const std::vector<nn::Step>& steps,
                                            const std::vector<Tensor<float>>& batches) {
   Calibration c;
@@ -873,11 +888,11 @@ inline bool calibrated(nn::Step::Op op) {
   return c;
 }
 
-// Quantizes a float model (on the CPU, listing its steps) with calibration batches of its input.
-// Batch norms right after a conv2d or linear are folded into it first (nn::fold_batch_norm).
-// Refused, naming the layer: a model that does not list its steps, and steps the int8 model
-// cannot lay out (e.g. a linear on a sample that is not (features), a flatten from a dim
-// other than 1, a conv2d on one that is not (C, H, W)).
+/// Quantizes a float model (on the CPU, listing its steps) with calibration batches of its input.
+/// Batch norms right after a conv2d or linear are folded into it first (nn::fold_batch_norm).
+/// Refused, naming the layer: a model that does not list its steps, and steps the int8 model
+/// cannot lay out (e.g. a linear on a sample that is not (features), a flatten from a dim
+/// other than 1, a conv2d on one that is not (C, H, W)).
 [[nodiscard]] inline QuantizedModel quantize(const nn::Module& model, const std::vector<Tensor<float>>& batches) {
   using Op = nn::Step::Op;
   EMBER_CHECK(!batches.empty(), "quantize: needs at least one calibration batch");
@@ -934,8 +949,8 @@ inline bool calibrated(nn::Step::Op op) {
                          {"source_model", model.type_name()}});
 }
 
-// Calibrates on the first `options.batches` batches of a loader (its order: use an unshuffled
-// loader over training images for a reproducible model).
+/// Calibrates on the first `options.batches` batches of a loader (its order: use an unshuffled
+/// loader over training images for a reproducible model).
 [[nodiscard]] inline QuantizedModel quantize(const nn::Module& model, data::DataLoader& loader,
                                              QuantizeOptions options = {}) {
   EMBER_CHECK(options.batches > 0, "quantize: calibration batches must be positive");

@@ -42,15 +42,18 @@
 
 namespace ember::quant {
 
+/// The "format" in an int8 model file's metadata.
 inline constexpr const char* kInt8Format = "ember-int8";
 
-// Bounds on the numbers a file's metadata may give, far above any real model: channels and
-// features, a sample's dimensions and its elements, the kernel, stride, dilation and padding
-// of conv2d and max_pool2d.
+/// Bounds on the numbers a file's metadata may give, far above any real model: channels and
+/// features, a sample's dimensions and its elements, the kernel, stride, dilation and padding
+/// of conv2d and max_pool2d.
 inline constexpr std::int64_t kMaxFileChannels = std::int64_t{1} << 24;
+/// See kMaxFileChannels.
 inline constexpr std::int64_t kMaxFileInputDim = std::int64_t{1} << 24;
+/// See kMaxFileChannels.
 inline constexpr std::int64_t kMaxFileInputElements = std::int64_t{1} << 30;
-inline constexpr std::int64_t kMaxFileWindow = 1024;  // kernel, stride, dilation, padding
+inline constexpr std::int64_t kMaxFileWindow = 1024;   ///< kernel, stride, dilation, padding
 
 namespace detail {
 
@@ -227,7 +230,7 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
 
 }  // namespace detail
 
-// The file's bytes-to-be: tensors and metadata.
+/// The file's bytes-to-be: tensors and metadata.
 [[nodiscard]] inline io::SafetensorsFile to_safetensors(const QuantizedModel& m) {
   io::SafetensorsFile f;
   f.metadata = m.info();
@@ -293,7 +296,7 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
   return f;
 }
 
-// A model from a file's contents; `source` names it in errors.
+/// A model from a file's contents; `source` names it in errors.
 [[nodiscard]] inline QuantizedModel from_safetensors(const io::SafetensorsFile& f, const std::string& source) {
   const auto meta = [&](const std::string& key) -> const std::string& {
     const auto it = f.metadata.find(key);
@@ -431,15 +434,18 @@ std::vector<T> read_record(const io::SafetensorsFile& f, const std::string& name
   }
 }
 
+/// Writes the int8 model as a safetensors file with the "ember-int8" metadata.
 inline void save_quantized(const QuantizedModel& m, const std::string& path) {
   io::save_safetensors(path, to_safetensors(m));
 }
 
+/// Reads an int8 model file written by save_quantized, checking every field; throws ember::Error
+/// naming the file.
 [[nodiscard]] inline QuantizedModel load_quantized(const std::string& path) {
   return from_safetensors(io::load_safetensors(path), path);
 }
 
-// Whether a safetensors file's contents are an int8 model (else a float state_dict).
+/// Whether a safetensors file's contents are an int8 model (else a float state_dict).
 [[nodiscard]] inline bool is_quantized(const io::SafetensorsFile& f) {
   const auto it = f.metadata.find("format");
   return it != f.metadata.end() && it->second == kInt8Format;
