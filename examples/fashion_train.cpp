@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <ctime>
 #include <limits>
 #include <memory>
@@ -40,8 +41,10 @@
 
 #include "cli.hpp"
 #include "ember/ember.hpp"
+#include "ember/io/metrics.hpp"
 #include "ember/quant/quantize.hpp"
 #include "ember/quant/serialize.hpp"
+#include "plots.hpp"
 
 namespace {
 
@@ -77,6 +80,11 @@ std::shared_ptr<nn::Sequential> fashion_net(Generator& gen) {
       std::make_shared<nn::Linear>(128, 10, true, gen),              // (N, 10)
       std::make_shared<nn::LogSoftmax>(1)});
 }
+
+// Fashion-MNIST's classes, in label order (the dataset's documentation).
+const std::vector<std::string> kClassNames = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                              "Bag",         "Ankle boot"};
 
 // One epoch's numbers: what the per-epoch line prints (and what a metrics file would hold).
 struct EpochStats {
@@ -152,6 +160,12 @@ int run(int argc, char** argv) {
       .add("int8", "fashion_int8.safetensors", "where to save the int8 model ('' for none)")
       .add_int("calibration-batches", 20, 1, 1'000'000,
                "batches of --batch-size training images (in file order) to calibrate int8")
+      .add("metrics", "",
+           "write metrics.csv, metrics.jsonl (train and validation per epoch, test at the end) "
+           "and confusion.csv into this folder ('': none)")
+      .add("plots", "",
+           "draw loss, accuracy and confusion plots (PNG, SVG; scripts/plot_metrics.py) into "
+           "this folder ('': none)")
       .add_threads();
   if (!f.parse(argc, argv, "Train a BatchNorm CNN on Fashion-MNIST with AdamW, a warm-up + "
                            "cosine schedule and augmentation; save, export ONNX, quantize."))
@@ -170,6 +184,20 @@ int run(int argc, char** argv) {
     outputs.emplace_back(flag, f.str(flag));
   }
   examples::SafeOutput &model_out = outputs[0], &onnx_out = outputs[1], &int8_out = outputs[2];
+  // --metrics (or, without it, --plots) holds the records; both folders are made before any work.
+  const std::string plots_dir = f.str("plots");
+  const std::string metrics_flag = f.str("metrics").empty() ? "plots" : "metrics";
+  examples::prepare_output_dir("plots", plots_dir);
+  io::MetricsWriter metrics;
+  if (!f.str(metrics_flag).empty()) {
+    try {
+      metrics = io::MetricsWriter(f.str(metrics_flag));
+    } catch (const Error& e) {
+      std::string what = e.what();
+      if (what.rfind("ember: ", 0) == 0) what = what.substr(7);
+      throw Error("--" + metrics_flag + ": " + what);
+    }
+  }
 
   // The data: one copy of the training pixels behind an augmented view (training) and a plain
   // one (validation, calibration).
@@ -265,9 +293,30 @@ int run(int argc, char** argv) {
                  .images_per_second = static_cast<double>(seen) / train_seconds};
     print_epoch(s);
     history.push_back(s);
+    if (metrics.enabled()) {
+      const std::int64_t step = epoch * steps_per_epoch;
+      metrics.write({.step = step, .epoch = static_cast<double>(epoch), .split = "train",
+                     .loss = s.train_loss, .lr = s.lr, .accuracy = s.train_accuracy,
+                     .images_per_s = s.images_per_second});
+      metrics.write({.step = step, .epoch = static_cast<double>(epoch), .split = "val",
+                     .loss = s.val.loss, .lr = s.lr, .accuracy = s.val.accuracy()});
+    }
   }
   const double train_total = seconds_since(t_start), train_cpu = cpu_seconds() - cpu_start;
-  const nn::EvalResult test = nn::evaluate(*model, test_loader);
+  nn::ConfusionMatrix confusion(10);
+  const nn::EvalResult test = nn::evaluate(*model, test_loader, confusion);
+  if (metrics.enabled()) {
+    metrics.write({.step = epochs * steps_per_epoch, .epoch = static_cast<double>(epochs),
+                   .split = "test", .loss = test.loss, .lr = opt.option(0, "lr"),
+                   .accuracy = test.accuracy()});
+    io::write_confusion_csv((std::filesystem::path(metrics.dir()) / "confusion.csv").string(),
+                            confusion, kClassNames);
+    std::printf("Metrics: %s, %s, %s/confusion.csv\n", metrics.csv_path().c_str(),
+                metrics.jsonl_path().c_str(), metrics.dir().c_str());
+    if (!plots_dir.empty() && examples::render_plots("fashion_train", metrics.dir(), plots_dir,
+                                                     {"--title", "fashion_train"}))
+      std::printf("Plots: %s/{loss,accuracy,confusion}.{png,svg}\n", plots_dir.c_str());
+  }
   std::printf("Test set: Average loss: %.4f, Accuracy: %lld/%lld (%.2f%%)\n", test.loss,
               static_cast<long long>(test.correct), static_cast<long long>(test.total),
               test.accuracy());

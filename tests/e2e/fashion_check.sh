@@ -50,7 +50,7 @@ root=$(cd "$here/../.." && pwd)
 
 "$train" --data "$data" --max-train 3000 --epochs 2 --warmup-epochs 0 --threads 2 \
   --save-model "$work/model.safetensors" --onnx "$work/model.onnx" \
-  --int8 "$work/int8.safetensors" > "$work/train.log" 2>&1 ||
+  --int8 "$work/int8.safetensors" --metrics "$work/metrics" > "$work/train.log" 2>&1 ||
   fail "fashion_train failed (see $work/train.log)"
 cat "$work/train.log"
 
@@ -58,6 +58,24 @@ for file in model.safetensors model.onnx int8.safetensors; do
   [ -s "$work/$file" ] || fail "fashion_train did not write $file"
 done
 grep -q "^Epoch 2: " "$work/train.log" || fail "no report of epoch 2"
+
+# --metrics: a train and a validation record per epoch, then the test record, in both files;
+# the test record's accuracy is the printed one; the confusion matrix counts the 10,000 test
+# images with its trace the printed number correct, under Fashion-MNIST's class names.
+[ "$(cut -d, -f3 "$work/metrics/metrics.csv" | tr '\n' ' ')" = "split train val train val test " ] ||
+  fail "metrics.csv holds the splits: $(cut -d, -f3 "$work/metrics/metrics.csv" | tr '\n' ' ')"
+[ "$(wc -l < "$work/metrics/metrics.jsonl")" -eq 5 ] || fail "metrics.jsonl: not 5 records"
+printed=$(sed -n 's/^Test set: .*Accuracy: \([0-9]*\)\/10000 (\([0-9.]*\)%).*/\1 \2/p' "$work/train.log")
+python3 - "$work/metrics" $printed <<'PY' || fail "metrics and confusion.csv disagree with the log"
+import csv, json, sys
+folder, correct, acc = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+test = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")][-1]
+assert test["split"] == "test" and abs(test["accuracy"] - acc) < 0.006, test
+rows = list(csv.reader(open(f"{folder}/confusion.csv")))
+assert rows[0][1] == "T-shirt/top" and rows[10][0] == "Ankle boot", rows[0]
+counts = [[int(v) for v in r[1:]] for r in rows[1:]]
+assert sum(map(sum, counts)) == 10000 and sum(counts[i][i] for i in range(10)) == correct
+PY
 
 # percent LINE_PREFIX: the accuracy in percent on the log's line that starts with LINE_PREFIX.
 percent() {

@@ -51,14 +51,14 @@ namespace ember::io {
 
 /// One logged event of a training run; a field left empty is written as missing.
 struct MetricsRecord {
-  std::int64_t step = 0;                // optimizer steps taken so far in the run
-  double epoch = 0;                     // epochs done: whole at an epoch's end, else a fraction
-  std::string split = "train";          // what was measured: "train", "val", "test"
-  std::optional<double> loss{};           // mean loss over what the record covers
-  std::optional<double> lr{};             // learning rate in use
-  std::optional<double> accuracy{};       // percent
-  std::optional<double> images_per_s{};   // throughput of what the record covers
-  std::optional<double> wall_s{};         // seconds since the run began (default: since opened)
+  std::int64_t step = 0;                ///< optimizer steps taken so far in the run
+  double epoch = 0;                     ///< epochs done: whole at an epoch's end, else a fraction
+  std::string split = "train";          ///< what was measured: "train", "val", "test"
+  std::optional<double> loss{};           ///< mean loss over what the record covers
+  std::optional<double> lr{};             ///< learning rate in use
+  std::optional<double> accuracy{};       ///< percent
+  std::optional<double> images_per_s{};   ///< throughput of what the record covers
+  std::optional<double> wall_s{};         ///< seconds since the run began (default: since opened)
 };
 
 namespace detail {
@@ -108,7 +108,7 @@ inline std::FILE* open_for_writing(const std::string& path, bool append) {
 
 /// Options of MetricsWriter.
 struct MetricsOptions {
-  bool append = false;  // continue existing files (header only if a file is empty or new)
+  bool append = false;  ///< continue existing files (header only if a file is empty or new)
 };
 
 /// Writes metrics.csv and metrics.jsonl in a folder, one flushed record per write().
