@@ -15,26 +15,61 @@
 
 namespace ember::cpu {
 
+namespace sgd_detail {
+
+// f(std::true_type) or f(std::false_type): a run-time flag made a compile-time one.
+template <class F>
+void with_flag(bool flag, F&& f) {
+  if (flag)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
+// The update of elements [lo, hi) with the options fixed at compile time, so that the loop has
+// no branches and vectorises (the pointers do not overlap: distinct tensors). `sign` is -1 for
+// maximize (an exact negation, as -grad).
+template <bool kDecay, bool kMomentum, bool kFirst, bool kNesterov>
+void update(float* __restrict p, const float* __restrict grad, float* __restrict buf,
+            std::int64_t lo, std::int64_t hi, float sign, float lr, float mom, float damp,
+            float wd) {
+  for (std::int64_t i = lo; i < hi; ++i) {
+    float g = sign * grad[i];
+    if constexpr (kDecay) g += wd * p[i];
+    if constexpr (kMomentum) {
+      const float b = kFirst ? g : mom * buf[i] + damp * g;
+      buf[i] = b;
+      g = kNesterov ? g + mom * b : b;
+    }
+    p[i] -= lr * g;
+  }
+}
+
+}  // namespace sgd_detail
+
 // (A template so that the op table can name it per element type; SGD steps float parameters.)
 template <class T>
 void sgd_step(const backend::SgdTensorRef* tensors, int count, backend::SgdStepArgs args) {
   static_assert(std::is_same_v<T, float>, "SGD steps float parameters");
   const float lr = args.lr, mom = args.momentum, damp = args.dampening_factor, wd = args.weight_decay;
-  const bool first = args.first_step, nesterov = args.nesterov, maximize = args.maximize;
+  const float sign = args.maximize ? -1.0f : 1.0f;
   for (int k = 0; k < count; ++k) {
     float* pp = tensors[k].param;
     const float* pg = tensors[k].grad;
     float* pb = tensors[k].momentum;
-    parallel_for(0, tensors[k].n, 1 << 16, [=](std::int64_t lo, std::int64_t hi) {
-      for (std::int64_t i = lo; i < hi; ++i) {
-        float g = maximize ? -pg[i] : pg[i];
-        if (wd != 0) g += wd * pp[i];
-        if (pb != nullptr) {
-          pb[i] = first ? g : mom * pb[i] + damp * g;
-          g = nesterov ? g + mom * pb[i] : pb[i];
-        }
-        pp[i] -= lr * g;
-      }
+    using sgd_detail::with_flag;
+    with_flag(wd != 0, [&](auto decay) {
+      with_flag(pb != nullptr, [&](auto momentum) {
+        with_flag(args.first_step, [&](auto first) {
+          with_flag(args.nesterov, [&](auto nesterov) {
+            parallel_for(0, tensors[k].n, 1 << 16, [=](std::int64_t lo, std::int64_t hi) {
+              sgd_detail::update<decltype(decay)::value, decltype(momentum)::value,
+                                 decltype(first)::value, decltype(nesterov)::value>(
+                  pp, pg, pb, lo, hi, sign, lr, mom, damp, wd);
+            });
+          });
+        });
+      });
     });
   }
 }
