@@ -189,15 +189,8 @@ int run(int argc, char** argv) {
   const std::string metrics_flag = f.str("metrics").empty() ? "plots" : "metrics";
   examples::prepare_output_dir("plots", plots_dir);
   io::MetricsWriter metrics;
-  if (!f.str(metrics_flag).empty()) {
-    try {
-      metrics = io::MetricsWriter(f.str(metrics_flag));
-    } catch (const Error& e) {
-      std::string what = e.what();
-      if (what.rfind("ember: ", 0) == 0) what = what.substr(7);
-      throw Error("--" + metrics_flag + ": " + what);
-    }
-  }
+  if (!f.str(metrics_flag).empty())
+    metrics = examples::open_metrics(metrics_flag, f.str(metrics_flag));
 
   // The data: one copy of the training pixels behind an augmented view (training) and a plain
   // one (validation, calibration).

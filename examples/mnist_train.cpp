@@ -48,6 +48,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "cli.hpp"
@@ -205,6 +206,23 @@ struct RunLog {
                   .loss = r.loss, .accuracy = r.accuracy(),
                   .images_per_s = seconds > 0 ? static_cast<double>(r.total) / seconds : 0.0});
   }
+  // After an epoch: validation (none for an empty split) and test, each with its record; the
+  // test's predictions go into confusion.csv. Returns {validation, test}.
+  template <class Loader>
+  std::pair<nn::EvalResult, nn::EvalResult> evaluate_epoch(nn::Module& model, Loader& val_loader,
+                                                           Loader& test_loader, std::int64_t step,
+                                                           std::int64_t epoch) {
+    auto t = Clock::now();
+    const nn::EvalResult val =
+        val_loader.size() > 0 ? nn::evaluate(model, val_loader) : nn::EvalResult{};
+    eval(step, epoch, "val", val, seconds_since(t));
+    t = Clock::now();
+    const nn::EvalResult test = enabled() ? nn::evaluate(model, test_loader, confusion)
+                                          : nn::evaluate(model, test_loader);
+    eval(step, epoch, "test", test, seconds_since(t));
+    save_confusion();
+    return {val, test};
+  }
   // After an epoch's test evaluation: its confusion matrix, then cleared for the next.
   void save_confusion() {
     if (enabled())
@@ -233,13 +251,7 @@ void open_run_log(const examples::Flags& f, RunLog& log) {
   const std::string dir = f.str(flag);
   if (dir.empty()) return;
   examples::prepare_output_dir("plots", log.plots);
-  try {
-    log.writer = io::MetricsWriter(dir, {.append = !f.str("resume").empty()});
-  } catch (const Error& e) {
-    std::string what = e.what();
-    if (what.rfind("ember: ", 0) == 0) what = what.substr(7);
-    throw Error("--" + flag + ": " + what);
-  }
+  log.writer = examples::open_metrics(flag, dir, !f.str("resume").empty());
 }
 
 // The run's output files: the model at the end, a checkpoint after every epoch.
@@ -425,14 +437,8 @@ int train_on_device(const examples::Flags& f, Device device, std::vector<data::S
       whole.loss_sum = train_loss * static_cast<double>(batches);
       log.writer.write(whole.record(run_step, static_cast<double>(epoch), opt.lr()));
     }
-    auto t_eval = Clock::now();
-    const nn::EvalResult val = val_loader.size() > 0 ? nn::evaluate(model, val_loader) : nn::EvalResult{};
-    log.eval(run_step, epoch, "val", val, seconds_since(t_eval));
-    t_eval = Clock::now();
-    test = log.enabled() ? nn::evaluate(model, test_loader, log.confusion)
-                         : nn::evaluate(model, test_loader);
-    log.eval(run_step, epoch, "test", test, seconds_since(t_eval));
-    log.save_confusion();
+    nn::EvalResult val;
+    std::tie(val, test) = log.evaluate_epoch(model, val_loader, test_loader, run_step, epoch);
     print_epoch(epoch, train_loss, val, test, opt.lr(), train_time);
     if (sched) sched->step();
     checkpoint_if_asked(out, state, epoch, settings, device);
@@ -596,15 +602,8 @@ int run(int argc, char** argv) {
     }
     const double train_time = seconds_since(t0);
     if (log.enabled()) log.writer.write(whole.record(step, static_cast<double>(epoch), opt.lr()));
-    auto t_eval = Clock::now();
-    const nn::EvalResult val =
-        val_loader.size() > 0 ? nn::evaluate(model, val_loader) : nn::EvalResult{};
-    log.eval(step, epoch, "val", val, seconds_since(t_eval));
-    t_eval = Clock::now();
-    test = log.enabled() ? nn::evaluate(model, test_loader, log.confusion)
-                         : nn::evaluate(model, test_loader);
-    log.eval(step, epoch, "test", test, seconds_since(t_eval));
-    log.save_confusion();
+    nn::EvalResult val;
+    std::tie(val, test) = log.evaluate_epoch(model, val_loader, test_loader, step, epoch);
     print_epoch(epoch, loss_sum / static_cast<double>(std::max<std::int64_t>(batch, 1)), val, test,
                 opt.lr(), train_time);
     if (sched) sched->step();

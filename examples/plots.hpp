@@ -22,10 +22,23 @@
 
 #include "cli.hpp"
 #include "ember/core/error.hpp"
+#include "ember/io/metrics.hpp"
 
 extern char** environ;  // NOLINT: POSIX's, for posix_spawn
 
 namespace ember::examples {
+
+// --flag DIR: io::MetricsWriter on DIR (created if missing); an error names the flag.
+inline io::MetricsWriter open_metrics(const std::string& flag, const std::string& dir,
+                                      bool append = false) {
+  try {
+    return io::MetricsWriter(dir, {.append = append});
+  } catch (const Error& e) {
+    std::string what = e.what();
+    if (what.rfind("ember: ", 0) == 0) what = what.substr(7);
+    throw Error("--" + flag + ": " + what);
+  }
+}
 
 // --flag DIR: creates the folder (and its parents) and checks that files can be made in it.
 inline void prepare_output_dir(const std::string& flag, const std::string& dir) {

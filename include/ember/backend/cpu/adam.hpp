@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ember/backend/cpu/flags.hpp"
 #include "ember/backend/optim_params.hpp"
 #include "ember/core/macros.hpp"
 #include "ember/core/parallel.hpp"
@@ -42,15 +43,6 @@ inline float maximum_torch(float a, float b) {
 }
 
 namespace adam_detail {
-
-// f(std::true_type) or f(std::false_type): a run-time flag made a compile-time one.
-template <class F>
-void with_flag(bool flag, F&& f) {
-  if (flag)
-    f(std::true_type{});
-  else
-    f(std::false_type{});
-}
 
 // One element, as the header's rule (the packet loop's tail and the amsgrad loop).
 template <bool kAmsgrad>
@@ -111,7 +103,6 @@ void update_packets(const backend::AdamTensorRef& t, const backend::AdamStepArgs
 template <class T>
 void adam_step(const backend::AdamTensorRef* tensors, int count, backend::AdamStepArgs a) {
   static_assert(std::is_same_v<T, float>, "Adam steps float parameters");
-  using adam_detail::with_flag;
   for (int k = 0; k < count; ++k) {
     const backend::AdamTensorRef t = tensors[k];
     if (a.amsgrad) {

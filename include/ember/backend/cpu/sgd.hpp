@@ -10,21 +10,13 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ember/backend/cpu/flags.hpp"
 #include "ember/backend/device_backend.hpp"
 #include "ember/core/parallel.hpp"
 
 namespace ember::cpu {
 
 namespace sgd_detail {
-
-// f(std::true_type) or f(std::false_type): a run-time flag made a compile-time one.
-template <class F>
-void with_flag(bool flag, F&& f) {
-  if (flag)
-    f(std::true_type{});
-  else
-    f(std::false_type{});
-}
 
 // The update of elements [lo, hi) with the options fixed at compile time, so that the loop has
 // no branches and vectorises (the pointers do not overlap: distinct tensors). `sign` is -1 for
@@ -57,7 +49,6 @@ void sgd_step(const backend::SgdTensorRef* tensors, int count, backend::SgdStepA
     float* pp = tensors[k].param;
     const float* pg = tensors[k].grad;
     float* pb = tensors[k].momentum;
-    using sgd_detail::with_flag;
     with_flag(wd != 0, [&](auto decay) {
       with_flag(pb != nullptr, [&](auto momentum) {
         with_flag(args.first_step, [&](auto first) {
