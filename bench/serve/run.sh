@@ -76,7 +76,8 @@ for kind in ${kinds//,/ }; do
 done
 [ -z "$raw" ] || cp "$results" "$raw"
 
-# The table: one row per kind and connection count.
+# The table: one row per kind and connection count, then how busy the machine was.
+trap 'rm -f "$results"; echo "load average (1, 5, 15 min) at the end: $(cut -d" " -f1-3 /proc/loadavg)"' EXIT
 awk '
   function v(k,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } return "" }
   BEGIN { printf "| %-20s | %5s | %10s | %10s | %9s | %9s | %s |\n", "kind", "conns", "requests/s", "images/s", "p50 ms", "p99 ms", "errors"
