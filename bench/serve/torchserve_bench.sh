@@ -7,9 +7,10 @@
 #
 #   bench/serve/torchserve_bench.sh [--duration 10s] [--conns "1 16 64 256"]
 #       [--batch-size 16] [--max-batch-delay 5] [--workers 2] [--kinds ts_single_raw_uint8]
+#       [--repeat 3]   (run.sh's: medians over 3 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-duration=10s conns="1 16 64 256" batch_size=16 delay_ms=5 workers=2
+duration=10s conns="1 16 64 256" batch_size=16 delay_ms=5 workers=2 repeat=1
 kinds=ts_single_raw_uint8,ts_single_json_fp32
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -19,7 +20,8 @@ while [ $# -gt 0 ]; do
     --max-batch-delay) delay_ms="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
     --kinds) kinds="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "torchserve_bench: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -59,12 +61,12 @@ status=0
 echo "## TorchServe $(torchserve --version 2>/dev/null | tail -n 1 | sed "s/.* //"), $workers workers, no batching (batch_size 1)"
 register 1 0
 bench/serve/run.sh --url "$inference" --model mnist --api torchserve --kinds "$kinds" \
-  --conns "$conns" --duration "$duration" || status=1
+  --conns "$conns" --duration "$duration" --repeat "$repeat" || status=1
 unregister
 echo
 echo "## TorchServe, $workers workers, batching: batch_size $batch_size, max_batch_delay $delay_ms ms"
 register "$batch_size" "$delay_ms"
 bench/serve/run.sh --url "$inference" --model mnist --api torchserve --kinds "$kinds" \
-  --conns "$conns" --duration "$duration" || status=1
+  --conns "$conns" --duration "$duration" --repeat "$repeat" || status=1
 unregister
 exit $status
