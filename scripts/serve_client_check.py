@@ -6,6 +6,8 @@ client no one here wrote, so the check holds the server to the protocol as Trito
 Each request carries --batch test images, in order:
   --dtype fp32   FP32 (N, 1, 28, 28), normalised as in training ((x - 127.5) / 127.5)
   --dtype uint8  UINT8 (N, 28, 28), raw pixels, for the server to normalise
+  --dtype png    BYTES (N), one PNG file per image, for the server to prepare as mnist_infer
+                 prepares PNG files (binary mode only: PNG bytes are not JSON strings)
 and --mode says how tensors travel, both ways:
   --mode json    JSON arrays in the request and the response
   --mode binary  the binary tensor data extension (tritonclient's default): the JSON header,
@@ -15,6 +17,13 @@ and --mode says how tensors travel, both ways:
 The reference is what mnist_infer prints for the same model file:
   mnist_infer --model M --json --predictions > ref.json
 (--predictions lists every test image with its predicted class and 10 log-probabilities).
+PNG files are prepared before classifying (the ink cropped, scaled, centred; polarity from the
+border), so --dtype png has its own reference, made from the same files:
+  serve_client_check.py --write-pngs DIR --count 1000   # and DIR/png_list.txt
+  mnist_infer --model M --json --png "$(cat DIR/png_list.txt)" > ref_png.json
+  serve_client_check.py --dtype png --png-dir DIR --count 1000 --reference ref_png.json ...
+The files vary as users' would: image i is written as MNIST has it (light ink on black) when
+i % 3 == 0, inverted (dark ink on white) when i % 3 == 1, and twice the size when i % 3 == 2.
 The check fails (exit 1) when the server's accuracy differs, when any image's class differs
 from mnist_infer's, when the server's class is not the argmax of its own log-probabilities,
 or when a log-probability differs by more than --atol; it prints the first differences.
@@ -23,11 +32,12 @@ Exit 2: bad flags, files, or a server that cannot be reached or answers an error
   .venv-serve/bin/python scripts/serve_client_check.py --url 127.0.0.1:8000 --model mnist \\
       --reference ref.json --mode binary --dtype uint8 --batch 64
 
-prints, for example:
-  mnist @ 127.0.0.1:8000, binary, UINT8, batches of 64, 1 in flight
-  accuracy 98.27% (9827/10000), mnist_infer 98.27%
-  mismatches: 0 classes, 0 log-probabilities over 1e-04 (max |diff| 2.4e-07)
-  throughput 2510 images/s (3.98 s), request latency p50 24.1 ms, p99 31.0 ms
+prints, for example (here against a server running the model in PyTorch):
+  mnist @ 127.0.0.1:8000, binary, UINT8, batches of 64, 1 in flight; reference: float32 model
+  accuracy 98.27% (9827/10000), mnist_infer 98.27% (9827/10000)
+  mismatches: 0 classes, 0 log-probabilities over 1e-04 (max |diff| 7.66e-06), 0 classes not
+  the argmax of their own log-probabilities
+  throughput 887 images/s (157 requests, 11.27 s), request latency p50 112.02 ms, p99 152.13 ms
   OK
 """
 
@@ -38,6 +48,7 @@ import os
 import struct
 import sys
 import time
+import zlib
 
 import numpy as np
 
@@ -80,11 +91,66 @@ def normalise(pixels):
     return np.ascontiguousarray(((pixels.astype(np.float32) - center) * scale)[:, None])
 
 
+def png_bytes(pixels):
+    """A greyscale 8-bit PNG file of uint8 pixels (H, W)."""
+    h, w = pixels.shape
+    raw = b"".join(b"\0" + pixels[y].tobytes() for y in range(h))  # filter 0 per row
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def png_variant(pixels, i):
+    """Test image i as a user might hand it over (see the top of this file)."""
+    if i % 3 == 1:
+        return 255 - pixels
+    if i % 3 == 2:
+        return np.repeat(np.repeat(pixels, 2, axis=0), 2, axis=1)
+    return pixels
+
+
+def png_path(folder, i):
+    return os.path.join(folder, f"test_{i:05d}.png")
+
+
+def write_pngs(images, folder, model_hint):
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i, px in enumerate(images):
+        with open(png_path(folder, i), "wb") as f:
+            f.write(png_bytes(np.ascontiguousarray(png_variant(px, i))))
+        paths.append(png_path(folder, i))
+    listing = os.path.join(folder, "png_list.txt")
+    with open(listing, "w") as f:
+        f.write(",".join(paths) + "\n")
+    print(f"wrote {len(paths)} PNG files to {folder}; their reference:")
+    print(f"mnist_infer --model {model_hint} --json --png \"$(cat {listing})\" > ref_png.json")
+    if os.path.getsize(listing) > 120000:  # one argument may not exceed 128 KiB on Linux
+        print("(the --png list is longer than one command-line argument may be: use a "
+              "smaller --count or a shorter folder name)")
+
+
+def read_pngs(folder, count):
+    out = []
+    for i in range(count):
+        try:
+            with open(png_path(folder, i), "rb") as f:
+                out.append(f.read())
+        except OSError as e:
+            raise CheckError(f"{e} (write the files with --write-pngs {folder})")
+    return out
+
+
 # ---- the reference ----------------------------------------------------------------------
 
-def load_reference(path, count):
-    """(accuracy %, predicted classes (count,), log-probabilities (count, 10)) of the first
-    `count` test images, from `mnist_infer --json --predictions`."""
+def load_reference(path, count, sources):
+    """(format, predicted classes (count,), log-probabilities (count, 10)) of the first
+    `count` inputs, from `mnist_infer --json --predictions` (or --png for PNG files), whose
+    "source" must be sources(i)."""
     try:
         with open(path) as f:
             ref = json.load(f)
@@ -95,9 +161,10 @@ def load_reference(path, count):
         raise CheckError(f"reference '{path}' lists {len(preds)} predictions, not the "
                          f"{count} needed: make it with mnist_infer --json --predictions")
     for i, p in enumerate(preds[:count]):
-        if p.get("source") != f"test[{i}]":
-            raise CheckError(f"reference '{path}': prediction {i} is of "
-                             f"{p.get('source')!r}, not test[{i}] (run it on the test set)")
+        src = p.get("source") or ""
+        if src != sources(i) and os.path.basename(src) != os.path.basename(sources(i)):
+            raise CheckError(f"reference '{path}': prediction {i} is of {src!r}, not "
+                             f"{sources(i)!r}")
     classes = np.array([p["predicted"] for p in preds[:count]], np.int64)
     log_probs = np.array([p["log_probs"] for p in preds[:count]], np.float64)
     return ref.get("format", "?"), classes, log_probs
@@ -122,9 +189,12 @@ def names_from_metadata(client, args):
 
 
 def make_request(pixels, args, inp_name, lp_name, cls_name):
-    """The keyword arguments of client.infer for one batch of pixels (N, 28, 28)."""
+    """The keyword arguments of client.infer for one batch: pixels (N, 28, 28), or for
+    --dtype png a list of N PNG files' bytes."""
     binary = args.mode == "binary"
-    if args.dtype == "fp32":
+    if args.dtype == "png":
+        data, datatype = np.array(pixels, dtype=np.object_), "BYTES"
+    elif args.dtype == "fp32":
         data, datatype = normalise(pixels), "FP32"
     else:
         data, datatype = np.ascontiguousarray(pixels), "UINT8"
@@ -153,7 +223,7 @@ def answer(result, n, lp_name, cls_name):
 def classify(client, pixels, args, names):
     """Sends the images in batches, up to --concurrency requests in flight; returns the
     log-probabilities (N, 10), classes (N,), wall seconds and per-request latencies (s)."""
-    n = pixels.shape[0]
+    n = len(pixels)
     starts = list(range(0, n, args.batch))
     lp = np.empty((n, 10), np.float32)
     cls = np.empty(n, np.int64)
@@ -202,10 +272,14 @@ def parse_args(argv):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default="127.0.0.1:8000", help="server host:port (no scheme)")
     ap.add_argument("--model", default="mnist", help="model name on the server")
-    ap.add_argument("--reference", required=True,
+    ap.add_argument("--reference",
                     help="mnist_infer --json --predictions output for the same model file")
     ap.add_argument("--mode", choices=("json", "binary"), default="binary")
-    ap.add_argument("--dtype", choices=("fp32", "uint8"), default="fp32")
+    ap.add_argument("--dtype", choices=("fp32", "uint8", "png"), default="fp32")
+    ap.add_argument("--png-dir", help="--dtype png: the files --write-pngs wrote")
+    ap.add_argument("--write-pngs", metavar="DIR",
+                    help="write the first --count test images as PNG files to DIR, print "
+                         "the mnist_infer command of their reference, and exit")
     ap.add_argument("--batch", type=int, default=64, help="images per request")
     ap.add_argument("--concurrency", type=int, default=1, help="requests in flight")
     ap.add_argument("--count", type=int, default=10000, help="first COUNT test images")
@@ -226,13 +300,25 @@ def parse_args(argv):
         ap.error("--batch and --concurrency must be at least 1")
     if "://" in args.url:
         ap.error("--url is host:port, without a scheme")
+    if not args.write_pngs and not args.reference:
+        ap.error("--reference is required (mnist_infer --json --predictions output)")
+    if args.dtype == "png" and (args.mode != "binary" or not args.png_dir):
+        ap.error("--dtype png needs --mode binary and --png-dir")
     return args
 
 
 def run(args):
     images = read_idx(args.data, "t10k-images-idx3-ubyte")[:args.count]
     labels = read_idx(args.data, "t10k-labels-idx1-ubyte")[:args.count].astype(np.int64)
-    ref_format, ref_cls, ref_lp = load_reference(args.reference, args.count)
+    if args.write_pngs:
+        write_pngs(images, args.write_pngs, "MODEL.safetensors")
+        return 0
+    if args.dtype == "png":
+        images = read_pngs(args.png_dir, args.count)
+        sources = lambda i: png_path(args.png_dir, i)  # noqa: E731
+    else:
+        sources = lambda i: f"test[{i}]"  # noqa: E731
+    ref_format, ref_cls, ref_lp = load_reference(args.reference, args.count, sources)
 
     client = httpclient.InferenceServerClient(
         args.url, concurrency=args.concurrency, connection_timeout=args.timeout,
@@ -269,11 +355,11 @@ def run(args):
           f"request latency p50 {1000 * percentile(lat, 50):.2f} ms, "
           f"p99 {1000 * percentile(lat, 99):.2f} ms")
     for i in list(bad_cls[:5]):
-        print(f"  test[{i}]: server class {cls[i]}, mnist_infer {ref_cls[i]}, label {labels[i]}")
+        print(f"  {sources(i)}: server class {cls[i]}, mnist_infer {ref_cls[i]}, label {labels[i]}")
     for i in list(bad_lp[:5]):
-        print(f"  test[{i}]: log-probabilities differ by {diff[i].max():.2e}")
+        print(f"  {sources(i)}: log-probabilities differ by {diff[i].max():.2e}")
     for i in list(not_argmax[:5]):
-        print(f"  test[{i}]: class {cls[i]} but log-probabilities argmax {lp[i].argmax()}")
+        print(f"  {sources(i)}: class {cls[i]} but log-probabilities argmax {lp[i].argmax()}")
     ok = correct == ref_correct and not len(bad_cls) and not len(bad_lp) and not len(not_argmax)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
