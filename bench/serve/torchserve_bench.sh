@@ -8,9 +8,11 @@
 #   bench/serve/torchserve_bench.sh [--duration 10s] [--conns "1 16 64 256"]
 #       [--batch-size 16] [--max-batch-delay 5] [--workers 2] [--kinds ts_single_raw_uint8]
 #       [--repeat 3]   (run.sh's: medians over 3 rounds)
+#       [--reference ref.json]   (first check 200 answers against mnist_infer --json
+#                                 --predictions for the same model file)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-duration=10s conns="1 16 64 256" batch_size=16 delay_ms=5 workers=2 repeat=1
+duration=10s conns="1 16 64 256" batch_size=16 delay_ms=5 workers=2 repeat=1 reference=""
 kinds=ts_single_raw_uint8,ts_single_json_fp32
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,7 +23,8 @@ while [ $# -gt 0 ]; do
     --workers) workers="$2"; shift 2 ;;
     --kinds) kinds="$2"; shift 2 ;;
     --repeat) repeat="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --reference) reference="$2"; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "torchserve_bench: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -60,6 +63,10 @@ unregister() { curl -sf -m 60 -X DELETE "$management/models/mnist" >/dev/null; }
 status=0
 echo "## TorchServe $(torchserve --version 2>/dev/null | tail -n 1 | sed "s/.* //"), $workers workers, no batching (batch_size 1)"
 register 1 0
+if [ -n "$reference" ]; then
+  python3 bench/serve/torchserve/check_predictions.py --url "$inference" --model mnist \
+    --reference "$reference" --count 200 || exit 1
+fi
 bench/serve/run.sh --url "$inference" --model mnist --api torchserve --kinds "$kinds" \
   --conns "$conns" --duration "$duration" --repeat "$repeat" || status=1
 unregister
