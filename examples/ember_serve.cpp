@@ -57,6 +57,16 @@ constexpr const char* about =
     "--infer-threads are the defaults that a model's config.json overrides.";
 
 int run(int argc, char** argv) {
+  // SIGTERM and SIGINT go to one thread that waits for them: they are blocked here, before any
+  // thread starts (ember's compute pool, HTTP and inference threads inherit the mask), and
+  // that thread starts the graceful shutdown.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
   examples::Flags f;
   f.add("model", "", "NAME=FILE[,NAME=FILE...]: model files to serve, as version 1")
       .add("model-repository", "", "model repository folder: every model in it is loaded")
@@ -114,15 +124,6 @@ int run(int argc, char** argv) {
       std::fflush(log);
     };
   }
-
-  // SIGTERM and SIGINT go to one thread that waits for them (blocked everywhere else, so that
-  // no handler thread is interrupted); it starts the graceful shutdown.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
 
   serve::InferenceServer server(o);
   std::string loaded;

@@ -456,6 +456,9 @@ class InferenceServer {
       std::string message;
       if (res.status == 404) {
         message = "no endpoint " + req.method + " " + req.path;
+      } else if (res.status == 400) {
+        message = "bad HTTP request to " + req.method + " " + req.path +
+                  " (a POST needs a Content-Length header, 0 for no body)";
       } else if (res.status == 413) {
         message = ::ember::detail::concat("request body larger than the limit of ",
                                           options_.max_body_bytes, " bytes");
