@@ -87,6 +87,12 @@ int run(int argc, char** argv) {
                "largest request body; more: 413")
       .add_int("max-header-bytes", 16 << 10, 256, 1 << 20, "largest request headers; more: 431")
       .add_int("max-json-depth", 16, 2, 256, "deepest JSON nesting in a request; more: 400")
+      .add_int("keep-alive-seconds", 5, 1, 3600, "idle keep-alive connections close after this")
+      .add_int("keep-alive-max-requests", 5, 1, 1'000'000,
+               "requests per connection before it is closed (connections take turns on the "
+               "HTTP threads)")
+      .add_int("read-timeout-seconds", 5, 1, 3600,
+               "a client that sends or reads nothing for this long is cut off")
       .add("access-log", "-", "JSON-lines access log: a file, '-' for stderr, 'off' for none");
   if (!f.parse(argc, argv, about)) return 0;
   set_num_threads(f.threads());
@@ -101,6 +107,9 @@ int run(int argc, char** argv) {
   o.api_key = f.str("api-key");
   if (const char* env = std::getenv("EMBER_API_KEY"); o.api_key.empty() && env != nullptr)
     o.api_key = env;
+  o.keep_alive_seconds = static_cast<int>(f.integer("keep-alive-seconds"));
+  o.keep_alive_max_requests = static_cast<int>(f.integer("keep-alive-max-requests"));
+  o.read_timeout_seconds = static_cast<int>(f.integer("read-timeout-seconds"));
   o.repository = f.str("model-repository");
   o.defaults.max_batch_size = f.integer("max-batch-size");
   o.defaults.max_queue_delay_us = f.integer("max-queue-delay-us");

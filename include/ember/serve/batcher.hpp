@@ -32,7 +32,7 @@ namespace ember::serve {
 /// One request's images in the queue, and then its result.
 class BatchJob {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = std::chrono::steady_clock;  ///< the clock of enqueue times and deadlines
   /// x: (n, 1, 28, 28) normalised; deadline: when waiting in the queue ends in a timeout.
   BatchJob(Tensor<float> x, Clock::time_point deadline)
       : x_(std::move(x)), n_(x_.size(0)), enqueued_(Clock::now()), deadline_(deadline) {}
@@ -60,8 +60,9 @@ class BatchJob {
   [[nodiscard]] const std::string& error() const { return error_; }
   /// Images in the request.
   [[nodiscard]] std::int64_t images() const { return n_; }
-  /// Seconds in the queue and in the forward, and the batch's images, after success.
-  double queue_seconds = 0, compute_seconds = 0;
+  /// Seconds in the queue, after success.
+  double queue_seconds = 0;
+  double compute_seconds = 0;  ///< seconds of the forward of its batch
   std::int64_t batch_images = 0;  ///< images in the forward this request ran in
 
  private:
@@ -99,7 +100,8 @@ class BatchJob {
 /// The queue and inference threads of one model version.
 class Batcher {
  public:
-  using Clock = BatchJob::Clock;
+  using Clock = BatchJob::Clock;  ///< the clock of enqueue times and deadlines
+  /// A model's forward: (N, 1, 28, 28) normalised -> (N, 10) log-probabilities.
   using Forward = std::function<Tensor<float>(const Tensor<float>&)>;
 
   /// Starts config.instance_count inference threads running `forward`.

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
@@ -86,11 +87,11 @@ inline std::vector<double> batch_buckets() {
 
 /// One model version's histograms and queue depth.
 struct ModelMetrics {
-  Histogram queue{latency_buckets()};
-  Histogram compute{latency_buckets()};
-  Histogram total{latency_buckets()};
-  Histogram batch_size{batch_buckets()};
-  std::atomic<std::int64_t> queue_depth{0};
+  Histogram queue{latency_buckets()};        ///< seconds in the queue
+  Histogram compute{latency_buckets()};      ///< seconds of the batch's forward
+  Histogram total{latency_buckets()};        ///< seconds from request to response
+  Histogram batch_size{batch_buckets()};     ///< images per forward
+  std::atomic<std::int64_t> queue_depth{0};  ///< requests waiting
 };
 
 /// Escapes a label value (backslash, quote, newline), as the exposition format asks.

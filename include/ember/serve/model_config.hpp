@@ -36,13 +36,14 @@ namespace ember::serve {
 inline constexpr const char* kInputName = "input";
 inline constexpr const char* kLogProbsName = "log_probs";  ///< FP32 [N, 10]
 inline constexpr const char* kClassName = "class";         ///< INT64 [N]
-inline constexpr std::int64_t kClasses = 10;
-inline constexpr std::int64_t kSide = 28;
+inline constexpr std::int64_t kClasses = 10;  ///< classes of the served classifiers
+inline constexpr std::int64_t kSide = 28;     ///< side of an input image, pixels
 
 /// Settings of one served model.
 struct ModelConfig {
   std::int64_t max_batch_size = 64;             ///< images in one forward, and in one request
-  float mean = 0.5f, std = 0.5f;                ///< normalisation of UINT8 and BYTES inputs
+  float mean = 0.5f;                            ///< normalisation of UINT8 and BYTES inputs
+  float std = 0.5f;                             ///< (pixel / 255 - mean) / std
   std::int64_t max_queue_delay_us = 2000;       ///< how long a batch waits to fill
   std::int64_t max_queue_size = 256;            ///< requests waiting; beyond: 503
   std::int64_t default_timeout_us = 0;          ///< queue timeout when a request gives none

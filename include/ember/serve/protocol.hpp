@@ -65,12 +65,12 @@ struct DecodeLimits {
 /// One input tensor of a request, its data decoded by datatype: FP32 in `fp32`, UINT8 in `u8`,
 /// BYTES in `bytes` (one string per element). Other datatypes are refused by the decoder.
 struct InputTensor {
-  std::string name;
+  std::string name;                  ///< the input's name
   std::string datatype;              ///< "FP32", "UINT8" or "BYTES"
-  std::vector<std::int64_t> shape;
-  std::vector<float> fp32;
-  std::vector<std::uint8_t> u8;
-  std::vector<std::string> bytes;
+  std::vector<std::int64_t> shape;   ///< dimensions, each >= 0
+  std::vector<float> fp32;           ///< FP32 data, row-major
+  std::vector<std::uint8_t> u8;      ///< UINT8 data, row-major
+  std::vector<std::string> bytes;    ///< BYTES elements
   bool binary = false;               ///< the data came as binary data
   /// Elements the shape holds.
   [[nodiscard]] std::int64_t elements() const {
@@ -82,14 +82,14 @@ struct InputTensor {
 
 /// An output named in "outputs", and whether it is wanted as binary data.
 struct RequestedOutput {
-  std::string name;
-  bool binary = false;
+  std::string name;     ///< the output's name
+  bool binary = false;  ///< wanted as binary data
 };
 
 /// A decoded inference request.
 struct InferRequest {
   std::string id;                        ///< "id", echoed in the response ("" when absent)
-  std::vector<InputTensor> inputs;
+  std::vector<InputTensor> inputs;       ///< the inputs, in the request's order
   std::vector<RequestedOutput> outputs;  ///< empty: every output
   bool binary_output = false;            ///< "binary_data_output": the default for outputs
   std::optional<std::int64_t> timeout_us;  ///< "timeout" parameter, microseconds
@@ -386,18 +386,18 @@ inline const json* parameters(const json& obj, const std::string& where) {
 
 /// One output tensor of a response: FP32 or INT64 data, row-major.
 struct OutputTensor {
-  std::string name;
-  std::string datatype;  ///< "FP32" or "INT64"
-  std::vector<std::int64_t> shape;
-  std::vector<float> fp32;
-  std::vector<std::int64_t> i64;
+  std::string name;                 ///< the output's name
+  std::string datatype;             ///< "FP32" or "INT64"
+  std::vector<std::int64_t> shape;  ///< dimensions
+  std::vector<float> fp32;          ///< FP32 data, row-major
+  std::vector<std::int64_t> i64;    ///< INT64 data, row-major
 };
 
 /// A response's body and the value of its Inference-Header-Content-Length header (nullopt
 /// when no output is binary: the whole body is JSON).
 struct EncodedResponse {
-  std::string body;
-  std::optional<std::size_t> header_length;
+  std::string body;                          ///< the JSON, then any binary data
+  std::optional<std::size_t> header_length;  ///< the JSON's bytes, when binary data follow
   /// The Content-Type: application/json, or application/octet-stream with binary data.
   [[nodiscard]] const char* content_type() const {
     return header_length ? "application/octet-stream" : "application/json";

@@ -66,14 +66,20 @@ struct ServerOptions {
   ModelConfig defaults;                  ///< for models from flags, and under config.json
   std::function<void(const std::string&)> access_log;  ///< one JSON line per request
   int keep_alive_seconds = 5;            ///< idle keep-alive connections close after this
+  /// Requests on one connection before the server closes it: each connection holds an HTTP
+  /// thread while open, so a small count lets connections beyond http_threads take turns.
+  int keep_alive_max_requests = 5;
   int read_timeout_seconds = 5;          ///< a client slower than this is cut off
 };
 
 /// One loaded model version.
 struct LoadedModel {
-  std::string name, version, path, format;
-  ModelConfig config;
-  std::shared_ptr<Batcher> batcher;
+  std::string name;                  ///< the model's name
+  std::string version;               ///< its version, "1", "2", ...
+  std::string path;                  ///< the file it was loaded from
+  std::string format;                ///< "float32" or "int8"
+  ModelConfig config;                ///< its settings
+  std::shared_ptr<Batcher> batcher;  ///< its queue and inference threads
 };
 
 /// The inference server; see the top of this file.
@@ -429,6 +435,7 @@ class InferenceServer {
     };
     s.set_payload_max_length(options_.max_body_bytes);
     s.set_keep_alive_timeout(options_.keep_alive_seconds);
+    s.set_keep_alive_max_count(static_cast<std::size_t>(options_.keep_alive_max_requests));
     s.set_read_timeout(options_.read_timeout_seconds, 0);
     s.set_write_timeout(options_.read_timeout_seconds, 0);
     s.set_tcp_nodelay(true);
