@@ -72,7 +72,7 @@ int run(int argc, char** argv) {
       .add("model-repository", "", "model repository folder: every model in it is loaded")
       .add("host", "127.0.0.1", "address to listen on (0.0.0.0: every interface)")
       .add_int("port", 8000, 0, 65535, "port to listen on (0: any free port, printed)")
-      .add_int("http-threads", 16, 1, 1024, "threads that handle HTTP connections")
+      .add_int("http-threads", 64, 1, 1024, "threads that handle HTTP connections")
       .add_int("infer-threads", 1, 1, 64, "inference threads per model (instance_count)")
       .add_threads()
       .add_int("max-batch-size", 64, 1, 4096, "most images in one forward and one request")

@@ -197,6 +197,7 @@ TEST_CASE("serve: health, server and model metadata, ready, config", "[serve]") 
   expect_error(s.client->Get("/v2/models/mnist/versions/2"), 404, "has no version '2'");
   expect_error(s.client->Get("/v2/models/mnist/versions/x/ready"), 404, "has no version 'x'");
   expect_error(s.client->Get("/v2/nothing"), 404, "no endpoint GET /v2/nothing");
+  expect_error(s.client->Get("/v2/models/mnist/infer"), 405, "inference takes POST");
   expect_error(s.client->Get("/v2/models/..%2Fetc"), 400, "is not allowed");
 }
 

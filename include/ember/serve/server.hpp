@@ -3,7 +3,7 @@
 // for MNIST classifiers (models::Classifier: float32 or int8 files), with dynamic batching
 // (batcher.hpp), a model repository, Prometheus metrics and JSON-lines access logs. Embed it:
 //
-//   ember::serve::ServerOptions o;               // 127.0.0.1, port 8000
+//   ember::serve::ServerOptions o;               // 127.0.0.1, port 8000, 64 HTTP threads
 //   ember::serve::InferenceServer server(o);
 //   server.add_model("mnist", "mnist_cnn.safetensors", {});   // version 1
 //   server.bind();                               // throws when the port is taken
@@ -55,7 +55,7 @@ namespace ember::serve {
 struct ServerOptions {
   std::string host = "127.0.0.1";        ///< loopback only unless told otherwise
   int port = 8000;                       ///< 0: any free port (bind() returns it)
-  int http_threads = 16;                 ///< threads that read requests and write responses
+  int http_threads = 64;                 ///< threads that read requests and write responses
   std::size_t max_body_bytes = 64 << 20;  ///< larger bodies: 413
   std::size_t max_header_bytes = 16 << 10;  ///< all headers together; more: 431
   std::size_t max_headers = 64;          ///< header lines; more: 431
@@ -514,6 +514,9 @@ class InferenceServer {
     });
     s.Post(model + "/infer", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] { infer(req, res, req.matches[1], req.matches[2]); });
+    });
+    s.Get(model + "/infer", [](const httplib::Request& req, httplib::Response& res) {
+      send_error(res, 405, "GET " + req.path + ": inference takes POST");
     });
     s.Get(model, [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] {
