@@ -66,10 +66,11 @@
 
 #include "cli.hpp"
 #include "ember/data/digit_image.hpp"
+#include "ember/data/digit_png.hpp"
 #include "ember/data/pgm.hpp"
 #include "ember/data/png.hpp"
 #include "ember/ember.hpp"
-#include "ember/quant/serialize.hpp"
+#include "ember/models/classifier.hpp"
 
 namespace {
 
@@ -81,35 +82,9 @@ constexpr std::int64_t num_classes = 10;
 
 // ---- the model ---------------------------------------------------------------------------
 
-// A model ready to classify: `forward` takes a normalised batch (N, 1, 28, 28) and returns
-// log-probabilities (N, 10).
-struct Classifier {
-  std::string format;                      // how the weights are stored, reported as "format"
-  data::PixelNormalization normalization;  // what training applied to the pixels
-  std::function<Tensor<float>(const Tensor<float>&)> forward;
-};
-
-// The one place that turns a model file into a Classifier: MnistNet's float32 state_dict
-// (written by mnist_train), or an int8 model (written by mnist_quantize), told apart by the
-// file's "format" metadata.
-Classifier load_classifier(const std::string& path) {
-  const io::SafetensorsFile file = io::load_safetensors(path);
-  if (quant::is_quantized(file)) {
-    auto q = std::make_shared<const quant::QuantizedModel>(quant::from_safetensors(file, path));
-    EMBER_CHECK(q->input_shape() == std::vector<std::int64_t>({1, 28, 28}), "'", path, "': the int8 model takes ",
-                shape_str(q->input_shape()), " samples, not MNIST's [1, 28, 28]");
-    auto forward = [q](const Tensor<float>& x) { return q->forward(x); };
-    return {"int8", data::PixelNormalization::from(0.5f, 0.5f), forward};
-  }
-  auto model = std::make_shared<models::MnistNet>();
-  io::load(*model, path);
-  model->eval();
-  auto forward = [model](const Tensor<float>& x) {
-    NoGradGuard no_grad;
-    return (*model)(x);
-  };
-  return {"float32", data::PixelNormalization::from(0.5f, 0.5f), forward};
-}
+// The model file made ready to classify (models/classifier.hpp, shared with ember_serve).
+using models::Classifier;
+using models::load_classifier;
 
 // ---- the inputs --------------------------------------------------------------------------
 
@@ -217,17 +192,6 @@ void add_files(Inputs& in, const std::string& list, const char* kind, data::Pola
     }
     in.add(digit.data(), path, -1);
   }
-}
-
-// A PNG file as grey levels, its transparent pixels flattened onto the background they mean:
-// black or white as --no-invert or --invert say, else as data::flatten_transparency finds.
-Tensor<std::uint8_t> read_png_grey(const std::string& path, data::Polarity polarity) {
-  if (polarity != data::Polarity::detect) {
-    const bool light_paper = polarity == data::Polarity::invert;
-    return data::read_png(path, {.background = static_cast<std::uint8_t>(light_paper ? 255 : 0)});
-  }
-  return data::flatten_transparency(data::read_png(path, {.background = 0}),
-                                    data::read_png(path, {.background = 255}));
 }
 
 // (N, 1, 28, 28), normalised as in training.
@@ -529,7 +493,7 @@ int run(int argc, char** argv) {
   }
   add_files(in, pgm, "PGM", polarity, [](const std::string& p) { return data::read_pgm(p); });
   add_files(in, png, "PNG", polarity,
-            [&](const std::string& p) { return read_png_grey(p, polarity); });
+            [&](const std::string& p) { return data::read_png_grey(p, polarity); });
 
   EMBER_CHECK(in.size() > 0, "no images to classify (empty --index, --pgm or --png list?)");
 
