@@ -301,6 +301,9 @@ TEST_CASE("DDP: buckets start while backward is still running", "[dist][ddp]") {
   REQUIRE(buckets.size() == 3);
   // Reverse parameter order: the first bucket holds the last parameter (fc2.bias).
   REQUIRE(buckets.front().front() == 0);
+  // With the defaults (first bucket 1 MiB, then 25 MiB) a small model is one bucket.
+  dist::DistributedDataParallel whole(std::make_shared<SmallNet>(true, 5));
+  REQUIRE(whole.bucket_indices().size() == 1);
   const data::Batch b = batch_of(Images(), {0, 1, 2, 3});
   nll_loss(ddp(b.images), b.labels).backward();
   const auto& launches = ddp.last_launches();

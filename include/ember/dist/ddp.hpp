@@ -5,7 +5,8 @@
 //   from rank 0's model.
 // - Gradients are averaged over the processes in buckets: the parameters, in reverse order of
 //   parameters() (about the order backward produces their gradients), are packed into buckets
-//   of at most bucket_cap_mb (PyTorch's default 25 MB). Each parameter has a post-accumulate-grad
+//   of at most bucket_cap_mb (PyTorch's default 25 MiB), the first of at most first_bucket_mb
+//   (PyTorch's 1 MiB: the last layers' small gradients start on the wire early). Each parameter has a post-accumulate-grad
 //   hook (autograd engine); when the last gradient of a bucket is ready, the bucket is copied
 //   into one flat buffer and its all-reduce starts (MPI_Iallreduce) while backward goes on
 //   computing the earlier layers' gradients. Buckets start in index order on every process (an
@@ -51,6 +52,8 @@ namespace ember::dist {
 struct DDPOptions {
   /// Largest bucket, in MiB of float gradients (PyTorch: bucket_cap_mb=25).
   double bucket_cap_mb = 25;
+  /// Largest first bucket (PyTorch's _DEFAULT_FIRST_BUCKET_BYTES, 1 MiB), at most bucket_cap_mb.
+  double first_bucket_mb = 1;
   /// Broadcast rank 0's buffers at every forward (PyTorch: broadcast_buffers=True).
   bool broadcast_buffers = true;
 };
@@ -70,8 +73,9 @@ class DistributedDataParallel : public nn::Module {
       : nn::Module("DistributedDataParallel"), options_(options) {
     EMBER_CHECK(module != nullptr, "DistributedDataParallel: no module (a null pointer)");
     EMBER_CHECK(is_initialized(), "DistributedDataParallel: call dist::init() first");
-    EMBER_CHECK(options.bucket_cap_mb > 0, "DistributedDataParallel: bucket_cap_mb must be "
-                "positive, got ", options.bucket_cap_mb);
+    EMBER_CHECK(options.bucket_cap_mb > 0 && options.first_bucket_mb > 0,
+                "DistributedDataParallel: bucket_cap_mb and first_bucket_mb must be positive, "
+                "got ", options.bucket_cap_mb, " and ", options.first_bucket_mb);
     module_ = register_module("module", std::move(module));
     // The same model on every process: rank 0's parameters and buffers.
     for (auto& [name, p] : module_->named_parameters()) sync_tensor(p, name);
@@ -161,13 +165,15 @@ class DistributedDataParallel : public nn::Module {
   void build_buckets() {
     const nn::NamedTensors named = module_->named_parameters();
     const double cap_bytes = options_.bucket_cap_mb * 1024.0 * 1024.0;
+    const double first_bytes = std::min(options_.first_bucket_mb * 1024.0 * 1024.0, cap_bytes);
     for (auto it = named.rbegin(); it != named.rend(); ++it) {
       if (!it->second.requires_grad()) continue;
       Param p{it->second, it->first};
       const std::size_t bytes = static_cast<std::size_t>(p.tensor.numel()) * sizeof(float);
+      const double cap = buckets_.size() == 1 ? first_bytes : cap_bytes;  // the open bucket's
       if (buckets_.empty() ||
           (!buckets_.back().params.empty() &&
-           static_cast<double>(buckets_.back().flat.size() * sizeof(float) + bytes) > cap_bytes))
+           static_cast<double>(buckets_.back().flat.size() * sizeof(float) + bytes) > cap))
         buckets_.emplace_back();
       Bucket& b = buckets_.back();
       p.bucket = buckets_.size() - 1;
