@@ -17,6 +17,13 @@
 //   dist::all_reduce(t, dist::ReduceOp::mean);
 //   dist::finalize();
 
+// The C API only: not MPI-2's removed C++ bindings (which would need libmpi_cxx).
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <chrono>
