@@ -26,6 +26,12 @@
 //   Epoch 10: train loss 0.1695, train accuracy 93.73%, validation accuracy 4678/5000 (93.56%), ...
 //   Test set: Average loss: 0.1997, Accuracy: 9282/10000 (92.82%)
 //   int8 test set: Average loss: 0.2007, Accuracy: 9278/10000 (92.78%), -0.04 points against float
+//
+// Data-parallel under mpirun when built with MPI (examples/dist_run.hpp, docs/distributed.md):
+// `mpirun -np 2 fashion_train --threads 1`: --batch-size stays the global batch, each process
+// reads its share of every epoch (the same augmentation per image as one process: a sample's
+// random stream depends on the seed, the epoch and its index only); rank 0 alone prints,
+// evaluates and writes files. Each process's BatchNorm uses its own batch's statistics.
 
 #include <algorithm>
 #include <chrono>
@@ -40,6 +46,8 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "dist_run.hpp"
+#include "ember/dist/sampler.hpp"
 #include "ember/ember.hpp"
 #include "ember/io/metrics.hpp"
 #include "ember/quant/quantize.hpp"
@@ -166,12 +174,15 @@ int run(int argc, char** argv) {
       .add("plots", "",
            "draw loss, accuracy and confusion plots (PNG, SVG; scripts/plot_metrics.py) into "
            "this folder ('': none)")
-      .add_threads();
+      .add_threads()
+      .add_bool("dist", "train data-parallel over the processes mpirun started (also when mpirun "
+                "is detected; needs a build with MPI); --batch-size is the global batch");
   if (!f.parse(argc, argv, "Train a BatchNorm CNN on Fashion-MNIST with AdamW, a warm-up + "
                            "cosine schedule and augmentation; save, export ONNX, quantize."))
     return 0;
   set_num_threads(f.threads());
   const std::int64_t epochs = f.integer("epochs"), batch_size = f.integer("batch-size");
+  const examples::DistRun dr = examples::start_dist(f.flag("dist"), batch_size);
   const std::int64_t warmup_epochs =
       f.given("warmup-epochs") ? f.integer("warmup-epochs")
                                : std::min(f.integer("warmup-epochs"), epochs - 1);
@@ -179,17 +190,17 @@ int run(int argc, char** argv) {
               " leaves no epoch for the cosine decay of --epochs ", epochs);
   // The outputs: checked before anything is read or trained.
   std::vector<examples::SafeOutput> outputs;
-  for (const char* flag : {"save-model", "onnx", "int8"}) {
-    examples::check_output_path(flag, f.str(flag));
-    outputs.emplace_back(flag, f.str(flag));
+  for (const char* flag : {"save-model", "onnx", "int8"}) {  // rank 0 alone writes files
+    if (dr.leader()) examples::check_output_path(flag, f.str(flag));
+    outputs.emplace_back(flag, dr.leader() ? f.str(flag) : std::string());
   }
   examples::SafeOutput &model_out = outputs[0], &onnx_out = outputs[1], &int8_out = outputs[2];
   // --metrics (or, without it, --plots) holds the records; both folders are made before any work.
   const std::string plots_dir = f.str("plots");
   const std::string metrics_flag = f.str("metrics").empty() ? "plots" : "metrics";
-  examples::prepare_output_dir("plots", plots_dir);
+  if (dr.leader()) examples::prepare_output_dir("plots", plots_dir);
   io::MetricsWriter metrics;
-  if (!f.str(metrics_flag).empty())
+  if (dr.leader() && !f.str(metrics_flag).empty())
     metrics = examples::open_metrics(metrics_flag, f.str(metrics_flag));
 
   // The data: one copy of the training pixels behind an augmented view (training) and a plain
@@ -215,15 +226,29 @@ int run(int argc, char** argv) {
   auto test_set = std::make_shared<data::FashionMNIST>(dir, data::Split::test, normalize);
 
   const auto seed = static_cast<std::uint64_t>(f.integer("seed"));
-  data::DataLoader train_loader(train_set, {.batch_size = batch_size, .shuffle = true,
-                                            .seed = seed + 1,
+  data::DataLoader train_loader(train_set, {.batch_size = batch_size / dr.world,
+                                            .shuffle = !dr.on, .seed = seed + 1,
                                             .num_workers = static_cast<int>(f.integer("workers"))});
+  std::shared_ptr<dist::DistributedSampler> sampler;
+  if (dr.on) {  // each process reads its share of every epoch
+    sampler = std::make_shared<dist::DistributedSampler>(
+        train_set->size(), dist::DistributedSamplerOptions{.num_replicas = dr.world,
+                                                           .rank = dr.rank, .seed = seed + 1});
+    train_loader.set_sampler(sampler);
+  }
   const std::int64_t eval_batch = f.integer("test-batch-size");
   data::DataLoader val_loader(val_set, {.batch_size = eval_batch});
   data::DataLoader test_loader(test_set, {.batch_size = eval_batch});
 
   Generator gen(seed);
   const std::shared_ptr<nn::Sequential> model = fashion_net(gen);
+#ifdef EMBER_WITH_MPI
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  if (dr.on) ddp = std::make_unique<dist::DistributedDataParallel>(model);
+  nn::Module& net = ddp ? static_cast<nn::Module&>(*ddp) : *model;
+#else
+  nn::Module& net = *model;
+#endif
   optim::AdamW opt(optim::decay_groups<optim::AdamWOptions>(
       model->named_parameters(), {.lr = f.real("lr"), .weight_decay = f.real("weight-decay")}));
   // Warm-up then cosine, both stepped after every batch (as the PyTorch script does).
@@ -262,9 +287,10 @@ int run(int argc, char** argv) {
     model->train();
     double loss_sum = 0;
     std::int64_t correct = 0, seen = 0;
+    if (sampler) sampler->set_epoch(epoch - 1);
     for (const data::Batch& b : train_loader.epoch()) {
       opt.zero_grad();
-      const Tensor<float> out = (*model)(b.images);
+      const Tensor<float> out = net(b.images);
       Tensor<float> loss = nll_loss(out, b.labels);
       loss.backward();
       opt.step();
@@ -276,10 +302,20 @@ int run(int argc, char** argv) {
       seen += n;
     }
     const double train_seconds = seconds_since(t0);
+#ifdef EMBER_WITH_MPI
+    if (dr.on) {  // the training loss and accuracy over every process's batches
+      Tensor<double> sums = Tensor<double>::from_list(
+          {loss_sum, static_cast<double>(correct), static_cast<double>(seen)});
+      dist::all_reduce(sums);
+      loss_sum = sums.data()[0];
+      correct = static_cast<std::int64_t>(sums.data()[1]);
+      seen = static_cast<std::int64_t>(sums.data()[2]);
+    }
+#endif
     EpochStats s{.epoch = epoch,
                  .train_loss = loss_sum / static_cast<double>(seen),
                  .train_accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(seen),
-                 .val = nn::evaluate(*model, val_loader),
+                 .val = dr.leader() ? nn::evaluate(*model, val_loader) : nn::EvalResult{},
                  .lr = opt.option(0, "lr"),
                  .seconds = seconds_since(t0),
                  .cpu_seconds = cpu_seconds() - cpu0,
@@ -297,7 +333,8 @@ int run(int argc, char** argv) {
   }
   const double train_total = seconds_since(t_start), train_cpu = cpu_seconds() - cpu_start;
   nn::ConfusionMatrix confusion(10);
-  const nn::EvalResult test = nn::evaluate(*model, test_loader, confusion);
+  const nn::EvalResult test =
+      dr.leader() ? nn::evaluate(*model, test_loader, confusion) : nn::EvalResult{};
   if (metrics.enabled()) {
     metrics.write({.step = epochs * steps_per_epoch, .epoch = static_cast<double>(epochs),
                    .split = "test", .loss = test.loss, .lr = opt.option(0, "lr"),
@@ -356,11 +393,12 @@ int run(int argc, char** argv) {
                  o.asked().c_str(), o.path().c_str());
     status = 1;
   }
+  examples::finish_dist(dr);
   return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ember::examples::run_main("fashion_train", run, argc, argv);
+  return ember::examples::run_main_dist("fashion_train", run, argc, argv);
 }

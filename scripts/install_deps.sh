@@ -7,8 +7,9 @@ packages=(cmake g++ make pkg-config libeigen3-dev zlib1g-dev libpng-dev catch2 l
   clang-16 libclang-rt-16-dev  # clang-16 and libFuzzer: scripts/fuzz.sh
   dataset-fashion-mnist        # /usr/share/datasets/fashion-mnist: data::FashionMNIST
   python3-matplotlib           # scripts/plot_metrics.py: mnist_train --plots
-  doxygen                      # the API reference: scripts/check_docs.sh, docs/Doxyfile
-  libcpp-httplib-dev nlohmann-json3-dev)  # the inference server: ember::serve, ember_serve
+  libopenmpi-dev openmpi-bin   # ember::dist (data-parallel training), mpirun for its tests
+  libcpp-httplib-dev nlohmann-json3-dev  # the inference server: ember::serve, ember_serve
+  doxygen)                     # the API reference: scripts/check_docs.sh, docs/Doxyfile
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

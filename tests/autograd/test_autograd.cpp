@@ -4,6 +4,7 @@
 // are checked in tests/ops.
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 
 #include <cmath>
 #include <cstdint>
@@ -401,4 +402,61 @@ TEST_CASE("In-place changes that backward() does not read are fine", "[autograd]
     x.zero_grad();
     CHECK(x.grad().version() == v + 2);
   }
+}
+
+TEST_CASE("post-accumulate-grad hooks run once per leaf, after its last gradient",
+          "[autograd][hooks]") {
+  // y = sum(w * x + w * w) + sum(b * x): w is used three times (two edges into it).
+  Tensor<double> x = Tensor<double>::from_list({1.5, -2.0, 0.25});
+  Tensor<double> w = Tensor<double>::from_list({0.5, 1.0, -3.0});
+  Tensor<double> b = Tensor<double>::from_list({2.0, 2.0, 2.0});
+  Tensor<double> unused = Tensor<double>::from_list({1.0, 1.0, 1.0});
+  w.requires_grad_();
+  b.requires_grad_();
+  unused.requires_grad_();
+  std::vector<std::string> events;
+  std::vector<std::vector<double>> seen_w;
+  const auto hw = w.register_post_accumulate_grad_hook([&](const Tensor<double>& t) {
+    events.push_back("w");
+    seen_w.push_back(t.grad().to_vector());
+  });
+  b.register_post_accumulate_grad_hook([&](const Tensor<double>&) { events.push_back("b"); });
+  unused.register_post_accumulate_grad_hook([&](const Tensor<double>&) { events.push_back("u"); });
+  Tensor<double> y = sum(w * x + w * w) + sum(b * x);
+  y.backward();
+  // Once each, the unused leaf never; w's hook saw its complete gradient x + 2w.
+  REQUIRE(events.size() == 2);
+  REQUIRE(std::count(events.begin(), events.end(), "w") == 1);
+  REQUIRE(std::count(events.begin(), events.end(), "b") == 1);
+  REQUIRE(seen_w.size() == 1);
+  const std::vector<double> want{1.5 + 1.0, -2.0 + 2.0, 0.25 - 6.0};
+  REQUIRE(seen_w[0] == want);
+  // A second pass accumulates (2 (x + 2w)) and calls the hooks again; a removed one is silent.
+  w.remove_post_accumulate_grad_hook(hw);
+  (sum(w * x + w * w) + sum(b * x)).backward();
+  REQUIRE(events.size() == 3);
+  REQUIRE(events.back() == "b");
+  REQUIRE(w.grad().to_vector()[0] == 2 * want[0]);
+  // Only leaves that require grad take hooks.
+  REQUIRE_THROWS_WITH(x.register_post_accumulate_grad_hook([](const Tensor<double>&) {}),
+                      Catch::Contains("leaf that requires grad"));
+}
+
+TEST_CASE("post-accumulate-grad hooks: later layers' leaves are ready first", "[autograd][hooks]") {
+  // Two chained linear maps: w2's gradient is complete before w1's node has run.
+  Tensor<double> x = Tensor<double>::from_list({0.3, -0.7}).reshape({1, 2});
+  Tensor<double> w1 = Tensor<double>::from_list({0.1, 0.2, 0.3, 0.4}).reshape({2, 2});
+  Tensor<double> w2 = Tensor<double>::from_list({0.5, -0.5}).reshape({1, 2});
+  w1.requires_grad_();
+  w2.requires_grad_();
+  std::vector<std::string> order;
+  bool w1_grad_when_w2_ready = true;
+  w1.register_post_accumulate_grad_hook([&](const Tensor<double>&) { order.push_back("w1"); });
+  w2.register_post_accumulate_grad_hook([&](const Tensor<double>&) {
+    order.push_back("w2");
+    w1_grad_when_w2_ready = w1.grad().defined();
+  });
+  sum(matmul(relu(matmul(x, w1.t())), w2.t())).backward();
+  REQUIRE(order == std::vector<std::string>{"w2", "w1"});
+  REQUIRE_FALSE(w1_grad_when_w2_ready);
 }

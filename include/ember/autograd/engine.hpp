@@ -111,9 +111,16 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
     }
   };
 
+  auto run_hooks = [](const std::shared_ptr<TensorImpl<T>>& leaf) {
+    // A copy: a hook may register or remove hooks.
+    const auto hooks = leaf->post_grad_hooks;
+    for (const auto& h : hooks) h.second(leaf);
+  };
+
   Node<T>* start = root.grad_fn().get();
   if (start == nullptr) {  // the root is itself a leaf
     accumulate_leaf(root.impl(), grad);
+    if (root.impl().requires_grad) run_hooks(root.impl_ptr());
     return;
   }
 
@@ -141,6 +148,23 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
   // backward() leaves every .grad() as it was.
   for (Node<T>* node : order) detail::check_saved_versions(*node);
 
+  // Leaves with post-accumulate-grad hooks: how many edges of the graph lead into each, so that
+  // the hooks run once the last one has delivered (a leaf used twice gets two gradients).
+  struct HookedLeaf {
+    std::size_t edges_left = 0;
+    bool reached = false, done = false;
+  };
+  std::unordered_map<TensorImpl<T>*, HookedLeaf> hooked;
+  std::vector<std::shared_ptr<TensorImpl<T>>> hooked_order;
+  for (Node<T>* node : order) {
+    for (const auto& in : node->inputs) {
+      if (in->grad_fn != nullptr || !in->requires_grad || in->post_grad_hooks.empty()) continue;
+      auto [slot, inserted] = hooked.try_emplace(in.get());
+      if (inserted) hooked_order.push_back(in);
+      ++slot->second.edges_left;
+    }
+  }
+
   std::unordered_map<Node<T>*, Tensor<T>> pending;
   pending[start] = grad;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
@@ -156,18 +180,33 @@ void run_backward(const Tensor<T>& root, Tensor<T> grad, bool retain_graph) {
     EMBER_CHECK(grads.size() == node->inputs.size(), node->name, " returned ", grads.size(),
                 " gradients for ", node->inputs.size(), " inputs");
     for (std::size_t i = 0; i < grads.size(); ++i) {
-      if (!grads[i].defined()) continue;
       TensorImpl<T>& input = *node->inputs[i];
-      if (!input.requires_grad) continue;
-      detail::check_grad_shape(grads[i], input, *node);
-      if (Node<T>* child = input.grad_fn.get()) {
-        auto [slot, inserted] = pending.try_emplace(child, grads[i]);
-        if (!inserted) slot->second = detail::add_fresh(slot->second, grads[i]);
-      } else {
-        accumulate_leaf(input, grads[i]);
+      HookedLeaf* h = nullptr;
+      if (!hooked.empty() && input.grad_fn == nullptr) {
+        auto found_leaf = hooked.find(&input);
+        if (found_leaf != hooked.end()) h = &found_leaf->second;
+      }
+      if (grads[i].defined() && input.requires_grad) {
+        detail::check_grad_shape(grads[i], input, *node);
+        if (Node<T>* child = input.grad_fn.get()) {
+          auto [slot, inserted] = pending.try_emplace(child, grads[i]);
+          if (!inserted) slot->second = detail::add_fresh(slot->second, grads[i]);
+        } else {
+          accumulate_leaf(input, grads[i]);
+          if (h != nullptr) h->reached = true;
+        }
+      }
+      if (h != nullptr && --h->edges_left == 0 && h->reached) {
+        h->done = true;
+        run_hooks(node->inputs[i]);
       }
     }
     if (!retain_graph) node->release();
+  }
+  // A leaf whose other edges came from nodes no gradient reached: its gradient is complete now.
+  for (const auto& leaf : hooked_order) {
+    HookedLeaf& h = hooked[leaf.get()];
+    if (h.reached && !h.done) run_hooks(leaf);
   }
 }
 

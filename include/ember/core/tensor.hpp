@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <numeric>
@@ -41,6 +42,10 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl<T>> grad;
   /// The operation that made this tensor (null for leaves).
   std::shared_ptr<autograd::Node<T>> grad_fn;
+  /// Called by backward() once a leaf's gradient for that pass is complete (every edge into the
+  /// leaf has delivered), with its id (Tensor::register_post_accumulate_grad_hook).
+  std::vector<std::pair<std::uint64_t, std::function<void(const std::shared_ptr<TensorImpl>&)>>>
+      post_grad_hooks;
 };
 
 /// Calls f(i, storage_index) for every element in C order, i counting from 0.
@@ -365,6 +370,28 @@ class Tensor {
   /// The accumulated gradient (undefined until a backward pass reaches this leaf).
   [[nodiscard]] Tensor grad() const {
     return impl().grad ? Tensor(impl().grad) : Tensor();
+  }
+  /// PyTorch's register_post_accumulate_grad_hook for a leaf that requires grad: backward()
+  /// calls hook(leaf) once per pass, right after the last gradient reaching the leaf was
+  /// accumulated into its .grad(), while the rest of the graph may still be running (what
+  /// DistributedDataParallel starts its all-reduce from). Returns an id for
+  /// remove_post_accumulate_grad_hook.
+  std::uint64_t register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) {
+    static_assert(Real<T>, "only float and double tensors have gradients");
+    EMBER_CHECK(is_leaf() && requires_grad(), "register_post_accumulate_grad_hook: the tensor ",
+                "must be a leaf that requires grad");
+    EMBER_CHECK(hook != nullptr, "register_post_accumulate_grad_hook: an empty function");
+    auto& hooks = impl().post_grad_hooks;
+    const std::uint64_t id = hooks.empty() ? 1 : hooks.back().first + 1;
+    hooks.emplace_back(id, [h = std::move(hook)](const std::shared_ptr<TensorImpl<T>>& leaf) {
+      h(Tensor(leaf));
+    });
+    return id;
+  }
+  /// Removes the hook with this id (nothing when there is none).
+  void remove_post_accumulate_grad_hook(std::uint64_t id) {
+    auto& hooks = impl().post_grad_hooks;
+    std::erase_if(hooks, [id](const auto& h) { return h.first == id; });
   }
   /// Replaces the gradient (x.grad = g); an undefined g clears it.
   void set_grad(const Tensor& g) { impl().grad = g.defined() ? g.impl_ : nullptr; }

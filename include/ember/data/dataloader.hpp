@@ -38,6 +38,7 @@
 #include "ember/data/dataset.hpp"
 #include "ember/data/mnist.hpp"
 #include "ember/data/normalize.hpp"
+#include "ember/data/sampler.hpp"
 
 namespace ember::data {
 
@@ -133,11 +134,24 @@ class DataLoader {
 
   /// The number of samples.
   [[nodiscard]] std::int64_t size() const { return dataset_->size(); }
+  /// Reads the positions a sampler gives each epoch instead of its own order (PyTorch's
+  /// sampler= argument, which excludes shuffle=True); null goes back to the loader's own order.
+  void set_sampler(std::shared_ptr<const Sampler> sampler) {
+    EMBER_CHECK(sampler == nullptr || !options_.shuffle,
+                "DataLoader: sampler option is mutually exclusive with shuffle");
+    sampler_ = std::move(sampler);
+  }
+  /// The sampler set by set_sampler, or null.
+  [[nodiscard]] const std::shared_ptr<const Sampler>& sampler() const { return sampler_; }
+  /// Samples per epoch: the sampler's size, or the dataset's.
+  [[nodiscard]] std::int64_t epoch_size() const {
+    return sampler_ != nullptr ? sampler_->size() : size();
+  }
   /// The dataset's number of classes (0 when unknown).
   [[nodiscard]] std::int64_t num_classes() const { return dataset_->num_classes(); }
   /// Batches per epoch (len(loader)).
   [[nodiscard]] std::int64_t num_batches() const {
-    const std::int64_t n = size(), b = options_.batch_size;
+    const std::int64_t n = epoch_size(), b = options_.batch_size;
     return options_.drop_last ? n / b : (n + b - 1) / b;
   }
   /// The settings it was made with.
@@ -293,7 +307,9 @@ class DataLoader {
     dataset_->validate("DataLoader");
     std::vector<std::int64_t> order =
         options_.shuffle ? random_permutation(size(), gen_) : std::vector<std::int64_t>{};
-    if (!options_.shuffle) {
+    if (sampler_ != nullptr) {
+      order = sampler_->indices();
+    } else if (!options_.shuffle) {
       order.resize(static_cast<std::size_t>(size()));
       std::iota(order.begin(), order.end(), 0);
     }
@@ -310,12 +326,16 @@ class DataLoader {
   /// Batch i, its samples made with RandomStream(key, index).
   [[nodiscard]] Batch make_batch(const std::vector<std::int64_t>& order, std::int64_t i,
                                  std::uint64_t key) const {
-    const std::int64_t n = size(), bs = options_.batch_size;
+    const std::int64_t n = size(), bs = options_.batch_size, len = epoch_size();
     EMBER_CHECK(i >= 0 && i < num_batches(), "DataLoader: batch ", i, " is out of range for ",
                 num_batches(), " batches");
-    EMBER_CHECK(static_cast<std::int64_t>(order.size()) == n, "DataLoader: the order holds ",
-                order.size(), " positions for ", what_, " of ", n, " samples");
-    const std::int64_t start = i * bs, count = std::min(bs, n - start);
+    EMBER_CHECK(static_cast<std::int64_t>(order.size()) == len, "DataLoader: the order holds ",
+                order.size(), " positions for ",
+                sampler_ != nullptr ? "the sampler's epoch of " + std::to_string(len) +
+                                          " positions over "
+                                    : std::string(),
+                what_, " of ", n, " samples");
+    const std::int64_t start = i * bs, count = std::min(bs, len - start);
     for (std::int64_t k = start; k < start + count; ++k) {
       const std::int64_t pos = order[static_cast<std::size_t>(k)];
       EMBER_CHECK(pos >= 0 && pos < n, "DataLoader: order[", k, "] = ", pos,
@@ -361,6 +381,7 @@ class DataLoader {
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions options_;
   Generator gen_;
+  std::shared_ptr<const Sampler> sampler_;
   std::uint64_t key_ = 0;
   const char* what_ = "a dataset";
 };
