@@ -8,7 +8,8 @@ packages=(cmake g++ make pkg-config libeigen3-dev zlib1g-dev libpng-dev catch2 l
   dataset-fashion-mnist        # /usr/share/datasets/fashion-mnist: data::FashionMNIST
   python3-matplotlib           # scripts/plot_metrics.py: mnist_train --plots
   doxygen                      # the API reference: scripts/check_docs.sh, docs/Doxyfile
-  libcpp-httplib-dev nlohmann-json3-dev)  # the inference server: ember::serve, ember_serve
+  libcpp-httplib-dev nlohmann-json3-dev  # the inference server: ember::serve, ember_serve
+  wrk curl)                    # the server's load test (tests/e2e/serve_fault_check.sh), bench/serve
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
