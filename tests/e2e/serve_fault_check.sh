@@ -7,7 +7,8 @@
 #   SIGKILL   under load, serving a model repository: the server restarted on the same
 #             repository serves again, with the same answer to the same request as before, and
 #             every file of the repository is byte-identical (sha256) to before.
-#   SIGTERM   under load: the server exits 0.
+#   SIGTERM   under load: the server exits 0, and no answer is cut in the middle (curl loops
+#             beside the load check every answer they get).
 # The load is wrk (64 connections) where it is installed, else 8 curl loops; without wrk the
 # overload part is skipped, with a message. Needs curl (else exit 77).
 # On real MNIST (DATA_DIR, else $EMBER_DATA; exit 77, "skipped", when neither is set): the
@@ -115,10 +116,29 @@ cmp -s "$work/answer_before" "$work/answer" ||
 echo "SIGKILL under load: the repository unchanged ($(wc -l < "$work/sha_after") files)," \
   "the restarted server gives the same answer"
 
-# SIGTERM under load.
+# SIGTERM under load, with 4 curl loops beside the load that log each request: curl's exit
+# status, the HTTP code and the answer's last 3 bytes. No answer may be cut in the middle
+# (curl 18, or a 200 whose JSON does not end), and the loops must have been answered before.
 load 4
+for i in 1 2 3 4; do
+  (end=$(($(date +%s) + 4)); n=0; while [ "$(date +%s)" -lt "$end" ]; do
+    n=$((n + 1)); rc=0
+    got=$(curl -s -o "$work/term$i.$n" -w '%{http_code}' -X POST \
+      -H 'Content-Type: application/json' --data-binary @"$work/body.json" \
+      "$(url /v2/models/mnist/infer)") || rc=$?
+    echo "$rc $got $(tail -c 3 "$work/term$i.$n" 2> /dev/null)"
+  done > "$work/term$i.log") &
+  eval "loop$i=\$!"
+done
 sleep 1.5
 serve_stop
 wait "$load_pid" || true
+wait "$loop1" "$loop2" "$loop3" "$loop4" || true
 [ "$serve_rc" = 0 ] || fail "SIGTERM under load: exit $serve_rc: $(tail -n 5 "$work/serve3.log")"
-echo "serve_fault_check: OK (SIGTERM under load: exit 0)"
+cat "$work"/term?.log > "$work/term.log"
+answered=$(grep -c '^0 200 }]}$' "$work/term.log" || true)
+cut=$(awk '$1 == 18 || ($2 == 200 && $3 != "}]}")' "$work/term.log")
+[ -z "$cut" ] || fail "SIGTERM cut answers (curl status, HTTP code, last bytes): $cut"
+[ "$answered" -gt 0 ] || fail "SIGTERM: no request of the curl loops was answered"
+echo "serve_fault_check: OK (SIGTERM under load: exit 0; $answered whole answers, none cut," \
+  "$(awk '$1 != 0' "$work/term.log" | wc -l) requests refused or unanswered after the stop)"
