@@ -9,6 +9,7 @@ packages=(cmake g++ make pkg-config libeigen3-dev zlib1g-dev libpng-dev catch2 l
   python3-matplotlib           # scripts/plot_metrics.py: mnist_train --plots
   libopenmpi-dev openmpi-bin   # ember::dist (data-parallel training), mpirun for its tests
   libcpp-httplib-dev nlohmann-json3-dev  # the inference server: ember::serve, ember_serve
+  wrk curl                     # the server's load test (tests/e2e/serve_fault_check.sh), bench/serve
   doxygen)                     # the API reference: scripts/check_docs.sh, docs/Doxyfile
 missing=()
 for p in "${packages[@]}"; do

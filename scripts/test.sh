@@ -40,6 +40,12 @@ if [ -n "$py" ]; then
   export EMBER_PYTHON="${EMBER_PYTHON:-$py}"
 fi
 
+stage "The server checks' client: Triton's Python client in .venv-serve (scripts/install_py_serve.sh)"
+py=$(scripts/install_py_serve.sh | tail -n 1)
+if [ -n "$py" ]; then
+  export EMBER_SERVE_PYTHON="${EMBER_SERVE_PYTHON:-$py}"
+fi
+
 stage "Release build (g++, -march=native)"
 cmake --preset release
 cmake --build --preset release -j"$jobs"

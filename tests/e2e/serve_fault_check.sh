@@ -1,0 +1,144 @@
+#!/bin/sh
+# serve_fault_check.sh EMBER_SERVE MNIST_TRAIN [DATA_DIR]: ember_serve under overload and
+# under signals, on loopback, in about 30 s.
+#   overload  --max-queue-size 1 and wrk at 64 connections for 3 s: some requests are refused
+#             503 at once (counted in /metrics), the server still answers /v2/health/ready 200
+#             and an inference afterwards, and its resident memory grew by at most 64 MiB.
+#   SIGKILL   under load, serving a model repository: the server restarted on the same
+#             repository serves again, with the same answer to the same request as before, and
+#             every file of the repository is byte-identical (sha256) to before.
+#   SIGTERM   under load: the server exits 0, and no answer is cut in the middle (curl loops
+#             beside the load check every answer they get).
+# The load is wrk (64 connections) where it is installed, else 8 curl loops; without wrk the
+# overload part is skipped, with a message. Needs curl (else exit 77).
+# On real MNIST (DATA_DIR, else $EMBER_DATA; exit 77, "skipped", when neither is set): the
+# model is a short training (1 epoch, 3,000 images).
+# Files go to $EMBER_TEST_TMP/serve_fault_check (CTest sets it), else to a temporary folder.
+set -eu
+
+. "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/serve_common.sh"
+e2e_args 2 3 "EMBER_SERVE MNIST_TRAIN [DATA_DIR]" "$@"
+serve=$1
+e2e_data "${3:-}"
+command -v curl > /dev/null || { echo "SKIPPED: no curl"; exit 77; }
+have_wrk=0
+command -v wrk > /dev/null && have_wrk=1
+e2e_work serve_fault_check
+
+"$2" --data "$data" --limit-train 3000 --val-size 500 --limit-test 1000 --threads 2 --epochs 1 \
+  --log-interval 0 --save-model "$work/mnist.safetensors" > "$work/train.log" 2>&1 ||
+  fail "mnist_train failed (see $work/train.log)"
+
+# One MNIST-sized UINT8 image (a bar of ink) as JSON, and wrk's script that posts it.
+pixels=$(awk 'BEGIN { for (i = 0; i < 784; ++i) printf "%s%d", (i ? "," : ""),
+  (i % 28 >= 12 && i % 28 < 16 && i >= 112 && i < 672) ? 255 : 0 }')
+body='{"inputs":[{"name":"input","datatype":"UINT8","shape":[1,28,28],"data":['$pixels']}]}'
+printf '%s' "$body" > "$work/body.json"
+cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$body'
+LUA
+
+url() { echo "http://127.0.0.1:$port$1"; }
+code() { curl -s -o "$work/answer" -w '%{http_code}' "$@" || echo "none"; }
+infer() { code -X POST -H 'Content-Type: application/json' --data-binary @"$work/body.json" \
+  "$(url /v2/models/mnist/infer)"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$serve_pid/status"; }
+
+# load SECONDS: 64 connections (wrk) or 8 curl loops in the background; sets load_pid.
+load() {
+  if [ "$have_wrk" = 1 ]; then
+    wrk -t 2 -c 64 -d "$1s" --timeout 5s -s "$work/post.lua" "$(url /v2/models/mnist/infer)" \
+      > "$work/wrk.log" 2>&1 &
+    load_pid=$!
+  else
+    (end=$(($(date +%s) + $1)); for _ in 1 2 3 4 5 6 7 8; do
+      while [ "$(date +%s)" -lt "$end" ]; do infer > /dev/null; done &
+    done; wait) &
+    load_pid=$!
+  fi
+}
+
+# Overload.
+if [ "$have_wrk" = 1 ]; then
+  serve_start "$work/serve1.log" "$serve" --threads 1 --access-log off --max-queue-size 1 \
+    --model "mnist=$work/mnist.safetensors"
+  [ "$(infer)" = 200 ] || fail "overload: the first inference: $(cat "$work/answer")"
+  rss_before=$(rss_kib)
+  wrk -t 2 -c 64 -d 3s --timeout 5s -s "$work/post.lua" "$(url /v2/models/mnist/infer)" \
+    > "$work/wrk.log" 2>&1 || fail "wrk failed: $(cat "$work/wrk.log")"
+  rss_after=$(rss_kib)
+  refused=$(curl -s "$(url /metrics)" |
+    awk '/^ember_requests_total\{.*code="503"/ { n += $NF } END { print n + 0 }')
+  served=$(curl -s "$(url /metrics)" |
+    awk '/^ember_requests_total\{.*model="mnist".*code="200"/ { n += $NF } END { print n + 0 }')
+  [ "$refused" -gt 0 ] || fail "overload: no request was refused 503: $(cat "$work/wrk.log")"
+  [ "$served" -gt 1 ] || fail "overload: no request was served: $(cat "$work/wrk.log")"
+  [ "$(code "$(url /v2/health/ready)")" = 200 ] || fail "overload: not ready afterwards"
+  [ "$(infer)" = 200 ] || fail "overload: no inference afterwards: $(cat "$work/answer")"
+  grew=$((rss_after - rss_before))
+  [ "$grew" -le 65536 ] || fail "overload: resident memory grew by $grew KiB"
+  serve_stop
+  [ "$serve_rc" = 0 ] || fail "overload: SIGTERM: exit $serve_rc"
+  echo "overload: $served served, $refused refused 503 in 3 s at 64 connections;" \
+    "RSS $rss_before -> $rss_after KiB"
+else
+  echo "serve_fault_check: SKIPPED the overload part: no wrk"
+fi
+
+# SIGKILL under load, then a restart on the same model repository.
+mkdir -p "$work/repo/mnist/1"
+cp "$work/mnist.safetensors" "$work/repo/mnist/1/model.safetensors"
+echo '{"max_batch_size": 16, "dynamic_batching": {"max_queue_size": 8}}' \
+  > "$work/repo/mnist/config.json"
+(cd "$work/repo" && find . -type f | sort | xargs sha256sum) > "$work/sha_before"
+serve_start "$work/serve2.log" "$serve" --threads 1 --access-log off \
+  --model-repository "$work/repo"
+[ "$(infer)" = 200 ] || fail "repository: no inference: $(cat "$work/answer")"
+cp "$work/answer" "$work/answer_before"
+load 4
+sleep 1.5
+kill -KILL "$serve_pid"
+wait "$serve_pid" || true
+serve_pid=""
+wait "$load_pid" || true
+(cd "$work/repo" && find . -type f | sort | xargs sha256sum) > "$work/sha_after"
+cmp -s "$work/sha_before" "$work/sha_after" ||
+  fail "SIGKILL changed the model repository: $(diff "$work/sha_before" "$work/sha_after")"
+serve_start "$work/serve3.log" "$serve" --threads 1 --access-log off \
+  --model-repository "$work/repo"
+[ "$(code "$(url /v2/health/ready)")" = 200 ] || fail "restart: not ready"
+[ "$(infer)" = 200 ] || fail "restart: no inference: $(cat "$work/answer")"
+cmp -s "$work/answer_before" "$work/answer" ||
+  fail "restart: another answer: $(cat "$work/answer") (before: $(cat "$work/answer_before"))"
+echo "SIGKILL under load: the repository unchanged ($(wc -l < "$work/sha_after") files)," \
+  "the restarted server gives the same answer"
+
+# SIGTERM under load, with 4 curl loops beside the load that log each request: curl's exit
+# status, the HTTP code and the answer's last 3 bytes. No answer may be cut in the middle
+# (curl 18, or a 200 whose JSON does not end), and the loops must have been answered before.
+load 4
+for i in 1 2 3 4; do
+  (end=$(($(date +%s) + 4)); n=0; while [ "$(date +%s)" -lt "$end" ]; do
+    n=$((n + 1)); rc=0
+    got=$(curl -s -o "$work/term$i.$n" -w '%{http_code}' -X POST \
+      -H 'Content-Type: application/json' --data-binary @"$work/body.json" \
+      "$(url /v2/models/mnist/infer)") || rc=$?
+    echo "$rc $got $(tail -c 3 "$work/term$i.$n" 2> /dev/null)"
+  done > "$work/term$i.log") &
+  eval "loop$i=\$!"
+done
+sleep 1.5
+serve_stop
+wait "$load_pid" || true
+wait "$loop1" "$loop2" "$loop3" "$loop4" || true
+[ "$serve_rc" = 0 ] || fail "SIGTERM under load: exit $serve_rc: $(tail -n 5 "$work/serve3.log")"
+cat "$work"/term?.log > "$work/term.log"
+answered=$(grep -c '^0 200 }]}$' "$work/term.log" || true)
+cut=$(awk '$1 == 18 || ($2 == 200 && $3 != "}]}")' "$work/term.log")
+[ -z "$cut" ] || fail "SIGTERM cut answers (curl status, HTTP code, last bytes): $cut"
+[ "$answered" -gt 0 ] || fail "SIGTERM: no request of the curl loops was answered"
+echo "serve_fault_check: OK (SIGTERM under load: exit 0; $answered whole answers, none cut," \
+  "$(awk '$1 != 0' "$work/term.log" | wc -l) requests refused or unanswered after the stop)"
