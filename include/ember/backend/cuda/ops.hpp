@@ -77,6 +77,11 @@ struct Launch {
     G g(d);
     kernels::sum_to<T>(x, vx, out, vout, out_n, Ctx::stream(d));
   }
+  static void broadcast_copy(int d, const T* src, const StridedView& vs, T* dst,
+                             const StridedView& vd, std::int64_t n) {
+    G g(d);
+    kernels::strided_copy<T>(src, vs, dst, vd, n, Ctx::stream(d));
+  }
   // y [outer, inner] = x [outer, size, inner] summed along size: sum_to with size reduced.
   static void sum_dim(int d, const T* x, T* y, std::int64_t outer, std::int64_t size,
                       std::int64_t inner) {
@@ -365,6 +370,7 @@ void register_typed() {
   set_cuda_kernel<op::Binary, T>(&L::binary);
   set_cuda_kernel<op::Unary, T>(&L::unary);
   set_cuda_kernel<op::SumTo, T>(&L::sum_to);
+  set_cuda_kernel<op::BroadcastCopy, T>(&L::broadcast_copy);
   set_cuda_kernel<op::SumAll, T>(&L::sum_all);
   set_cuda_kernel<op::SumDim, T>(&L::sum_dim);
   set_cuda_kernel<op::ExtremumDim, T>(&L::extremum_dim);
