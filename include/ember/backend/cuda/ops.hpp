@@ -11,7 +11,7 @@
 //   Ctx::Scratch<U>(device, elems).get()  stream-ordered scratch memory
 //   Ctx::capturing(device)              true while a graph is being captured
 //   Ctx::to_host(device, dst, src, bytes)
-//   Ctx::vendor_gemm / vendor_conv2d_forward / _backward_data / _backward_weight
+//   Ctx::vendor_gemm / vendor_gemm_batched / vendor_conv2d_forward / _backward_data / _backward_weight
 //                                       true when the vendor library did the work
 //
 // Adding an op: one `launch` overload set and one set_cuda_kernel line below.
@@ -153,6 +153,12 @@ struct Launch {
     if (Ctx::vendor_gemm(d, p, alpha, a, b, beta, c)) return;
     Scratch<T> ws(d, kernels::gemm_workspace_bytes<T>(p) / sizeof(T));
     kernels::gemm<T>(p, alpha, a, b, beta, c, Ctx::stream(d), ws.get());  // null: no split-K
+  }
+  static void gemm_batched(int d, const BatchedGemmParams& p, T alpha, const T* a, const T* b,
+                           T beta, T* c) {
+    G g(d);
+    if (Ctx::vendor_gemm_batched(d, p, alpha, a, b, beta, c)) return;
+    kernels::gemm_batched<T>(p, alpha, a, b, beta, c, Ctx::stream(d));
   }
   static void bias_add_rows(int d, T* y, const T* bias, std::int64_t rows, std::int64_t cols) {
     G g(d);
@@ -382,6 +388,7 @@ void register_typed() {
   set_cuda_kernel<op::ClampForward, T>(&L::clamp_forward);
   set_cuda_kernel<op::ClampBackward, T>(&L::clamp_backward);
   set_cuda_kernel<op::Gemm, T>(&L::gemm);
+  set_cuda_kernel<op::GemmBatched, T>(&L::gemm_batched);
   set_cuda_kernel<op::BiasAddRows, T>(&L::bias_add_rows);
   set_cuda_kernel<op::BiasGradRows, T>(&L::bias_grad_rows);
   set_cuda_kernel<op::Conv2dForward, T>(&L::conv2d_forward);
