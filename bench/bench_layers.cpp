@@ -6,6 +6,8 @@
 //   AvgPool2d           avg_pool2d(x, 2), forward + backward
 //   Activation/<name>   sigmoid, tanh, gelu, silu, leaky_relu, elu, softmax (dim 1),
 //                       forward + backward
+//   Bmm                 bmm of a (64, 49, 64) by b (64, 64, 49) (64 heads' attention scores
+//                       over 7 x 7 windows), forward + backward to a and b; items are outputs
 //   OptimStep/<name>    one optimizer step over the MNIST net's parameters (1,199,882 floats,
 //                       gradients fixed and random): adam, adamw (weight_decay 1e-2),
 //                       sgd_momentum (momentum 0.9); items are parameters
@@ -103,6 +105,27 @@ void BM_AvgPool2d(benchmark::State& state) {
   set_items(state);
 }
 BENCHMARK(BM_AvgPool2d)->Apply(configure);
+
+// ---- bmm, forward + backward -------------------------------------------------------------------
+
+void BM_Bmm(benchmark::State& state) {
+  constexpr std::int64_t kB = 64, kRows = 49, kInner = 64;
+  ember::Generator gen(16);
+  Tensor a = Tensor::randn({kB, kRows, kInner}, gen);  // (B, N, K)
+  Tensor b = Tensor::randn({kB, kInner, kRows}, gen);  // (B, K, M)
+  a.requires_grad_();
+  b.requires_grad_();
+  const Tensor gy = Tensor::randn({kB, kRows, kRows}, gen);
+  for (auto _ : state) {
+    a.zero_grad(true);
+    b.zero_grad(true);
+    Tensor y = ember::bmm(a, b);  // (B, N, M)
+    y.backward(gy);
+    benchmark::DoNotOptimize(b.grad().data());
+  }
+  state.SetItemsProcessed(state.iterations() * kB * kRows * kRows);
+}
+BENCHMARK(BM_Bmm)->Apply(configure);
 
 // ---- activations, forward + backward ---------------------------------------------------------
 

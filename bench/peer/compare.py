@@ -43,6 +43,7 @@ LAYER_ROWS = [
     ("BM_AvgPool2d", "avg_pool2d", "avg_pool2d 2x2, fwd+bwd"),
 ] + [(f"BM_Activation/{a}", f"act_{a}", f"{a}{' (dim 1)' if a == 'softmax' else ''}, fwd+bwd")
      for a in ("sigmoid", "tanh", "gelu", "silu", "leaky_relu", "elu", "softmax")] + [
+    ("BM_Bmm", "bmm", "bmm (64, 49, 64) @ (64, 64, 49), fwd+bwd"),
     ("BM_OptimStep/adam", "optim_adam", "Adam step, MNIST net (1.2 M parameters)"),
     ("BM_OptimStep/adamw", "optim_adamw", "AdamW step, MNIST net"),
     ("BM_OptimStep/sgd_momentum", "optim_sgd_momentum", "SGD momentum step, MNIST net"),

@@ -7,6 +7,8 @@ On one float tensor x (64, 64, 24, 24):
   avg_pool2d           F.avg_pool2d(x, 2), forward + backward
   act_<name>           sigmoid, tanh, gelu, silu, leaky_relu, elu, softmax (dim 1),
                        forward + backward
+  bmm                  torch.bmm of a (64, 49, 64) by b (64, 64, 49), forward + backward to
+                       a and b
   optim_<name>         one optimizer step over the MNIST net's parameters (fixed random
                        gradients): adam, adamw, sgd_momentum (momentum 0.9), each with
                        torch.optim's defaults (the single-tensor loop on CPU), and
@@ -96,6 +98,18 @@ def optimizer_fns():
     return fns
 
 
+def bmm_fn():
+    a = torch.randn(64, 49, 64, requires_grad=True)
+    b = torch.randn(64, 64, 49, requires_grad=True)
+    gy = torch.randn(64, 49, 49)
+
+    def step():
+        a.grad = b.grad = None
+        torch.bmm(a, b).backward(gy)
+
+    return step
+
+
 def forward_backward(f, out_shape=SHAPE):
     x = torch.randn(SHAPE, requires_grad=True)
     gy = torch.randn(out_shape)
@@ -132,6 +146,7 @@ def main():
         "softmax": lambda x: F.softmax(x, dim=1),
     }.items():
         benches[f"act_{name}"] = forward_backward(f)
+    benches["bmm"] = bmm_fn()
     benches.update(optimizer_fns())
     only = {s for s in args.only.split(",") if s}
     for name, fn in benches.items():

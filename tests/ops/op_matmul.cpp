@@ -1,6 +1,6 @@
 // matmul (torch.matmul's rules: dot, matrix-vector, matrix, batched with broadcast batch
-// dimensions) and bmm (ops/linear.hpp, on the GEMM op: one GEMM per batch entry, no kernel of
-// their own): PyTorch goldens, finite-difference gradients (summed over broadcast batch
+// dimensions) and bmm (ops/linear.hpp, on the GEMM ops: bmm and its backward are one batched
+// GEMM each): PyTorch goldens, finite-difference gradients (summed over broadcast batch
 // dimensions), CPU vs CUDA on odd shapes, and the shape errors. Runs on every backend
 // (support/op_case.hpp).
 //
@@ -16,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -128,6 +129,7 @@ TEST_CASE("matmul and bmm gradients match finite differences", "[op][matmul]") {
       {{3, 4}, {4, 5}, false},    {{2, 3, 4}, {4, 5}, false},   {{2, 3, 4}, {4}, false},
       {{4}, {3, 4, 2}, false},    {{3, 4}, {2, 4, 5}, false},   {{2, 1, 3, 4}, {3, 4, 2}, false},
       {{1, 3, 4}, {2, 4, 2}, false}, {{3, 2, 4}, {3, 4, 5}, true}, {{2, 1, 4}, {2, 4, 1}, true},
+      {{1, 3, 5}, {1, 5, 2}, true},  {{7, 2, 3}, {7, 3, 2}, true},
   };
   for (const Case& c : cases) {
     const std::string what = (c.bmm ? "bmm " : "matmul ") + ember::shape_str(c.a) + " @ " + ember::shape_str(c.b);
@@ -158,6 +160,9 @@ TEST_CASE("matmul and bmm agree on every device", "[op][matmul]") {
       {{37}, {37}, false},           {{17, 37}, {37}, false},          {{37}, {37, 13}, false},
       {{3, 17, 37}, {37, 13}, false}, {{5, 1, 7, 9}, {3, 9, 11}, false}, {{9}, {4, 9, 3}, false},
       {{7, 5, 33}, {7, 33, 65}, true}, {{1, 1, 1}, {1, 1, 1}, true},     {{3, 0, 4}, {3, 4, 2}, true},
+      // batches of 1, 3 and 7 whose N, K and M are no multiple of any tile (4 .. 128)
+      {{1, 37, 29}, {1, 29, 45}, true}, {{3, 33, 65}, {3, 65, 17}, true}, {{7, 49, 70}, {7, 70, 131}, true},
+      {{3, 5, 0}, {3, 0, 6}, true},
   };
   for (const Case& c : cases) {
     const std::string what = (c.bmm ? "bmm " : "matmul ") + ember::shape_str(c.a) + " @ " + ember::shape_str(c.b);
@@ -168,6 +173,28 @@ TEST_CASE("matmul and bmm agree on every device", "[op][matmul]") {
         f32, {ember::test::random_tensor<float>(c.a, 5), ember::test::random_tensor<float>(c.b, 6)}, 1e-5, what + " f32");
     ember::test::check_devices_agree<double>(
         f64, {ember::test::random_tensor<double>(c.a, 7), ember::test::random_tensor<double>(c.b, 8)}, 1e-12, what + " f64");
+  }
+}
+
+TEST_CASE("bmm and its backward on the CPU are each entry's own GEMM, bit for bit", "[op][matmul]") {
+  // The batched CPU kernel shares one entry's block grid among the threads: every entry's bits
+  // are those of mm on that entry, forward and both gradients (transposed operands).
+  for (const auto& [batch, n, k, m] : std::vector<std::array<I64, 4>>{{1, 37, 29, 45}, {3, 33, 65, 17}, {7, 49, 64, 49}}) {
+    INFO("bmm [" << batch << ", " << n << ", " << k << "] @ [" << batch << ", " << k << ", " << m << "]");
+    Tensor<float> a = ember::test::random_tensor<float>({batch, n, k}, 71);
+    Tensor<float> b = ember::test::random_tensor<float>({batch, k, m}, 72);
+    const Tensor<float> g = ember::test::random_tensor<float>({batch, n, m}, 73);
+    a.requires_grad_();
+    b.requires_grad_();
+    const Tensor<float> y = ember::bmm(a, b);
+    y.backward(g);
+    for (I64 i = 0; i < batch; ++i) {
+      const Tensor<float> ai = a.detach().select(0, i), bi = b.detach().select(0, i), gi = g.select(0, i);
+      using ember::detail::gemm_2d;  // one GEMM, as bmm ran per entry before it was batched
+      CHECK(y.detach().select(0, i).contiguous().to_vector() == gemm_2d(ai, false, bi, false).to_vector());
+      CHECK(a.grad().select(0, i).contiguous().to_vector() == gemm_2d(gi, false, bi, true).to_vector());
+      CHECK(b.grad().select(0, i).contiguous().to_vector() == gemm_2d(ai, true, gi, false).to_vector());
+    }
   }
 }
 

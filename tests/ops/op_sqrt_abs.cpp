@@ -1,7 +1,7 @@
 // sqrt, rsqrt and abs (ops/elementwise.hpp; the unary kernels of kernels/elementwise.cuh, whose
-// CPU twin is detail::unary_map): PyTorch goldens, finite-difference gradients, CPU vs CUDA
-// (exact: the same IEEE operations), and PyTorch's special values. Runs on every backend
-// (support/op_case.hpp).
+// CPU twins are backend/cpu/elementwise.hpp's): PyTorch goldens, finite-difference gradients,
+// CPU vs CUDA (exact: the same IEEE operations), and PyTorch's special values. Runs on every
+// backend (support/op_case.hpp).
 //
 // The goldens are PyTorch 2's values in float64, with upstream gradient
 // g = (arange(12) % 7 + 1) / 4 reshaped (3, 4):

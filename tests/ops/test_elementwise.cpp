@@ -282,6 +282,41 @@ TEST_CASE("broadcast_to and sum_to are each other's backward", "[ops][elementwis
                        ErrorContains({"sum_to", "[2, 3, 4]", "[1, 2, 3, 4]"}));
 }
 
+TEST_CASE("Tensors of more than 8 dimensions broadcast on the CPU", "[ops][elementwise]") {
+  // The kernels take at most 8 dimensions; the op merges the dimensions every operand walks alike
+  // first, so these rank-10 operands run (as 3 and 2 dimensions), forward and backward.
+  const Shape sa{2, 3, 1, 2, 1, 1, 2, 1, 1, 2}, sb{3, 1, 2, 2, 1, 1, 1, 1};
+  const auto a = random_tensor<double>(sa, 21), b = random_tensor<double>(sb, 22);
+  const auto y = ember::add(a, b);
+  const Shape out{2, 3, 3, 2, 2, 2, 2, 1, 1, 2};
+  REQUIRE(y.shape() == out);
+  const auto ya = y.to_vector(), av = a.to_vector(), bv = b.to_vector();
+  // element (i0, ..., i9) of the output reads a and b at the same index, 0 where they are 1
+  auto flat = [](const Shape& shape, const Shape& idx) {
+    std::int64_t f = 0;
+    const std::size_t lead = idx.size() - shape.size();
+    for (std::size_t d = 0; d < shape.size(); ++d)
+      f = f * shape[d] + (shape[d] == 1 ? 0 : idx[lead + d]);
+    return f;
+  };
+  for (std::int64_t i = 0; i < ember::numel_of(out); ++i) {
+    Shape idx(out.size());
+    std::int64_t r = i;
+    for (std::size_t d = out.size(); d-- > 0;) {
+      idx[d] = r % out[d];
+      r /= out[d];
+    }
+    const auto ia = static_cast<std::size_t>(flat(sa, idx)), ib = static_cast<std::size_t>(flat(sb, idx));
+    REQUIRE(ya[static_cast<std::size_t>(i)] == av[ia] + bv[ib]);
+  }
+  check_gradients([](const Inputs& in) { return ember::mul(in[0], in[1]); }, {a, b});
+  // alternating broadcast dimensions cannot merge: 10 of them are refused, naming the shape
+  CHECK_THROWS_MATCHES(ember::add(Tensor<float>::ones({2, 1, 2, 1, 2, 1, 2, 1, 2, 1}),
+                                  Tensor<float>::ones({1, 2, 1, 2, 1, 2, 1, 2, 1, 2})),
+                       ember::Error,
+                       ErrorContains({"[2, 2, 2, 2, 2, 2, 2, 2, 2, 2]", "10 dimensions"}));
+}
+
 TEST_CASE("Mismatched shapes are refused with both shapes named", "[ops][elementwise][error]") {
   const auto a = Tensor<float>::ones({2, 3});
   const auto b = Tensor<float>::ones({4});

@@ -179,6 +179,8 @@ struct EmuContext {
   template <class... A>
   static bool vendor_gemm(A&&...) { return false; }
   template <class... A>
+  static bool vendor_gemm_batched(A&&...) { return false; }
+  template <class... A>
   static bool vendor_conv2d_forward(A&&...) { return false; }
   template <class... A>
   static bool vendor_conv2d_backward_data(A&&...) { return false; }

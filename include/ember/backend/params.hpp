@@ -38,6 +38,14 @@ struct GemmParams {
   std::int64_t lda = 0, ldb = 0, ldc = 0;
 };
 
+// `batch` products of one shape (torch.bmm): entry i multiplies a + i * stride_a by
+// b + i * stride_b into c + i * stride_c, each as GemmParams says.
+struct BatchedGemmParams {
+  GemmParams gemm;
+  std::int64_t batch = 0;
+  std::int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+};
+
 // 2-D convolution. Layouts: x (N, C, H, W), w (K, C, R, S), y (N, K, P, Q), all contiguous.
 struct Conv2dParams {
   std::int64_t n = 0, c = 0, h = 0, w = 0;  // input  (N, C, H, W)
@@ -280,6 +288,7 @@ struct ClampParams {
 };
 
 namespace cpu {
+using ember::BatchedGemmParams;
 using ember::GemmParams;
 }  // namespace cpu
 

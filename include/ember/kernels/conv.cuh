@@ -497,10 +497,10 @@ void conv2d_forward_with(GemmConfigId config, const Conv2dParams& p, const T* x,
   with_gemm_config_for<T>(config, [&](auto cfg) {
     using Cfg = decltype(cfg);
     if (vec_w) {
-      MatrixLoader<T, true, true> la{w, g.crs, g.k};
+      MatrixLoader<T, true, true> la{w, g.crs, g.k, 0};
       gemm_detail::launch_tiled<T, Cfg>(la, lb, epi, g.k, g.npq, g.crs, 1, g.crs, stream);
     } else {
-      MatrixLoader<T, true, false> la{w, g.crs, g.k};
+      MatrixLoader<T, true, false> la{w, g.crs, g.k, 0};
       gemm_detail::launch_tiled<T, Cfg>(la, lb, epi, g.k, g.npq, g.crs, 1, g.crs, stream);
     }
   });

@@ -200,6 +200,7 @@ struct MatrixLoader {
   const T* ptr = nullptr;
   std::int64_t ld = 0;
   std::int64_t d_size = 0;
+  std::int64_t batch_stride = 0;  // elements from one batch entry's matrix to the next
 
   struct State {
     const T* base;  // KContig: row d; else column d (valid when `valid` > 0)
@@ -253,6 +254,7 @@ struct MatrixEpilogue {
   T* ws = nullptr;
   bool vec_ws = false;  // ws 16-byte aligned and n % 4 == 0
   std::int64_t m = 0, n = 0;
+  std::int64_t batch_stride = 0;  // elements from one batch entry's C to the next
 
   EMBER_DEVICE void store(std::int64_t row, std::int64_t col, unsigned split, const T (&v)[4]) const {
     if (row >= m || col >= n) return;
@@ -289,11 +291,32 @@ struct MatrixEpilogue {
   }
 };
 
+// ---- batches ------------------------------------------------------------------------------------
+// The operand or output of batch entry z (gemm_batched puts the entry in blockIdx.z): a matrix
+// loader or epilogue moved by z entries; any other (conv.cuh's) is the same for every entry.
+template <class X>
+EMBER_DEVICE X batch_entry(const X& x, unsigned) {
+  return x;
+}
+template <class T, bool KContig, bool Vec>
+EMBER_DEVICE MatrixLoader<T, KContig, Vec> batch_entry(const MatrixLoader<T, KContig, Vec>& l,
+                                                       unsigned z) {
+  MatrixLoader<T, KContig, Vec> r = l;
+  r.ptr += static_cast<std::int64_t>(z) * l.batch_stride;
+  return r;
+}
+template <class T>
+EMBER_DEVICE MatrixEpilogue<T> batch_entry(const MatrixEpilogue<T>& e, unsigned z) {
+  MatrixEpilogue<T> r = e;
+  r.c += static_cast<std::int64_t>(z) * e.batch_stride;
+  return r;
+}
+
 // ---- the tiled kernel -----------------------------------------------------------------------------
 // (double: values take two registers, so half the resident blocks are asked for)
 template <class T, class Cfg, class LA, class LB, class Epi>
 EMBER_KERNEL void __launch_bounds__(Cfg::kThreads, sizeof(T) > 4 ? (Cfg::kMinBlocks + 1) / 2 : Cfg::kMinBlocks)
-    gemm_tiled_kernel(LA la, LB lb, Epi epi, gemm_detail::TileGrid g) {
+    gemm_tiled_kernel(LA la_all, LB lb_all, Epi epi_all, gemm_detail::TileGrid g) {
   constexpr int BM = Cfg::kBM, BN = Cfg::kBN, BK = Cfg::kBK, TM = Cfg::kTM, TN = Cfg::kTN;
   constexpr int NT = Cfg::kThreads;
   constexpr int LDA = BM + Cfg::kPad, LDB = BN + Cfg::kPad;
@@ -305,6 +328,10 @@ EMBER_KERNEL void __launch_bounds__(Cfg::kThreads, sizeof(T) > 4 ? (Cfg::kMinBlo
   T* const as = smem;                 // [2][BK][LDA]
   T* const bs = smem + 2 * BK * LDA;  // [2][BK][LDB]
   const int tid = static_cast<int>(threadIdx.x);
+  // The operands and output of batch entry blockIdx.z (gemm_batched; the only one otherwise).
+  const LA la = batch_entry(la_all, blockIdx.z);
+  const LB lb = batch_entry(lb_all, blockIdx.z);
+  const Epi epi = batch_entry(epi_all, blockIdx.z);
 
   // This block's output tile. Tiles are numbered in groups of 8 tile rows (column-major inside
   // a group), so the blocks running at the same time share A rows and B columns in L2.
@@ -461,10 +488,12 @@ namespace gemm_detail {
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 // Launches the tiled kernel of configuration Cfg over an M x N output, K deep, in `splits`
-// K ranges of k_chunk (a multiple of Cfg::kBK; ignored when splits == 1).
+// K ranges of k_chunk (a multiple of Cfg::kBK; ignored when splits == 1), for `batch` entries
+// (blockIdx.z; batch_entry moves the loaders and the epilogue).
 template <class T, class Cfg, class LA, class LB, class Epi>
 void launch_tiled(const LA& la, const LB& lb, const Epi& epi, std::int64_t m, std::int64_t n,
-                  std::int64_t k, int splits, std::int64_t k_chunk, Stream stream) {
+                  std::int64_t k, int splits, std::int64_t k_chunk, Stream stream,
+                  unsigned batch = 1) {
   TileGrid g;
   g.m = m;
   g.n = n;
@@ -477,7 +506,9 @@ void launch_tiled(const LA& la, const LB& lb, const Epi& epi, std::int64_t m, st
   EMBER_CHECK(splits >= 1 && splits <= 65535, "gemm: bad split count ", splits);
   EMBER_CHECK(splits == 1 || (k_chunk % Cfg::kBK == 0 && ceil_div(k, k_chunk) == splits),
               "gemm: split-K chunk ", k_chunk, " does not fit ", splits, " splits of K = ", k);
-  const dim3 grid(static_cast<unsigned>(g.tiles_m * g.tiles_n), static_cast<unsigned>(splits));
+  EMBER_CHECK(batch >= 1 && batch <= 65535 && (batch == 1 || splits == 1),
+              "gemm: bad batch count ", batch, " (", splits, " splits)");
+  const dim3 grid(static_cast<unsigned>(g.tiles_m * g.tiles_n), static_cast<unsigned>(splits), batch);
   const dim3 block(static_cast<unsigned>(Cfg::kThreads));
   auto* kernel = &gemm_tiled_kernel<T, Cfg, LA, LB, Epi>;
   (void)stream;  // unused by the CPU harness's launch
@@ -517,9 +548,11 @@ inline const ConfigModel& model_of(GemmConfigId id) {
 }  // namespace gemm_detail
 
 // The configuration and split gemm() uses for an M x N x K product (allow_split: a workspace
-// will be available). Depends on the shape and the device's SM count only.
+// will be available), or gemm_batched for `batch` of them (whose tiles all count). Depends on the
+// shape and the device's SM count only.
 template <class T>
-GemmPlan gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, bool allow_split = true) {
+GemmPlan gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, bool allow_split = true,
+                   std::int64_t batch = 1) {
   using gemm_detail::kModels;
   const int sms = device_sm_count();
   GemmPlan plan;
@@ -528,7 +561,7 @@ GemmPlan gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, bool allow_sp
   for (const auto& mdl : kModels) {
     // double: 64 accumulators per thread would spill, so only the 4x4-per-thread configurations.
     if (std::is_same_v<T, double> && mdl.id != GemmConfigId::small && mdl.id != GemmConfigId::tiny) continue;
-    const std::int64_t tiles = ceil_div(m, mdl.bm) * ceil_div(n, mdl.bn);
+    const std::int64_t tiles = ceil_div(m, mdl.bm) * ceil_div(n, mdl.bn) * batch;
     const std::int64_t waves = ceil_div(tiles, static_cast<std::int64_t>(sms) * mdl.blocks_per_sm);
     const double cost = static_cast<double>(waves) * mdl.blocks_per_sm * mdl.bm * mdl.bn / mdl.efficiency;
     if (best < 0 || cost < best) {
@@ -568,18 +601,23 @@ std::size_t gemm_workspace_bytes(const GemmParams& p) {
          static_cast<std::size_t>(p.n) * sizeof(T);
 }
 
-// One configuration, `splits` K ranges (splits > 1 needs a workspace of
-// splits * M * N elements; the split count is clamped so every split has work).
+namespace gemm_detail {
+// gemm_with for `batch` entries (<= 65535, then splits == 1), entry i's matrices at
+// a + i * stride_a, b + i * stride_b and c + i * stride_c.
 template <class T, class Cfg>
-void gemm_with(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c, Stream stream,
-               int splits = 1, T* workspace = nullptr) {
+void gemm_run(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c, Stream stream,
+              int splits, T* workspace, unsigned batch, std::int64_t stride_a,
+              std::int64_t stride_b, std::int64_t stride_c) {
   EMBER_CHECK(p.m >= 0 && p.n >= 0 && p.k >= 0, "gemm: negative size");
   (void)stream;
   if (p.m == 0 || p.n == 0) return;
   EMBER_CHECK(p.m <= 1 || p.ldc >= p.n, "gemm: ldc ", p.ldc, " < n ", p.n);
-  if (p.k == 0) {
-    EMBER_LAUNCH(gemm_scale_kernel<T>, grid_for(p.m * p.n, 256), 256, 0, stream)(p.m, p.n, c, p.ldc, beta);
-    check_launch("gemm_scale_kernel");
+  if (p.k == 0) {  // (a launch per entry: nothing to multiply)
+    for (unsigned i = 0; i < batch; ++i) {
+      EMBER_LAUNCH(gemm_scale_kernel<T>, grid_for(p.m * p.n, 256), 256, 0, stream)(
+          p.m, p.n, c + static_cast<std::int64_t>(i) * stride_c, p.ldc, beta);
+      check_launch("gemm_scale_kernel");
+    }
     return;
   }
   // (single stored rows may carry any leading dimension, as on the CPU)
@@ -596,24 +634,26 @@ void gemm_with(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* 
     splits = 1;
     chunk = p.k;
   }
-  const bool vec = std::is_same_v<T, float> && gemm_detail::aligned16(a) && gemm_detail::aligned16(b) &&
-                   p.lda % 4 == 0 && p.ldb % 4 == 0;
+  const bool whole_batch = batch == 1 || (stride_a % 4 == 0 && stride_b % 4 == 0);
+  const bool vec = std::is_same_v<T, float> && aligned16(a) && aligned16(b) &&
+                   p.lda % 4 == 0 && p.ldb % 4 == 0 && whole_batch;
   MatrixEpilogue<T> epi;
   epi.c = c;
   epi.ldc = p.ldc;
   epi.alpha = alpha;
   epi.beta = beta;
-  epi.vec_c = gemm_detail::aligned16(c) && p.ldc % 4 == 0;
+  epi.vec_c = aligned16(c) && p.ldc % 4 == 0 && (batch == 1 || stride_c % 4 == 0);
+  epi.batch_stride = stride_c;
   epi.ws = splits > 1 ? workspace : nullptr;
-  epi.vec_ws = gemm_detail::aligned16(workspace) && p.n % 4 == 0;
+  epi.vec_ws = aligned16(workspace) && p.n % 4 == 0;
   epi.m = p.m;
   epi.n = p.n;
   auto run = [&](auto ta, auto tb, auto v) {
     constexpr bool kTa = decltype(ta)::value, kTb = decltype(tb)::value, kVec = decltype(v)::value;
     // op(A): K-contiguous when A is stored [M,K]; op(B): K-contiguous when B is stored [N,K].
-    MatrixLoader<T, !kTa, kVec> la{a, p.lda, p.m};
-    MatrixLoader<T, kTb, kVec> lb{b, p.ldb, p.n};
-    gemm_detail::launch_tiled<T, Cfg>(la, lb, epi, p.m, p.n, p.k, splits, chunk, stream);
+    MatrixLoader<T, !kTa, kVec> la{a, p.lda, p.m, stride_a};
+    MatrixLoader<T, kTb, kVec> lb{b, p.ldb, p.n, stride_b};
+    launch_tiled<T, Cfg>(la, lb, epi, p.m, p.n, p.k, splits, chunk, stream, batch);
   };
   auto with_vec = [&](auto ta, auto tb) {
     if (vec) run(ta, tb, std::true_type{});
@@ -625,7 +665,17 @@ void gemm_with(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* 
   };
   if (p.trans_a) with_tb(std::true_type{});
   else with_tb(std::false_type{});
-  if (splits > 1) gemm_detail::launch_splitk_reduce<T>(workspace, splits, p.m, p.n, c, p.ldc, alpha, beta, stream);
+  if (splits > 1) launch_splitk_reduce<T>(workspace, splits, p.m, p.n, c, p.ldc, alpha, beta, stream);
+}
+
+}  // namespace gemm_detail
+
+// One configuration, `splits` K ranges (splits > 1 needs a workspace of
+// splits * M * N elements; the split count is clamped so every split has work).
+template <class T, class Cfg>
+void gemm_with(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c, Stream stream,
+               int splits = 1, T* workspace = nullptr) {
+  gemm_detail::gemm_run<T, Cfg>(p, alpha, a, b, beta, c, stream, splits, workspace, 1, 0, 0, 0);
 }
 
 // C = alpha * op(A) op(B) + beta * C with the configuration chosen for the shape. With a
@@ -639,6 +689,27 @@ void gemm(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c, St
   const GemmPlan plan = gemm_plan<T>(p.m, p.n, p.k, workspace != nullptr);
   with_gemm_config_for<T>(plan.config, [&](auto cfg) {
     gemm_with<T, decltype(cfg)>(p, alpha, a, b, beta, c, stream, plan.splits, workspace);
+  });
+}
+
+// Every entry of a batch of products (BatchedGemmParams, torch.bmm) in one launch, the entry in
+// blockIdx.z (a launch per 65535 entries), with the configuration gemm_plan picks for all the
+// entries' tiles together and no split-K. Each entry gets gemm_with's result for it.
+template <class T>
+void gemm_batched(const BatchedGemmParams& bp, T alpha, const T* a, const T* b, T beta, T* c,
+                  Stream stream) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "gemm: float or double");
+  const GemmParams& p = bp.gemm;
+  EMBER_CHECK(bp.batch >= 0, "gemm_batched: negative batch ", bp.batch);
+  if (bp.batch == 0 || p.m <= 0 || p.n <= 0) return;
+  const GemmPlan plan = gemm_plan<T>(p.m, p.n, p.k, false, bp.batch);
+  with_gemm_config_for<T>(plan.config, [&](auto cfg) {
+    for (std::int64_t first = 0; first < bp.batch; first += 65535) {
+      const auto count = static_cast<unsigned>(kmin<std::int64_t>(65535, bp.batch - first));
+      gemm_detail::gemm_run<T, decltype(cfg)>(p, alpha, a + first * bp.stride_a, b + first * bp.stride_b,
+                                             beta, c + first * bp.stride_c, stream, 1, nullptr,
+                                             count, bp.stride_a, bp.stride_b, bp.stride_c);
+    }
   });
 }
 

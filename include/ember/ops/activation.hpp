@@ -38,8 +38,7 @@ struct LogSoftmaxBackward {
 /// max(x, 0) elementwise (F.relu).
 template <Real T>
 Tensor<T> relu(const Tensor<T>& x) {
-  Tensor<T> y = detail::unary_map(x, backend::UnaryOp::relu, T(0),
-                                  [](T v) { return v > T(0) ? v : (v != v ? v : T(0)); });
+  Tensor<T> y = detail::unary_map(x, backend::UnaryOp::relu, T(0));
   // d relu / dx = 1 where the output is positive.
   autograd::record(y, "ReluBackward0", {x}, autograd::saved(y),
                    [y = y.detach()](const Tensor<T>& g) {

@@ -46,10 +46,10 @@ inline void check_p(double p) {
 /// constant: no gradient flows to it).
 template <Real T>
 Tensor<T> apply_mask(const Tensor<T>& x, const Tensor<T>& mask) {
-  Tensor<T> y = detail::binary_map(x, mask, backend::BinaryOp::mul, [](T a, T m) { return a * m; });
+  Tensor<T> y = detail::binary_map(x, mask, backend::BinaryOp::mul);
   autograd::record(y, "MulBackward0", {x}, autograd::saved(mask),
                    [mask, s = x.shape()](const Tensor<T>& g) {
-    return std::vector<Tensor<T>>{sum_to(detail::binary_map(g, mask, backend::BinaryOp::mul, [](T a, T m) { return a * m; }), s)};
+    return std::vector<Tensor<T>>{sum_to(detail::binary_map(g, mask, backend::BinaryOp::mul), s)};
   });
   return y;
 }

@@ -2,6 +2,7 @@
 // Elementwise arithmetic with numpy/PyTorch broadcasting, and the two shape ops that
 // broadcasting's gradients are made of: broadcast_to and sum_to (each the other's backward).
 
+#include <array>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -11,7 +12,6 @@
 #include "ember/autograd/engine.hpp"
 #include "ember/backend/device_backend.hpp"
 #include "ember/backend/dispatch.hpp"
-#include "ember/core/parallel.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise_tags.hpp"
 
@@ -26,32 +26,6 @@ Shape broadcast_strides(const Tensor<T>& t, const Shape& out) {
   for (std::size_t i = 0; i < t.shape().size(); ++i)
     st[lead + i] = t.shape()[i] == 1 && out[lead + i] != 1 ? 0 : t.strides()[i];
   return st;
-}
-
-// Calls f(i, offset_a, offset_b) for every element i of `shape` in C order.
-template <class F>
-void for_each_pair(const Shape& shape, const Shape& sa, std::int64_t oa, const Shape& sb,
-                   std::int64_t ob, F&& f) {
-  const std::int64_t n = numel_of(shape);
-  if (n == 0) return;
-  if (shape.empty()) {
-    f(std::int64_t{0}, oa, ob);
-    return;
-  }
-  const std::size_t rank = shape.size();
-  std::vector<std::int64_t> idx(rank, 0);
-  const std::int64_t inner = shape[rank - 1], ia = sa[rank - 1], ib = sb[rank - 1];
-  for (std::int64_t i = 0; i < n; i += inner) {
-    for (std::int64_t j = 0; j < inner; ++j) f(i + j, oa + j * ia, ob + j * ib);
-    for (std::size_t d = rank - 1; d-- > 0;) {
-      oa += sa[d];
-      ob += sb[d];
-      if (++idx[d] < shape[d]) break;
-      oa -= sa[d] * shape[d];
-      ob -= sb[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
 }
 
 // A kernel operand: `t` read with broadcast strides as if it had shape `out`.
@@ -70,56 +44,69 @@ StridedView broadcast_view(const Tensor<T>& t, const Shape& out) {
   return v;
 }
 
+// The kernel views of tensors `ts` read as shape `out` (broadcast strides), with size-1
+// dimensions dropped and each dimension merged into the one before it where every operand walks
+// the two as one: the same element-to-storage map in fewer dimensions, so that tensors of any
+// rank run unless their broadcast needs more than kMaxDims dimensions.
+template <class... Ts>
+std::array<StridedView, sizeof...(Ts)> broadcast_views(const char* op, const Shape& out,
+                                                       const Tensor<Ts>&... ts) {
+  constexpr std::size_t K = sizeof...(Ts);
+  const std::array<Shape, K> st{broadcast_strides(ts, out)...};
+  const std::array<std::int64_t, K> offsets{ts.offset()...};
+  Shape shape;
+  std::array<Shape, K> strides;
+  for (std::size_t d = 0; d < out.size(); ++d) {
+    if (out[d] == 1) continue;
+    bool merge = !shape.empty();
+    for (std::size_t k = 0; k < K && merge; ++k) merge = strides[k].back() == st[k][d] * out[d];
+    if (merge) {
+      shape.back() *= out[d];
+      for (std::size_t k = 0; k < K; ++k) strides[k].back() = st[k][d];
+    } else {
+      shape.push_back(out[d]);
+      for (std::size_t k = 0; k < K; ++k) strides[k].push_back(st[k][d]);
+    }
+  }
+  EMBER_CHECK(shape.size() <= static_cast<std::size_t>(kMaxDims), op, ": broadcasting to ",
+              shape_str(out), " needs ", shape.size(), " dimensions after merging, more than the ",
+              kMaxDims, " the kernels take");
+  std::array<StridedView, K> views;
+  for (std::size_t k = 0; k < K; ++k) {
+    views[k].rank = static_cast<int>(shape.size());
+    for (std::size_t d = 0; d < shape.size(); ++d) {
+      views[k].shape[d] = shape[d];
+      views[k].strides[d] = strides[k][d];
+    }
+    views[k].offset = offsets[k];
+  }
+  return views;
+}
+
 inline void check_same_device(Device a, Device b) {
   EMBER_CHECK(a == b, "operands on different devices: ", a.str(), " and ", b.str());
 }
 
-// out = f(a, b) with broadcasting; a threaded flat loop when both are contiguous and equal.
-// On a CUDA device the kernel for `op` (the same function as f) runs instead.
-template <class T, class F>
-Tensor<T> binary_map(const Tensor<T>& a, const Tensor<T>& b, backend::BinaryOp op, F f) {
+// out = a (op) b with broadcasting (backend/cpu/elementwise.hpp, kernels/elementwise.cuh).
+template <class T>
+Tensor<T> binary_map(const Tensor<T>& a, const Tensor<T>& b, backend::BinaryOp op) {
   check_same_device(a.device(), b.device());
   const Shape shape = broadcast_shapes(a.shape(), b.shape());
   Tensor<T> out = Tensor<T>::empty(shape, a.device());
-  if (a.device().is_cuda()) {
-    if (out.numel() > 0)
-      backend::cuda<op::Binary, T>(a.device().index, op, a.impl().storage->data(),
-                                     broadcast_view(a, shape), b.impl().storage->data(),
-                                     broadcast_view(b, shape), out.data(), out.numel());
-    return out;
-  }
-  T* po = out.data();
-  if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
-    const T* pa = a.data();
-    const T* pb = b.data();
-    parallel_for(0, out.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
-      for (std::int64_t i = lo; i < hi; ++i) po[i] = f(pa[i], pb[i]);
-    });
-    return out;
-  }
-  const T* ba = a.impl().storage->data();
-  const T* bb = b.impl().storage->data();
-  for_each_pair(shape, broadcast_strides(a, shape), a.offset(), broadcast_strides(b, shape),
-                b.offset(), [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
-                  po[i] = f(ba[ia], bb[ib]);
-                });
+  if (out.numel() == 0) return out;
+  const auto v = broadcast_views("elementwise op", shape, a, b);
+  backend::run<op::Binary, T>(a.device(), op, a.impl().storage->data(), v[0],
+                              b.impl().storage->data(), v[1], out.data(), out.numel());
   return out;
 }
 
-template <class T, class F>
-Tensor<T> unary_map(const Tensor<T>& a, backend::UnaryOp op, T scalar, F f) {
+// out = op(a, scalar) elementwise.
+template <class T>
+Tensor<T> unary_map(const Tensor<T>& a, backend::UnaryOp op, T scalar) {
   Tensor<T> ac = a.contiguous();
   Tensor<T> out = Tensor<T>::empty(a.shape(), a.device());
-  if (a.device().is_cuda()) {
-    if (out.numel() > 0)
-      backend::cuda<op::Unary, T>(a.device().index, op, ac.data(), out.data(), out.numel(), scalar);
-    return out;
-  }
-  const T* pa = ac.data();
-  T* po = out.data();
-  parallel_for(0, out.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t i = lo; i < hi; ++i) po[i] = f(pa[i]);
-  });
+  if (out.numel() > 0)
+    backend::run<op::Unary, T>(a.device(), op, ac.data(), out.data(), out.numel(), scalar);
   return out;
 }
 }  // namespace detail
@@ -135,17 +122,10 @@ Tensor<T> broadcast_to(const Tensor<T>& t, const Shape& shape) {
   EMBER_CHECK(broadcast_shapes(t.shape(), shape) == shape, "broadcast_to: shape ",
               shape_str(t.shape()), " cannot be broadcast to ", shape_str(shape));
   Tensor<T> out = Tensor<T>::empty(shape, t.device());
-  if (t.device().is_cuda()) {
-    if (out.numel() > 0)
-      backend::cuda_copy<T>().strided_copy(t.device().index, t.impl().storage->data(),
-                                           detail::broadcast_view(t, shape), out.data(),
-                                           out.view_desc(), out.numel());
-  } else {
-    T* po = out.data();
-    const T* base = t.impl().storage->data();
-    const Shape zero(shape.size(), 0);
-    detail::for_each_pair(shape, detail::broadcast_strides(t, shape), t.offset(), zero, 0,
-                          [&](std::int64_t i, std::int64_t ia, std::int64_t) { po[i] = base[ia]; });
+  if (out.numel() > 0) {
+    const auto v = detail::broadcast_views("broadcast_to", shape, t, out);
+    backend::run<op::BroadcastCopy, T>(t.device(), t.impl().storage->data(), v[0],
+                                       out.impl().storage->data(), v[1], out.numel());
   }
   const Shape in_shape = t.shape();
   autograd::record(out, "ExpandBackward0", {t}, [in_shape](const Tensor<T>& g) {
@@ -160,18 +140,12 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
   if (g.shape() == shape) return g;
   EMBER_CHECK(broadcast_shapes(shape, g.shape()) == g.shape(), "sum_to: shape ",
               shape_str(g.shape()), " does not reduce to ", shape_str(shape));
-  Tensor<T> out = Tensor<T>::zeros(shape, g.device());
-  // Read `out` with broadcast strides: every g element adds into its reduced slot.
-  if (g.device().is_cuda()) {
-    if (out.numel() > 0)
-      backend::cuda<op::SumTo, T>(g.device().index, g.impl().storage->data(), g.view_desc(),
-                                     out.data(), detail::broadcast_view(out, g.shape()), out.numel());
-  } else {
-    const Shape out_st = detail::broadcast_strides(out, g.shape());
-    T* po = out.data();
-    const T* base = g.impl().storage->data();
-    detail::for_each_pair(g.shape(), g.strides(), g.offset(), out_st, 0,
-                          [&](std::int64_t, std::int64_t ig, std::int64_t io) { po[io] += base[ig]; });
+  Tensor<T> out = Tensor<T>::empty(shape, g.device());
+  // `out` read with broadcast strides: every g element adds into its reduced slot.
+  if (out.numel() > 0) {
+    const auto v = detail::broadcast_views("sum_to", g.shape(), g, out);
+    backend::run<op::SumTo, T>(g.device(), g.impl().storage->data(), v[0], out.data(), v[1],
+                               out.numel());
   }
   const Shape in_shape = g.shape();
   autograd::record(out, "SumToBackward0", {g}, [in_shape](const Tensor<T>& gg) {
@@ -183,7 +157,7 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
 /// a + b elementwise with broadcasting (torch.add); operator+ calls it.
 template <Real T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::add, [](T x, T y) { return x + y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::add);
   autograd::record(out, "AddBackward0", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{sum_to(g, sa), sum_to(g, sb)};
   });
@@ -193,7 +167,7 @@ Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
 /// -a elementwise (torch.neg).
 template <Real T>
 Tensor<T> neg(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::neg, T(0), [](T x) { return -x; });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::neg, T(0));
   autograd::record(out, "NegBackward0", {a},
                    [](const Tensor<T>& g) { return std::vector<Tensor<T>>{neg(g)}; });
   return out;
@@ -202,7 +176,7 @@ Tensor<T> neg(const Tensor<T>& a) {
 /// a - b elementwise with broadcasting (torch.sub).
 template <Real T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::sub, [](T x, T y) { return x - y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::sub);
   autograd::record(out, "SubBackward0", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{sum_to(g, sa), sum_to(neg(g), sb)};
   });
@@ -212,7 +186,7 @@ Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
 /// a * b elementwise with broadcasting (torch.mul).
 template <Real T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::mul, [](T x, T y) { return x * y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::mul);
   autograd::record(out, "MulBackward0", {a, b}, autograd::saved(a, b),
                    [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
                      return std::vector<Tensor<T>>{sum_to(mul(g, b), a.shape()),
@@ -224,7 +198,7 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
 /// a / b elementwise with broadcasting (torch.div).
 template <Real T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::div, [](T x, T y) { return x / y; });
+  Tensor<T> out = detail::binary_map(a, b, backend::BinaryOp::div);
   autograd::record(out, "DivBackward0", {a, b}, autograd::saved(a, b),
                    [a = a.detach(), b = b.detach()](const Tensor<T>& g) {
                      // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
@@ -238,14 +212,14 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
 /// Scalar forms: the scalar is a constant (no gradient).
 template <Real T>
 Tensor<T> add_scalar(const Tensor<T>& a, T s) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::add_scalar, s, [s](T x) { return x + s; });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::add_scalar, s);
   autograd::record(out, "AddBackward1", {a}, [](const Tensor<T>& g) { return std::vector<Tensor<T>>{g}; });
   return out;
 }
 /// a * s (torch.mul with a scalar).
 template <Real T>
 Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::mul_scalar, s, [s](T x) { return x * s; });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::mul_scalar, s);
   autograd::record(out, "MulBackward1", {a},
                    [s](const Tensor<T>& g) { return std::vector<Tensor<T>>{mul_scalar(g, s)}; });
   return out;
@@ -254,7 +228,7 @@ Tensor<T> mul_scalar(const Tensor<T>& a, T s) {
 /// e^a elementwise (torch.exp).
 template <Real T>
 Tensor<T> exp(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::exp, T(0), [](T x) { return std::exp(x); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::exp, T(0));
   autograd::record(out, "ExpBackward0", {a}, autograd::saved(out),
                    [o = out.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{mul(g, o)};
@@ -265,7 +239,7 @@ Tensor<T> exp(const Tensor<T>& a) {
 /// Natural logarithm elementwise (torch.log).
 template <Real T>
 Tensor<T> log(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::log, T(0), [](T x) { return std::log(x); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::log, T(0));
   autograd::record(out, "LogBackward0", {a}, autograd::saved(a),
                    [a = a.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{div(g, a)};
@@ -276,13 +250,12 @@ Tensor<T> log(const Tensor<T>& a) {
 /// a^p for a constant exponent p.
 template <Real T>
 Tensor<T> pow(const Tensor<T>& a, T p) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::pow_scalar, p, [p](T x) { return std::pow(x, p); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::pow_scalar, p);
   autograd::record(out, "PowBackward0", {a}, autograd::saved(a),
                    [a = a.detach(), p](const Tensor<T>& g) {
     const T q = p - 1;
-    Tensor<T> d = detail::unary_map(
-        detail::unary_map(a, backend::UnaryOp::pow_scalar, q, [q](T x) { return std::pow(x, q); }),
-        backend::UnaryOp::mul_scalar, p, [p](T x) { return x * p; });
+    Tensor<T> d = detail::unary_map(detail::unary_map(a, backend::UnaryOp::pow_scalar, q),
+                                    backend::UnaryOp::mul_scalar, p);
     return std::vector<Tensor<T>>{mul(g, d)};
   });
   return out;
@@ -291,14 +264,13 @@ Tensor<T> pow(const Tensor<T>& a, T p) {
 /// PyTorch's sign: 1, -1, or 0 for +-0 and NaN. Its gradient is zero (not recorded).
 template <Real T>
 Tensor<T> sign(const Tensor<T>& a) {
-  return detail::unary_map(a, backend::UnaryOp::sign, T(0),
-                           [](T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); });
+  return detail::unary_map(a, backend::UnaryOp::sign, T(0));
 }
 
 /// d sqrt(x) = g / (2 sqrt(x)), from the saved output (inf at 0, as PyTorch).
 template <Real T>
 Tensor<T> sqrt(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::sqrt, T(0), [](T x) { return std::sqrt(x); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::sqrt, T(0));
   autograd::record(out, "SqrtBackward0", {a}, autograd::saved(out),
                    [o = out.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{div(g, mul_scalar(o, T(2)))};
@@ -309,8 +281,7 @@ Tensor<T> sqrt(const Tensor<T>& a) {
 /// 1 / sqrt(x); d rsqrt(x) = -g y^3 / 2 with y the saved output.
 template <Real T>
 Tensor<T> rsqrt(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::rsqrt, T(0),
-                                    [](T x) { return T(1) / std::sqrt(x); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::rsqrt, T(0));
   autograd::record(out, "RsqrtBackward0", {a}, autograd::saved(out),
                    [o = out.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{mul(g, mul_scalar(mul(mul(o, o), o), T(-0.5)))};
@@ -321,7 +292,7 @@ Tensor<T> rsqrt(const Tensor<T>& a) {
 /// |x|; d |x| = g sign(x) (0 at 0 and for NaN, as PyTorch).
 template <Real T>
 Tensor<T> abs(const Tensor<T>& a) {
-  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::abs, T(0), [](T x) { return std::abs(x); });
+  Tensor<T> out = detail::unary_map(a, backend::UnaryOp::abs, T(0));
   autograd::record(out, "AbsBackward0", {a}, autograd::saved(a),
                    [a = a.detach()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{mul(g, sign(a))};

@@ -1,8 +1,9 @@
 #pragma once
 // matmul (torch.matmul's rules), bmm and linear (y = x W^T + b), forward and backward, on the
-// GEMM op (the threaded Eigen GEMM on the CPU, the CUDA GEMM kernel or cuBLAS on a GPU). A
-// batched product runs one GEMM per batch entry; matmul of an N-D tensor by a matrix folds the
-// batch into the rows of one GEMM, as PyTorch does.
+// GEMM ops (the threaded Eigen GEMM on the CPU, the CUDA GEMM kernel or cuBLAS on a GPU). A
+// batched product is one batched GEMM (the CPU's threads over entries and blocks, one CUDA
+// launch with the entry in blockIdx.z, or cuBLAS's strided batched GEMM); matmul of an N-D
+// tensor by a matrix folds the batch into the rows of one GEMM, as PyTorch does.
 
 #include <algorithm>
 #include <cstdint>
@@ -23,6 +24,12 @@ struct Gemm {
   static constexpr const char* name = "gemm";
   template <class T>
   static constexpr auto cpu = &ember::cpu::gemm<T>;
+};
+/// c[i] = alpha * op(a[i]) op(b[i]) + beta * c[i] for every batch entry i (BatchedGemmParams)
+struct GemmBatched {
+  static constexpr const char* name = "batched gemm";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::gemm_batched<T>;
 };
 /// y (rows, cols) += bias[col]
 struct BiasAddRows {
@@ -67,19 +74,20 @@ Tensor<T> gemm_2d(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
 }  // namespace detail
 
 namespace detail {
-// C[i] = op(A[i]) op(B[i]) for contiguous 3-D a and b (B entries), one GEMM per entry.
+// C[i] = op(A[i]) op(B[i]) for 3-D a and b (made contiguous) of B entries: one backend call.
 template <Real T>
 Tensor<T> gemm_batched(const Tensor<T>& a, bool ta, const Tensor<T>& b, bool tb) {
   const Tensor<T> ac = a.contiguous(), bc = b.contiguous();
-  const cpu::GemmParams p = gemm_params(a.size(1), a.size(2), ta, b.size(1), b.size(2), tb);
+  BatchedGemmParams p;
+  p.gemm = gemm_params(a.size(1), a.size(2), ta, b.size(1), b.size(2), tb);
   detail::check_same_device(a.device(), b.device());
-  const std::int64_t batch = a.size(0);
-  Tensor<T> c = Tensor<T>::empty({batch, p.m, p.n}, a.device());
+  p.batch = a.size(0);
+  Tensor<T> c = Tensor<T>::empty({p.batch, p.gemm.m, p.gemm.n}, a.device());
   if (c.numel() == 0) return c;
-  const std::int64_t sa = a.size(1) * a.size(2), sb = b.size(1) * b.size(2), sc = p.m * p.n;
-  for (std::int64_t i = 0; i < batch; ++i)
-    backend::run<op::Gemm, T>(a.device(), p, T(1), ac.data() + i * sa, bc.data() + i * sb, T(0),
-                              c.data() + i * sc);
+  p.stride_a = a.size(1) * a.size(2);
+  p.stride_b = b.size(1) * b.size(2);
+  p.stride_c = p.gemm.m * p.gemm.n;
+  backend::run<op::GemmBatched, T>(a.device(), p, T(1), ac.data(), bc.data(), T(0), c.data());
   return c;
 }
 

@@ -11,40 +11,12 @@
 #include <cstdint>
 
 #include "ember/backend/params.hpp"
+#include "ember/backend/cpu/strided.hpp"
 #include "ember/core/parallel.hpp"
 
 namespace ember::cpu {
 
 namespace compare_detail {
-// Calls f(i, offsets) for every element i < n of K views of one shape (views[0]'s), offsets[k]
-// being element i's storage index in view k. Threaded in chunks; each chunk decomposes its first
-// index once and then steps an odometer.
-template <std::size_t K, class F>
-void for_each_offsets(const std::array<const StridedView*, K>& views, std::int64_t n, F&& f) {
-  if (n <= 0) return;
-  const StridedView& s = *views[0];
-  parallel_for(0, n, 1 << 14, [&](std::int64_t lo, std::int64_t hi) {
-    std::int64_t idx[kMaxDims] = {};
-    std::array<std::int64_t, K> off{};
-    for (std::size_t k = 0; k < K; ++k) off[k] = views[k]->offset;
-    std::int64_t rem = lo;
-    for (int d = s.rank - 1; d >= 0; --d) {
-      idx[d] = rem % s.shape[d];
-      rem /= s.shape[d];
-      for (std::size_t k = 0; k < K; ++k) off[k] += idx[d] * views[k]->strides[d];
-    }
-    for (std::int64_t i = lo; i < hi; ++i) {
-      f(i, off);
-      for (int d = s.rank - 1; d >= 0; --d) {
-        for (std::size_t k = 0; k < K; ++k) off[k] += views[k]->strides[d];
-        if (++idx[d] < s.shape[d]) break;
-        for (std::size_t k = 0; k < K; ++k) off[k] -= views[k]->strides[d] * s.shape[d];
-        idx[d] = 0;
-      }
-    }
-  });
-}
-
 template <class T>
 bool compare_apply(CompareOp op, T a, T b) {
   switch (op) {
@@ -63,7 +35,7 @@ bool compare_apply(CompareOp op, T a, T b) {
 template <class T>
 void compare(CompareOp op, const T* a, const StridedView& va, const T* b, const StridedView& vb,
              std::uint8_t* out, std::int64_t n) {
-  compare_detail::for_each_offsets<2>({&va, &vb}, n, [&](std::int64_t i, const std::array<std::int64_t, 2>& o) {
+  for_each_offsets<2>({&va, &vb}, n, [&](std::int64_t i, const std::array<std::int64_t, 2>& o) {
     out[i] = compare_detail::compare_apply(op, a[o[0]], b[o[1]]) ? 1 : 0;
   });
 }
@@ -72,7 +44,7 @@ void compare(CompareOp op, const T* a, const StridedView& va, const T* b, const 
 template <class T>
 void where(const std::uint8_t* cond, const StridedView& vc, const T* a, const StridedView& va,
            const T* b, const StridedView& vb, T* out, std::int64_t n) {
-  compare_detail::for_each_offsets<3>({&vc, &va, &vb}, n,
+  for_each_offsets<3>({&vc, &va, &vb}, n,
                                       [&](std::int64_t i, const std::array<std::int64_t, 3>& o) {
     out[i] = cond[o[0]] != 0 ? a[o[1]] : b[o[2]];
   });

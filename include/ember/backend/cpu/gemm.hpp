@@ -104,6 +104,31 @@ void gemm(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c) {
   });
 }
 
+// Every entry of a batch of products (BatchedGemmParams): the entries' blocks (gemm_grid of one
+// entry) shared among the threads, so that small products (bmm over attention heads) fill the
+// pool too. An entry's bits are gemm's for it, at any thread count.
+template <class T>
+void gemm_batched(const BatchedGemmParams& bp, T alpha, const T* a, const T* b, T beta, T* c) {
+  const GemmParams& p = bp.gemm;
+  if (bp.batch <= 0 || p.m == 0 || p.n == 0) return;
+  if (p.k == 0) {
+    for (std::int64_t i = 0; i < bp.batch; ++i) detail::gemm_empty_k(p, beta, c + i * bp.stride_c);
+    return;
+  }
+  const GemmGrid g = gemm_grid<T>(p);
+  parallel_for(0, bp.batch * g.blocks, 1, [&](std::int64_t w0, std::int64_t w1) {
+    for (std::int64_t w = w0; w < w1; ++w) {
+      const std::int64_t e = w / g.blocks, i = w % g.blocks;
+      const T* ae = a + e * bp.stride_a;
+      const T* be = b + e * bp.stride_b;
+      T* ce = c + e * bp.stride_c;
+      const std::int64_t lo = i * g.block, hi = std::min(lo + g.block, g.lines);
+      if (g.split_rows) detail::gemm_block(p, alpha, ae, be, beta, ce, lo, hi, 0, p.n);
+      else detail::gemm_block(p, alpha, ae, be, beta, ce, 0, p.m, lo, hi);
+    }
+  });
+}
+
 // The same product as one Eigen call on the calling thread, for a caller that threads over
 // something else (conv2d over its images). Its bits may differ from gemm's, but not with the
 // thread count.

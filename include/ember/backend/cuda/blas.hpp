@@ -91,6 +91,38 @@ inline int to_blas_int(std::int64_t v, const char* what) {
   return handles[device];
 }
 
+namespace detail {
+// cublas_gemm's arguments for a GemmParams (see there).
+struct BlasGemmArgs {
+  int m, n, k, ld_first, ld_second, ldc;
+  cublasOperation_t op_first, op_second;
+};
+inline BlasGemmArgs blas_gemm_args(const GemmParams& p) {
+  BlasGemmArgs r;
+  r.m = to_blas_int(p.n, "N");
+  r.n = to_blas_int(p.m, "M");
+  r.k = to_blas_int(p.k, "K");
+  // Leading dimensions as cuBLAS sees them: the first cuBLAS operand is B, stored with rows of
+  // length N (no transpose) or K (transposed); the second is A, rows of length K or M.
+  const std::int64_t b_cols = p.trans_b ? p.k : p.n;
+  const std::int64_t a_cols = p.trans_a ? p.m : p.k;
+  // With K == 0 the operands are not read; their strides may be anything (0 included), but
+  // cuBLAS still validates them.
+  const std::int64_t ldb_min = b_cols > 1 ? b_cols : 1;
+  const std::int64_t lda_min = a_cols > 1 ? a_cols : 1;
+  r.ld_first = to_blas_int(p.k == 0 && p.ldb < ldb_min ? ldb_min : p.ldb, "ldb");
+  r.ld_second = to_blas_int(p.k == 0 && p.lda < lda_min ? lda_min : p.lda, "lda");
+  r.ldc = to_blas_int(p.ldc, "ldc");
+  EMBER_CHECK(p.k == 0 || (p.ldb >= ldb_min && p.lda >= lda_min),
+              "cublas_gemm: row strides too small (lda ", p.lda, " needs >= ", lda_min,
+              ", ldb ", p.ldb, " needs >= ", ldb_min, ")");
+  EMBER_CHECK(p.ldc >= p.n, "cublas_gemm: ldc ", p.ldc, " < N ", p.n);
+  r.op_first = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  r.op_second = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  return r;
+}
+}  // namespace detail
+
 // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C on cuda:device, asynchronous on
 // cuda::stream(device), with exactly the row-major semantics of ember::cpu::gemm (GemmParams:
 // A stored [M,K], or [K,M] when trans_a; B stored [K,N], or [N,K] when trans_b; lda, ldb, ldc
@@ -106,34 +138,39 @@ void cublas_gemm(const GemmParams& p, T alpha, const T* a, const T* b, T beta, T
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "cublas_gemm supports float and double");
   if (p.m == 0 || p.n == 0) return;
-  const int m = detail::to_blas_int(p.n, "N");
-  const int n = detail::to_blas_int(p.m, "M");
-  const int k = detail::to_blas_int(p.k, "K");
-  // Leading dimensions as cuBLAS sees them: the first cuBLAS operand is B, stored with rows of
-  // length N (no transpose) or K (transposed); the second is A, rows of length K or M.
-  const std::int64_t b_cols = p.trans_b ? p.k : p.n;
-  const std::int64_t a_cols = p.trans_a ? p.m : p.k;
-  // With K == 0 the operands are not read; their strides may be anything (0 included), but
-  // cuBLAS still validates them.
-  const std::int64_t ldb_min = b_cols > 1 ? b_cols : 1;
-  const std::int64_t lda_min = a_cols > 1 ? a_cols : 1;
-  const int ld_first = detail::to_blas_int(p.k == 0 && p.ldb < ldb_min ? ldb_min : p.ldb, "ldb");
-  const int ld_second = detail::to_blas_int(p.k == 0 && p.lda < lda_min ? lda_min : p.lda, "lda");
-  const int ldc = detail::to_blas_int(p.ldc, "ldc");
-  EMBER_CHECK(p.k == 0 || (p.ldb >= ldb_min && p.lda >= lda_min),
-              "cublas_gemm: row strides too small (lda ", p.lda, " needs >= ", lda_min,
-              ", ldb ", p.ldb, " needs >= ", ldb_min, ")");
-  EMBER_CHECK(p.ldc >= p.n, "cublas_gemm: ldc ", p.ldc, " < N ", p.n);
-  const cublasOperation_t op_first = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_second = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const detail::BlasGemmArgs g = detail::blas_gemm_args(p);
   cublasHandle_t h = blas_handle(device);
   DeviceGuard guard(device);
   if constexpr (std::is_same_v<T, float>) {
-    EMBER_CUBLAS_CHECK(cublasSgemm(h, op_first, op_second, m, n, k, &alpha, b, ld_first, a,
-                                   ld_second, &beta, c, ldc));
+    EMBER_CUBLAS_CHECK(cublasSgemm(h, g.op_first, g.op_second, g.m, g.n, g.k, &alpha, b,
+                                   g.ld_first, a, g.ld_second, &beta, c, g.ldc));
   } else {
-    EMBER_CUBLAS_CHECK(cublasDgemm(h, op_first, op_second, m, n, k, &alpha, b, ld_first, a,
-                                   ld_second, &beta, c, ldc));
+    EMBER_CUBLAS_CHECK(cublasDgemm(h, g.op_first, g.op_second, g.m, g.n, g.k, &alpha, b,
+                                   g.ld_first, a, g.ld_second, &beta, c, g.ldc));
+  }
+}
+
+// Every entry of a batch of products (BatchedGemmParams) in one strided batched cuBLAS call,
+// with cublas_gemm's mapping (B's entries are the first cuBLAS operand).
+template <class T>
+void cublas_gemm_batched(const BatchedGemmParams& bp, T alpha, const T* a, const T* b, T beta,
+                         T* c, int device) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "cublas_gemm_batched supports float and double");
+  if (bp.batch == 0 || bp.gemm.m == 0 || bp.gemm.n == 0) return;
+  const detail::BlasGemmArgs g = detail::blas_gemm_args(bp.gemm);
+  const int count = detail::to_blas_int(bp.batch, "batch");
+  const long long sa = bp.stride_a, sb = bp.stride_b, sc = bp.stride_c;
+  cublasHandle_t h = blas_handle(device);
+  DeviceGuard guard(device);
+  if constexpr (std::is_same_v<T, float>) {
+    EMBER_CUBLAS_CHECK(cublasSgemmStridedBatched(h, g.op_first, g.op_second, g.m, g.n, g.k,
+                                                 &alpha, b, g.ld_first, sb, a, g.ld_second, sa,
+                                                 &beta, c, g.ldc, sc, count));
+  } else {
+    EMBER_CUBLAS_CHECK(cublasDgemmStridedBatched(h, g.op_first, g.op_second, g.m, g.n, g.k,
+                                                 &alpha, b, g.ld_first, sb, a, g.ld_second, sa,
+                                                 &beta, c, g.ldc, sc, count));
   }
 }
 

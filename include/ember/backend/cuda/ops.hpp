@@ -11,7 +11,7 @@
 //   Ctx::Scratch<U>(device, elems).get()  stream-ordered scratch memory
 //   Ctx::capturing(device)              true while a graph is being captured
 //   Ctx::to_host(device, dst, src, bytes)
-//   Ctx::vendor_gemm / vendor_conv2d_forward / _backward_data / _backward_weight
+//   Ctx::vendor_gemm / vendor_gemm_batched / vendor_conv2d_forward / _backward_data / _backward_weight
 //                                       true when the vendor library did the work
 //
 // Adding an op: one `launch` overload set and one set_cuda_kernel line below.
@@ -76,6 +76,11 @@ struct Launch {
                      std::int64_t out_n) {
     G g(d);
     kernels::sum_to<T>(x, vx, out, vout, out_n, Ctx::stream(d));
+  }
+  static void broadcast_copy(int d, const T* src, const StridedView& vs, T* dst,
+                             const StridedView& vd, std::int64_t n) {
+    G g(d);
+    kernels::strided_copy<T>(src, vs, dst, vd, n, Ctx::stream(d));
   }
   // y [outer, inner] = x [outer, size, inner] summed along size: sum_to with size reduced.
   static void sum_dim(int d, const T* x, T* y, std::int64_t outer, std::int64_t size,
@@ -148,6 +153,12 @@ struct Launch {
     if (Ctx::vendor_gemm(d, p, alpha, a, b, beta, c)) return;
     Scratch<T> ws(d, kernels::gemm_workspace_bytes<T>(p) / sizeof(T));
     kernels::gemm<T>(p, alpha, a, b, beta, c, Ctx::stream(d), ws.get());  // null: no split-K
+  }
+  static void gemm_batched(int d, const BatchedGemmParams& p, T alpha, const T* a, const T* b,
+                           T beta, T* c) {
+    G g(d);
+    if (Ctx::vendor_gemm_batched(d, p, alpha, a, b, beta, c)) return;
+    kernels::gemm_batched<T>(p, alpha, a, b, beta, c, Ctx::stream(d));
   }
   static void bias_add_rows(int d, T* y, const T* bias, std::int64_t rows, std::int64_t cols) {
     G g(d);
@@ -365,6 +376,7 @@ void register_typed() {
   set_cuda_kernel<op::Binary, T>(&L::binary);
   set_cuda_kernel<op::Unary, T>(&L::unary);
   set_cuda_kernel<op::SumTo, T>(&L::sum_to);
+  set_cuda_kernel<op::BroadcastCopy, T>(&L::broadcast_copy);
   set_cuda_kernel<op::SumAll, T>(&L::sum_all);
   set_cuda_kernel<op::SumDim, T>(&L::sum_dim);
   set_cuda_kernel<op::ExtremumDim, T>(&L::extremum_dim);
@@ -376,6 +388,7 @@ void register_typed() {
   set_cuda_kernel<op::ClampForward, T>(&L::clamp_forward);
   set_cuda_kernel<op::ClampBackward, T>(&L::clamp_backward);
   set_cuda_kernel<op::Gemm, T>(&L::gemm);
+  set_cuda_kernel<op::GemmBatched, T>(&L::gemm_batched);
   set_cuda_kernel<op::BiasAddRows, T>(&L::bias_add_rows);
   set_cuda_kernel<op::BiasGradRows, T>(&L::bias_grad_rows);
   set_cuda_kernel<op::Conv2dForward, T>(&L::conv2d_forward);

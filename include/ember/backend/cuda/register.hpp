@@ -143,6 +143,13 @@ struct CudaContext {
     return true;
   }
   template <class T>
+  static bool vendor_gemm_batched(int device, const BatchedGemmParams& p, T alpha, const T* a,
+                                  const T* b, T beta, T* c) {
+    if (gemm_backend() != GemmBackend::cublas) return false;
+    cublas_gemm_batched<T>(p, alpha, a, b, beta, c, device);
+    return true;
+  }
+  template <class T>
   static bool vendor_conv2d_forward(int device, const Conv2dParams& p, const T* x, const T* w, const T* bias,
                                     T* y) {
     if (conv_backend() != ConvBackend::cudnn) return false;
