@@ -5,7 +5,7 @@
 //   BatchNorm2d/eval    the same in eval mode (running statistics), forward only, no grad
 //   AvgPool2d           avg_pool2d(x, 2), forward + backward
 //   Activation/<name>   sigmoid, tanh, gelu, silu, leaky_relu, elu, softmax (dim 1),
-//                       forward + backward
+//                       log_softmax (dim 1), forward + backward
 //   OptimStep/<name>    one optimizer step over the MNIST net's parameters (1,199,882 floats,
 //                       gradients fixed and random): adam, adamw (weight_decay 1e-2),
 //                       sgd_momentum (momentum 0.9); items are parameters
@@ -139,6 +139,9 @@ BENCHMARK_CAPTURE(BM_Activation, elu, [](const Tensor& x) {
 })->Apply(configure);
 BENCHMARK_CAPTURE(BM_Activation, softmax, [](const Tensor& x) {
   return ember::softmax(x, 1);
+})->Apply(configure);
+BENCHMARK_CAPTURE(BM_Activation, log_softmax, [](const Tensor& x) {
+  return ember::log_softmax(x, 1);
 })->Apply(configure);
 
 // ---- optimizer steps over the MNIST net's parameters --------------------------------------
