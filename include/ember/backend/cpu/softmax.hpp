@@ -88,6 +88,20 @@ using Eigen::internal::pset1;
 using Eigen::internal::pstoreu;
 using Eigen::internal::psub;
 
+// activation.hpp's packet exp for arguments at most 88 (here x - max and log_softmax's output,
+// at most 0 but for rounding), with the same bits: its branch for results below FLT_MIN and its
+// NaN, without the overflow to inf that such arguments never reach.
+inline P exp_low(P x) {
+  using Eigen::internal::pexp;
+  P e = pexp(x);
+  const P low = pcmp_lt(x, pset1<P>(-87.3365478515625f));
+  if (Eigen::internal::predux_any(low)) {
+    const P h = pexp(pmul(x, pset1<P>(0.5f)));
+    e = pselect(low, pmul(h, h), e);
+  }
+  return pk::keep_nan(x, e);
+}
+
 // std::max(m, v) lane by lane, a NaN v leaving m (Eigen's pmax is max_ps(v, m) for that).
 inline P max_keep(P m, P v) { return Eigen::internal::pmax(m, v); }
 
@@ -115,7 +129,7 @@ void softmax_columns(const float* x, float* y, std::int64_t size, std::int64_t i
     unrolled<NP>([&](int k) { m[k] = max_keep(m[k], ploadu<P>(x + s * inner + k * kWidth)); });
   for (std::int64_t s = 0; s < size; ++s)
     unrolled<NP>([&](int k) {
-      const P e = pk::exp(psub(ploadu<P>(x + s * inner + k * kWidth), m[k]));
+      const P e = exp_low(psub(ploadu<P>(x + s * inner + k * kWidth), m[k]));
       pstoreu(y + s * inner + k * kWidth, e);
       acc[2 * k] = padd(acc[2 * k], lo(e));
       acc[2 * k + 1] = padd(acc[2 * k + 1], hi(e));
@@ -159,7 +173,7 @@ void log_softmax_columns(const float* x, float* y, std::int64_t size, std::int64
     unrolled<NP>([&](int k) { m[k] = max_keep(m[k], ploadu<P>(x + s * inner + k * kWidth)); });
   for (std::int64_t s = 0; s < size; ++s)
     unrolled<NP>([&](int k) {
-      const P e = pk::exp(psub(ploadu<P>(x + s * inner + k * kWidth), m[k]));
+      const P e = exp_low(psub(ploadu<P>(x + s * inner + k * kWidth), m[k]));
       acc[2 * k] = padd(acc[2 * k], lo(e));
       acc[2 * k + 1] = padd(acc[2 * k + 1], hi(e));
     });
@@ -194,7 +208,7 @@ void log_softmax_backward_columns(const float* g, const float* y, float* gx, std
   for (std::int64_t s = 0; s < size; ++s)
     unrolled<NP>([&](int k) {
       const std::int64_t at = s * inner + k * kWidth;
-      const P e = pk::exp(ploadu<P>(y + at));
+      const P e = exp_low(ploadu<P>(y + at));
       const P t = to_float(pmul(lo(e), gs[2 * k]), pmul(hi(e), gs[2 * k + 1]));
       pstoreu(gx + at, psub(ploadu<P>(g + at), t));
     });
@@ -275,13 +289,13 @@ inline void softmax_row(const float* x, float* y, std::int64_t n) {
   PD a0 = pset1<PD>(0.0), a1 = pset1<PD>(0.0);
   std::int64_t i = 0;
   for (; i + kWidth <= n; i += kWidth) {
-    const P e = pk::exp(psub(ploadu<P>(x + i), m));
+    const P e = exp_low(psub(ploadu<P>(x + i), m));
     pstoreu(y + i, e);
     a0 = padd(a0, lo(e));
     a1 = padd(a1, hi(e));
   }
   if (i < n) {  // padded with -inf: exp gives 0
-    const P e = pk::exp(psub(load_partial(x + i, n - i, -std::numeric_limits<float>::infinity()), m));
+    const P e = exp_low(psub(load_partial(x + i, n - i, -std::numeric_limits<float>::infinity()), m));
     store_partial(y + i, e, n - i);
     a0 = padd(a0, lo(e));
     a1 = padd(a1, hi(e));
@@ -321,12 +335,12 @@ inline void log_softmax_row(const float* x, float* y, std::int64_t n) {
   PD a0 = pset1<PD>(0.0), a1 = pset1<PD>(0.0);
   std::int64_t i = 0;
   for (; i + kWidth <= n; i += kWidth) {
-    const P e = pk::exp(psub(ploadu<P>(x + i), m));
+    const P e = exp_low(psub(ploadu<P>(x + i), m));
     a0 = padd(a0, lo(e));
     a1 = padd(a1, hi(e));
   }
   if (i < n) {
-    const P e = pk::exp(psub(load_partial(x + i, n - i, -std::numeric_limits<float>::infinity()), m));
+    const P e = exp_low(psub(load_partial(x + i, n - i, -std::numeric_limits<float>::infinity()), m));
     a0 = padd(a0, lo(e));
     a1 = padd(a1, hi(e));
   }
@@ -348,11 +362,11 @@ inline void log_softmax_backward_row(const float* g, const float* y, float* gx, 
   for (std::int64_t k = i; k < n; ++k) gs += double(g[k]);
   const PD gsv = pset1<PD>(gs);
   for (i = 0; i + kWidth <= n; i += kWidth) {
-    const P e = pk::exp(ploadu<P>(y + i));
+    const P e = exp_low(ploadu<P>(y + i));
     pstoreu(gx + i, psub(ploadu<P>(g + i), to_float(pmul(lo(e), gsv), pmul(hi(e), gsv))));
   }
   if (i < n) {
-    const P e = pk::exp(load_partial(y + i, n - i, 0.0f));
+    const P e = exp_low(load_partial(y + i, n - i, 0.0f));
     const P t = to_float(pmul(lo(e), gsv), pmul(hi(e), gsv));
     store_partial(gx + i, psub(load_partial(g + i, n - i, 0.0f), t), n - i);
   }
