@@ -5,7 +5,7 @@
 //   BatchNorm2d/eval    the same in eval mode (running statistics), forward only, no grad
 //   AvgPool2d           avg_pool2d(x, 2), forward + backward
 //   Activation/<name>   sigmoid, tanh, gelu, silu, leaky_relu, elu, softmax (dim 1),
-//                       forward + backward
+//                       log_softmax (dim 1), forward + backward
 //   Bmm                 bmm of a (64, 49, 64) by b (64, 64, 49) (64 heads' attention scores
 //                       over 7 x 7 windows), forward + backward to a and b; items are outputs
 //   OptimStep/<name>    one optimizer step over the MNIST net's parameters (1,199,882 floats,
@@ -162,6 +162,9 @@ BENCHMARK_CAPTURE(BM_Activation, elu, [](const Tensor& x) {
 })->Apply(configure);
 BENCHMARK_CAPTURE(BM_Activation, softmax, [](const Tensor& x) {
   return ember::softmax(x, 1);
+})->Apply(configure);
+BENCHMARK_CAPTURE(BM_Activation, log_softmax, [](const Tensor& x) {
+  return ember::log_softmax(x, 1);
 })->Apply(configure);
 
 // ---- optimizer steps over the MNIST net's parameters --------------------------------------

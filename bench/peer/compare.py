@@ -41,8 +41,8 @@ LAYER_ROWS = [
     ("BM_BatchNorm2d/train", "batch_norm2d_train", "batch_norm train, fwd+bwd"),
     ("BM_BatchNorm2d/eval", "batch_norm2d_eval", "batch_norm eval, fwd"),
     ("BM_AvgPool2d", "avg_pool2d", "avg_pool2d 2x2, fwd+bwd"),
-] + [(f"BM_Activation/{a}", f"act_{a}", f"{a}{' (dim 1)' if a == 'softmax' else ''}, fwd+bwd")
-     for a in ("sigmoid", "tanh", "gelu", "silu", "leaky_relu", "elu", "softmax")] + [
+] + [(f"BM_Activation/{a}", f"act_{a}", f"{a}{' (dim 1)' if 'softmax' in a else ''}, fwd+bwd")
+     for a in ("sigmoid", "tanh", "gelu", "silu", "leaky_relu", "elu", "softmax", "log_softmax")] + [
     ("BM_Bmm", "bmm", "bmm (64, 49, 64) @ (64, 64, 49), fwd+bwd"),
     ("BM_OptimStep/adam", "optim_adam", "Adam step, MNIST net (1.2 M parameters)"),
     ("BM_OptimStep/adamw", "optim_adamw", "AdamW step, MNIST net"),

@@ -6,7 +6,7 @@ On one float tensor x (64, 64, 24, 24):
   batch_norm2d_eval    F.batch_norm(training=False) under torch.no_grad()
   avg_pool2d           F.avg_pool2d(x, 2), forward + backward
   act_<name>           sigmoid, tanh, gelu, silu, leaky_relu, elu, softmax (dim 1),
-                       forward + backward
+                       log_softmax (dim 1), forward + backward
   bmm                  torch.bmm of a (64, 49, 64) by b (64, 64, 49), forward + backward to
                        a and b
   optim_<name>         one optimizer step over the MNIST net's parameters (fixed random
@@ -144,6 +144,7 @@ def main():
         "leaky_relu": F.leaky_relu,
         "elu": F.elu,
         "softmax": lambda x: F.softmax(x, dim=1),
+        "log_softmax": lambda x: F.log_softmax(x, dim=1),
     }.items():
         benches[f"act_{name}"] = forward_backward(f)
     benches["bmm"] = bmm_fn()

@@ -1,7 +1,8 @@
 // The code whose instructions depend on the CPU level the build targets (-march): Eigen's
 // GEMM kernels behind cpu::gemm and gemm_serial, the convolution built on them, the int8
-// kernels (compiled for their own targets at any level), and the MNIST net's training step,
-// which reaches every CPU op through autograd. scripts/check_levels.sh compiles this file for
+// kernels (compiled for their own targets at any level), softmax and log_softmax (packets
+// across the inner dimension or along rows), and the MNIST net's training step, which reaches
+// every CPU op through autograd. scripts/check_levels.sh compiles this file for
 // every compiler and x86-64 level that CI does not build in full, and runs it where the CPU
 // can: each result is checked against the plain loops of support/reference.hpp, in double.
 
@@ -11,10 +12,13 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "ember/backend/cpu/conv.hpp"
 #include "ember/backend/cpu/gemm.hpp"
+#include "ember/backend/cpu/softmax.hpp"
 #include "ember/ember.hpp"
 #include "ember/quant/int8_gemm.hpp"
 #include "support/reference.hpp"
@@ -130,4 +134,84 @@ TEST_CASE("the MNIST net's SGD steps give the same bits on 1 and 2 threads", "[l
   }
   ember::set_num_threads(threads_before);
   CHECK(runs[0] == runs[1]);
+}
+
+// Softmax and log_softmax (backend/cpu/softmax.hpp) over the middle axis of (outer, size,
+// inner): float takes packets across inner when inner is at least a packet wide (the last
+// packet of an odd width overlapping the one before it), along the row when inner == 1, and
+// plain tiles otherwise; double always the tiles. Each against double loops on the same inputs,
+// outputs poisoned with NaN, and the same bits on 1 and 2 threads. Bounds, in units u of the
+// type's epsilon / 2: softmax 8u of y (the packet exp is within 6 ulp of libm's); its backward
+// 2u of |y| (|g| + sum |g y|) (the sums are in double); log_softmax 8u (1 + |x| + |y|);
+// its backward 8u (|g| + exp(y) |sum g|). The reference takes x - max in T, as the kernels do;
+// sums in double in another order (or fused) add size * 2^-53 of their sum of magnitudes.
+TEMPLATE_TEST_CASE("cpu softmax and log_softmax match double loops on every path and width",
+                   "[levels][softmax]", float, double) {
+  using T = TestType;
+  const double u = sizeof(T) == 4 ? 0x1p-24 : 0x1p-53;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  using Shape3 = std::array<std::int64_t, 3>;
+  const std::vector<Shape3> shapes = {
+      {2, 7, 1},  {3, 10, 1},  {1, 1000, 1}, {2, 17, 1},  {4, 5, 3},   {2, 9, 7},   {3, 4, 15},
+      {2, 6, 16}, {2, 6, 17},  {1, 5, 31},   {2, 3, 33},  {1, 64, 63}, {2, 8, 64},  {1, 3, 65},
+      {1, 2, 97}, {2, 64, 257}, {1, 5, 300}, {2, 64, 576}, {1, 3, 1031}, {3, 1, 40}, {1, 1, 1}};
+  const int threads_before = ember::get_num_threads();
+  for (const auto& [outer, size, inner] : shapes) {
+    INFO("(outer, size, inner) = (" << outer << ", " << size << ", " << inner << ")");
+    const std::int64_t n = outer * size * inner;
+    std::vector<T> x(static_cast<std::size_t>(n)), g(x.size());
+    for (std::int64_t i = 0; i < n; ++i) {  // [-6, 6), every value distinct in a row
+      x[static_cast<std::size_t>(i)] = static_cast<T>(((i * 7919 + 13) % 4099) / 341.5 - 6.0);
+      g[static_cast<std::size_t>(i)] = static_cast<T>(((i * 104729 + 7) % 2053) / 1026.5 - 1.0);
+    }
+    std::vector<std::vector<T>> runs;
+    for (const int threads : {1, 2}) {
+      ember::set_num_threads(threads);
+      std::vector<T> y(x.size(), static_cast<T>(nan)), gx = y, ly = y, lgx = y;
+      ember::cpu::softmax_forward(x.data(), y.data(), outer, size, inner);
+      ember::cpu::softmax_backward(g.data(), y.data(), gx.data(), outer, size, inner);
+      ember::cpu::log_softmax_forward(x.data(), ly.data(), outer, size, inner);
+      ember::cpu::log_softmax_backward(g.data(), ly.data(), lgx.data(), outer, size, inner);
+      if (runs.empty()) {
+        std::int64_t bad[4] = {0, 0, 0, 0};
+        for (std::int64_t o = 0; o < outer; ++o)
+          for (std::int64_t i = 0; i < inner; ++i) {
+            const auto at = [&](std::int64_t s) { return static_cast<std::size_t>((o * size + s) * inner + i); };
+            T m = -std::numeric_limits<T>::infinity();
+            for (std::int64_t s = 0; s < size; ++s) m = std::max(m, x[at(s)]);
+            double sum = 0, dot = 0, dot_abs = 0, gsum = 0;
+            for (std::int64_t s = 0; s < size; ++s) {
+              sum += std::exp(static_cast<double>(static_cast<T>(x[at(s)] - m)));
+              dot += double(g[at(s)]) * double(y[at(s)]);
+              dot_abs += std::abs(double(g[at(s)]) * double(y[at(s)]));
+              gsum += double(g[at(s)]);
+            }
+            const double lse = double(m) + std::log(sum);
+            for (std::int64_t s = 0; s < size; ++s) {
+              const std::size_t k = at(s);
+              const double want_y = std::exp(static_cast<double>(static_cast<T>(x[k] - m))) / sum;
+              const double want_gx = double(y[k]) * (double(g[k]) - dot);
+              const double want_ly = double(x[k]) - lse;
+              const double want_lgx = double(g[k]) - std::exp(double(ly[k])) * gsum;
+              bad[0] += !(std::abs(y[k] - want_y) <= 8 * u * want_y + 1e-300);
+              bad[1] += !(std::abs(gx[k] - want_gx) <=
+                          std::abs(double(y[k])) * (2 * u * (std::abs(double(g[k])) + dot_abs) +
+                                                    double(size) * 0x1p-53 * dot_abs) + 1e-300);
+              bad[2] += !(std::abs(ly[k] - want_ly) <= 8 * u * (1 + std::abs(double(x[k])) + std::abs(want_ly)));
+              bad[3] += !(std::abs(lgx[k] - want_lgx) <=
+                          8 * u * (std::abs(double(g[k])) + std::exp(double(ly[k])) * std::abs(gsum)));
+            }
+          }
+        INFO("softmax, its backward, log_softmax, its backward: " << bad[0] << ", " << bad[1] << ", "
+                                                                   << bad[2] << ", " << bad[3] << " off");
+        CHECK(bad[0] + bad[1] + bad[2] + bad[3] == 0);
+      }
+      for (auto* v : {&y, &gx, &ly, &lgx}) runs.push_back(*v);
+    }
+    for (std::size_t k = 0; k < 4; ++k) {
+      INFO("output " << k << " on 1 and 2 threads");
+      CHECK(std::memcmp(runs[k].data(), runs[k + 4].data(), runs[k].size() * sizeof(T)) == 0);
+    }
+  }
+  ember::set_num_threads(threads_before);
 }

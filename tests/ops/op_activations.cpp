@@ -186,10 +186,15 @@ TEST_CASE("activation gradients match finite differences", "[op][activations]") 
     ember::test::check_gradients_cpu(g, {x}, n);
     if (!kink) ember::test::check_gradients_cpu(g, {wide}, n + " on [-4, 4]");
   }
-  for (const I64 dim : {0, 1, -1}) {
-    ember::test::check_gradients_cpu(
-        [dim](const std::vector<Tensor<double>>& v) { return ember::softmax(v[0], dim); },
-        {ember::test::random_tensor<double>({3, 4, 5}, 23, -3.0, 3.0)}, "softmax dim " + std::to_string(dim));
+  // (2, 3, 17): rows strided by 51 and 17 along dims 0 and 1, an inner width that is no multiple
+  // of a packet's
+  for (const ember::Shape& shape : {ember::Shape{3, 4, 5}, ember::Shape{2, 3, 17}}) {
+    for (const I64 dim : {0, 1, -1}) {
+      ember::test::check_gradients_cpu(
+          [dim](const std::vector<Tensor<double>>& v) { return ember::softmax(v[0], dim); },
+          {ember::test::random_tensor<double>(shape, 23, -3.0, 3.0)},
+          "softmax dim " + std::to_string(dim) + " of " + ember::shape_str(shape));
+    }
   }
 }
 
@@ -221,7 +226,7 @@ TEST_CASE("activations agree on every device", "[op][activations]") {
     I64 dim;
   };
   for (const Case& c : {Case{{3, 5, 17}, -1}, Case{{3, 5, 17}, 1}, Case{{3, 5, 17}, 0}, Case{{2, 1031}, 1},
-                        Case{{1031, 3}, 0}, Case{{4, 1}, 1}}) {
+                        Case{{1031, 3}, 0}, Case{{4, 1}, 1}, Case{{2, 9, 40}, 1}, Case{{5, 3, 7}, 1}}) {
     const I64 dim = c.dim;
     ember::test::check_devices_agree<float>(
         [dim](const std::vector<Tensor<float>>& v) { return ember::softmax(v[0], dim); },

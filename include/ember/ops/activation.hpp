@@ -1,6 +1,7 @@
 #pragma once
 // relu and log_softmax, forward and backward; sigmoid, tanh, gelu, leaky_relu, elu, silu and
-// softmax (PyTorch's), with their CPU kernels in backend/cpu/activation.hpp.
+// softmax (PyTorch's), with their CPU kernels in backend/cpu/activation.hpp (softmax and
+// log_softmax: backend/cpu/softmax.hpp).
 
 #include <cstdint>
 #include <string_view>

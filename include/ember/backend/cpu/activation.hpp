@@ -11,11 +11,7 @@
 // computed in T; `a` is the slope (leaky_relu) or alpha (elu). The backward pass reads the
 // saved output y for sigmoid and tanh and the saved input x for the others
 // (activation_saves_output). kernels/activation.cuh computes the same expressions.
-//
-// softmax over the middle axis of (outer, size, inner): m = max, e = exp(x - m) (in float for
-// float, through the vectorised exp below; in double for double), s = sum e in double,
-// y = T(double(e) / s); backward gx = T(y * (g - sum(g * y))), the sum in double (PyTorch's
-// SoftmaxBackward0).
+// softmax and log_softmax are in backend/cpu/softmax.hpp (on the packet exp below).
 
 #include "ember/core/simd.hpp"  // first: <immintrin.h> before Eigen includes it (see there)
 
@@ -310,98 +306,6 @@ void activation_backward(ActivationKind kind, T a, const T* g, const T* saved, T
       }
     });
   });
-}
-
-namespace activation_detail {
-
-// The rows of a contiguous (outer, size, inner) array are handled kSoftmaxTile columns i at a
-// time (a row per column is strided by inner), so that the loops over i run contiguously.
-inline constexpr std::int64_t kSoftmaxTile = 256;
-
-// f(o, i0, i1) over every (o, [i0, i1)) tile, threaded.
-template <class F>
-void for_softmax_tiles(std::int64_t outer, std::int64_t size, std::int64_t inner, F&& f) {
-  const std::int64_t tiles_per = (inner + kSoftmaxTile - 1) / kSoftmaxTile;
-  const std::int64_t tile_elems = std::max<std::int64_t>(1, size * std::min(inner, kSoftmaxTile));
-  parallel_for(0, outer * tiles_per, std::max<std::int64_t>(1, 16384 / tile_elems),
-               [&](std::int64_t lo, std::int64_t hi) {
-                 for (std::int64_t t = lo; t < hi; ++t) {
-                   const std::int64_t o = t / tiles_per, i0 = (t - o * tiles_per) * kSoftmaxTile;
-                   f(o, i0, std::min(inner, i0 + kSoftmaxTile));
-                 }
-               });
-}
-
-}  // namespace activation_detail
-
-// y = softmax(x) over the middle axis of a contiguous (outer, size, inner) array. Float takes
-// exp(x - m) in float through the packet exp above (within a few ulp of libm's), double in
-// double; the sums and the division are in double.
-template <class T>
-void softmax_forward(const T* x, T* y, std::int64_t outer, std::int64_t size, std::int64_t inner) {
-  activation_detail::for_softmax_tiles(
-      outer, size, inner, [&](std::int64_t o, std::int64_t i0, std::int64_t i1) {
-        const std::int64_t w = i1 - i0;
-        const T* in = x + o * size * inner + i0;
-        T* out = y + o * size * inner + i0;
-        std::vector<T> m(static_cast<std::size_t>(w), -std::numeric_limits<T>::infinity());
-        std::vector<double> acc(static_cast<std::size_t>(w), 0.0);
-        std::vector<T> e(
-            static_cast<std::size_t>(size * w));  // exp(x - m) of the tile, computed once
-        for (std::int64_t s = 0; s < size; ++s)
-          for (std::int64_t j = 0; j < w; ++j)
-            m[static_cast<std::size_t>(j)] =
-                std::max(m[static_cast<std::size_t>(j)], in[s * inner + j]);
-        for (std::int64_t s = 0; s < size; ++s)
-          for (std::int64_t j = 0; j < w; ++j)
-            e[static_cast<std::size_t>(s * w + j)] =
-                in[s * inner + j] - m[static_cast<std::size_t>(j)];
-        if constexpr (std::is_same_v<T, float>) {
-          namespace pk = activation_detail::packet;
-          pk::map(
-              0, size * w, e.data(), [](pk::P v, pk::P) { return pk::exp(v); }, e.data());
-        } else {
-          for (T& v : e) v = std::exp(v);
-        }
-        for (std::int64_t s = 0; s < size; ++s)
-          for (std::int64_t j = 0; j < w; ++j)
-            acc[static_cast<std::size_t>(j)] += double(e[static_cast<std::size_t>(s * w + j)]);
-        if constexpr (std::is_same_v<T, float>) {
-          // e times the reciprocal, in double: a division per column rather than per element;
-          // the float it rounds to is the quotient's (the double product is within 2^-52 of it)
-          for (double& a : acc) a = 1.0 / a;
-          for (std::int64_t s = 0; s < size; ++s)
-            for (std::int64_t j = 0; j < w; ++j)
-              out[s * inner + j] = static_cast<T>(double(e[static_cast<std::size_t>(s * w + j)]) *
-                                                  acc[static_cast<std::size_t>(j)]);
-        } else {
-          for (std::int64_t s = 0; s < size; ++s)
-            for (std::int64_t j = 0; j < w; ++j)
-              out[s * inner + j] = static_cast<T>(double(e[static_cast<std::size_t>(s * w + j)]) /
-                                                  acc[static_cast<std::size_t>(j)]);
-        }
-      });
-}
-
-// gx = y * (g - sum(g * y)) over the middle axis; y is softmax's output.
-template <class T>
-void softmax_backward(const T* g, const T* y, T* gx, std::int64_t outer, std::int64_t size,
-                      std::int64_t inner) {
-  activation_detail::for_softmax_tiles(
-      outer, size, inner, [&](std::int64_t o, std::int64_t i0, std::int64_t i1) {
-        const std::int64_t w = i1 - i0, base = o * size * inner + i0;
-        std::vector<double> dot(static_cast<std::size_t>(w), 0.0);
-        for (std::int64_t s = 0; s < size; ++s)
-          for (std::int64_t j = 0; j < w; ++j)
-            dot[static_cast<std::size_t>(j)] +=
-                double(g[base + s * inner + j]) * double(y[base + s * inner + j]);
-        for (std::int64_t s = 0; s < size; ++s)
-          for (std::int64_t j = 0; j < w; ++j) {
-            const std::int64_t k = base + s * inner + j;
-            gx[k] =
-                static_cast<T>(double(y[k]) * (double(g[k]) - dot[static_cast<std::size_t>(j)]));
-          }
-      });
 }
 
 // relu's backward: gx = gy where the saved output y > 0, else 0 (as kernels/activation.cuh).
