@@ -1,6 +1,7 @@
 #pragma once
-// log_softmax over the last dimension of a contiguous (rows, cols) array, forward and backward,
-// with the CPU op's arithmetic (ember::log_softmax in include/ember/ops/activation.hpp):
+// log_softmax over the last dimension of a contiguous (rows, cols) array, forward and backward.
+// The sums are in double; the CPU kernel (backend/cpu/softmax.hpp) takes float exp in float
+// packets instead, so float results agree with it to a few units in the last place:
 //   forward:  m = max_j x[j];  s = sum_j exp(double(x[j] - m)) (in double);
 //             lse = m + T(log(s));  y[j] = x[j] - lse
 //   backward: gs = sum_j g[j] (in double);  gx[j] = g[j] - T(exp(double(y[j])) * gs)
@@ -8,7 +9,7 @@
 // rows per block; longer rows take one block per row. Every reduction is a fixed-shape tree
 // (warp butterfly, then the per-warp partials summed in warp order), so the same input gives
 // bit-identical output run to run; only the summation order differs from the CPU's sequential
-// loop (the sums are in double, so float results nearly always agree exactly).
+// loop.
 // The max ignores NaN like std::max(m, x) on the CPU; a NaN anywhere in a row still turns the
 // whole row into NaN through the sum, as on the CPU.
 
