@@ -72,7 +72,7 @@ int run(int argc, char** argv) {
       .add("model-repository", "", "model repository folder: every model in it is loaded")
       .add("host", "127.0.0.1", "address to listen on (0.0.0.0: every interface)")
       .add_int("port", 8000, 0, 65535, "port to listen on (0: any free port, printed)")
-      .add_int("http-threads", 64, 1, 1024, "threads that handle HTTP connections")
+      .add_int("http-threads", 256, 1, 1024, "threads that handle HTTP connections")
       .add_int("infer-threads", 1, 1, 64, "inference threads per model (instance_count)")
       .add_threads()
       .add_int("max-batch-size", 64, 1, 4096, "most images in one forward and one request")
@@ -88,7 +88,7 @@ int run(int argc, char** argv) {
       .add_int("max-header-bytes", 16 << 10, 256, 1 << 20, "largest request headers; more: 431")
       .add_int("max-json-depth", 16, 2, 256, "deepest JSON nesting in a request; more: 400")
       .add_int("keep-alive-seconds", 5, 1, 3600, "idle keep-alive connections close after this")
-      .add_int("keep-alive-max-requests", 5, 1, 1'000'000,
+      .add_int("keep-alive-max-requests", 100, 1, 1'000'000,
                "requests per connection before it is closed (connections take turns on the "
                "HTTP threads)")
       .add_int("read-timeout-seconds", 5, 1, 3600,

@@ -3,7 +3,7 @@
 // for MNIST classifiers (models::Classifier: float32 or int8 files), with dynamic batching
 // (batcher.hpp), a model repository, Prometheus metrics and JSON-lines access logs. Embed it:
 //
-//   ember::serve::ServerOptions o;               // 127.0.0.1, port 8000, 64 HTTP threads
+//   ember::serve::ServerOptions o;               // 127.0.0.1, port 8000, 256 HTTP threads
 //   ember::serve::InferenceServer server(o);
 //   server.add_model("mnist", "mnist_cnn.safetensors", {});   // version 1
 //   server.bind();                               // throws when the port is taken
@@ -55,7 +55,7 @@ namespace ember::serve {
 struct ServerOptions {
   std::string host = "127.0.0.1";        ///< loopback only unless told otherwise
   int port = 8000;                       ///< 0: any free port (bind() returns it)
-  int http_threads = 64;                 ///< threads that read requests and write responses
+  int http_threads = 256;                ///< threads that read requests and write responses
   std::size_t max_body_bytes = 64 << 20;  ///< larger bodies: 413
   std::size_t max_header_bytes = 16 << 10;  ///< all headers together; more: 431
   std::size_t max_headers = 64;          ///< header lines; more: 431
@@ -68,7 +68,7 @@ struct ServerOptions {
   int keep_alive_seconds = 5;            ///< idle keep-alive connections close after this
   /// Requests on one connection before the server closes it: each connection holds an HTTP
   /// thread while open, so a small count lets connections beyond http_threads take turns.
-  int keep_alive_max_requests = 5;
+  int keep_alive_max_requests = 100;
   int read_timeout_seconds = 5;          ///< a client slower than this is cut off
 };
 
