@@ -76,6 +76,15 @@ inline std::int64_t parse_integer(const std::string& flag, const std::string& te
   return x;
 }
 
+/// The non-empty items of a comma-separated flag value ("a,b,,c" -> a, b, c).
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
 // `text` as a finite real number in `range`: "nan", "inf", trailing characters, overflow and
 // values outside the range are errors naming --flag.
 inline double parse_real(const std::string& flag, const std::string& text, RealRange range) {

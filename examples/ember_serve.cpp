@@ -38,14 +38,6 @@ namespace {
 
 using namespace ember;
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 constexpr const char* about =
     "Serve MNIST classifiers over HTTP with the Open Inference Protocol (KServe v2), JSON and\n"
     "binary tensors, with dynamic batching. Models come from --model NAME=FILE (version 1\n"
@@ -136,7 +128,7 @@ int run(int argc, char** argv) {
 
   serve::InferenceServer server(o);
   std::string loaded;
-  for (const std::string& item : split_list(f.str("model"))) {
+  for (const std::string& item : examples::split_list(f.str("model"))) {
     const auto eq = item.find('=');
     EMBER_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), "--model: '", item,
                 "' is not NAME=FILE");

@@ -117,14 +117,6 @@ struct IdxSource {
   }
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 // A whole-string decimal integer, or nullopt.
 std::optional<std::int64_t> parse_int(const std::string& s) {
   if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 18)
@@ -158,7 +150,7 @@ IdxSource load_idx_source(const std::string& images, const std::string& labels,
 void add_idx_inputs(Inputs& in, const IdxSource& src, const std::string& index,
                     const std::string& range, bool whole_if_none) {
   const std::string& what = src.description;
-  for (const std::string& s : split_list(index)) {
+  for (const std::string& s : examples::split_list(index)) {
     const auto i = parse_int(s);
     EMBER_CHECK(i && *i < src.size(), "--index: '", s, "' is not an index of ", what, " [0, ",
                 src.size(), ")");
@@ -182,7 +174,7 @@ void add_idx_inputs(Inputs& in, const IdxSource& src, const std::string& index,
 template <class Read>
 void add_files(Inputs& in, const std::string& list, const char* kind, data::Polarity polarity,
                Read read) {
-  for (const std::string& path : split_list(list)) {
+  for (const std::string& path : examples::split_list(list)) {
     const Tensor<std::uint8_t> img = read(path);
     Tensor<std::uint8_t> digit;
     try {
