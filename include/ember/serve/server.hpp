@@ -479,6 +479,12 @@ class InferenceServer {
                                std::exception_ptr) {
       send_error(res, 500, "internal error");
     });
+    // Counted before the response is written (httplib's logger runs after it is sent), so a
+    // client that has its answer finds it in /metrics.
+    s.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+      const RequestContext& c = context();
+      metrics_.count_request(c.model, c.version, res.status);
+    });
     s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       log_request(req, res);
     });
@@ -547,7 +553,6 @@ class InferenceServer {
   void log_request(const httplib::Request& req, const httplib::Response& res) {
     RequestContext& c = context();
     const bool known = c.start != Clock::time_point{};
-    metrics_.count_request(c.model, c.version, res.status);
     if (options_.access_log) {
       const double ms =
           known ? std::chrono::duration<double, std::milli>(Clock::now() - c.start).count() : 0;
