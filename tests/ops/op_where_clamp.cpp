@@ -19,6 +19,7 @@
 //   fn: clamp(x, -0.52, 1.33), clamp(x, min=-0.52), clamp(x, max=1.33), clamp(x, 1.0, -1.0),
 //       clamp_min(x, 0.96), clamp_max(x, 0.96)
 // PyTorch 2's clamp passes the gradient where min < x < max strictly: 0 at the bounds and for NaN.
+// (With tensor bounds its rules differ: see the tensor-bound case below, and ClampTensorParams.)
 
 #include <catch2/catch.hpp>
 
@@ -205,6 +206,89 @@ TEST_CASE("clamp, clamp_min and clamp_max match PyTorch's values and gradients o
   }
 }
 
+// Tensor bounds, broadcast: x0 (3, 4) as above; lo (4) = [x0[1, 0], nan, x0[1, 2], 1.5];
+// hi (3, 1) = [x0[1, 3] + 1.48, x0[1, 2], x0[2, 3]]. Ties of x with lo, with hi and with both
+// (lo == hi == x at [1, 2]), lo > hi (at [1, 3]), NaN in x and in lo.
+//   fn: clamp(x, lo, hi), clamp(x, min=lo), clamp(x, max=hi), maximum(x, lo), minimum(hi, x)
+TEST_CASE("clamp with tensor bounds, maximum and minimum match PyTorch's values and gradients "
+          "on every device", "[op][clamp][maximum][minimum]") {
+  Tensor<double> x0 = ramp(12, {3, 4});
+  x0(0, 1) = kNaN;
+  const Tensor<double> lo0 = Tensor<double>::from_list({x0(1, 0), kNaN, x0(1, 2), 1.5});
+  const Tensor<double> hi0 = Tensor<double>::from_list({x0(1, 3) + 1.48, x0(1, 2), x0(2, 3)}, {3, 1});
+  const std::vector<double> y_clamp = {-0.52, kNaN, 0.21999999999999975, 1.5, -0.52, kNaN, 0.21999999999999975, 0.21999999999999975, 0.96, kNaN, 1.7000000000000002, 2.0700000000000003};
+  const std::vector<double> y_max = {-0.52, kNaN, 0.21999999999999975, 1.5, -0.52, kNaN, 0.21999999999999975, 1.5, 0.96, kNaN, 1.7000000000000002, 2.0700000000000003};
+  const std::vector<double> y_min = {-2.0, kNaN, -1.26, -0.8900000000000001, -0.52, -0.1499999999999999, 0.21999999999999975, 0.21999999999999975, 0.96, 1.33, 1.7000000000000002, 2.0700000000000003};
+  const std::vector<double> gx_max = {0.0, 0.5, 0.0, 0.0, 0.625, 1.5, 0.875, 0.0, 0.5, 0.75, 1.0, 1.25};
+  const std::vector<double> glo_max = {0.875, 2.75, 1.625, 1.25};
+  const std::vector<double> gx_min = {0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 0.875, 0.0, 0.5, 0.75, 1.0, 0.625};
+  const std::vector<double> ghi_min = {0.5, 1.125, 0.625};
+  for (const ember::Device dev : ember::test::op_devices()) {
+    INFO("on " << dev.str());
+    auto leaves = [dev](const std::vector<Tensor<double>>& v) {
+      std::vector<Tensor<double>> out;
+      for (const Tensor<double>& t : v) {
+        out.push_back(t.to(dev).detach());
+        out.back().requires_grad_();
+      }
+      return out;
+    };
+    {
+      const V in = leaves({x0, lo0, hi0});
+      const Tensor<double> y = ember::clamp(in[0], in[1], in[2]);
+      REQUIRE(y.shape() == Shape{3, 4});
+      CHECK(y.impl().grad_fn->name == std::string("ClampBackward0"));
+      y.backward(up(y.shape()).to(dev));
+      check_values(y, y_clamp, 0.0, "clamp(x, lo, hi)");
+      check_values(in[0].grad(), {0.0, 0.5, 0.0, 0.0, 0.625, 1.5, 1.75, 0.0, 0.5, 0.75, 1.0, 0.625}, 0.0, "clamp(x, lo, hi): gradient of x");
+      check_values(in[1].grad(), {0.875, 0.0, 0.75, 1.0}, 0.0, "clamp(x, lo, hi): gradient of lo");
+      check_values(in[2].grad(), {0.0, 0.25, 0.625}, 0.0, "clamp(x, lo, hi): gradient of hi");
+    }
+    struct OneBound {
+      const char* name;
+      std::function<Tensor<double>(const Tensor<double>&, const Tensor<double>&)> f;
+      bool bound_first;
+    };
+    const std::vector<OneBound> lower = {
+        {"clamp(x, min=lo)", [](const auto& x, const auto& b) { return ember::clamp(x, b); }, false},
+        {"clamp_min(x, lo)", [](const auto& x, const auto& b) { return ember::clamp_min(x, b); }, false},
+        {"maximum(x, lo)", [](const auto& x, const auto& b) { return ember::maximum(x, b); }, false},
+        {"maximum(lo, x)", [](const auto& x, const auto& b) { return ember::maximum(b, x); }, false}};
+    for (const OneBound& c : lower) {
+      const V in = leaves({x0, lo0});
+      const Tensor<double> y = c.f(in[0], in[1]);
+      y.backward(up(y.shape()).to(dev));
+      check_values(y, y_max, 0.0, c.name);
+      check_values(in[0].grad(), gx_max, 0.0, std::string(c.name) + ": gradient of x");
+      check_values(in[1].grad(), glo_max, 0.0, std::string(c.name) + ": gradient of lo");
+    }
+    const std::vector<OneBound> upper = {
+        {"clamp(x, max=hi)", [](const auto& x, const auto& b) { return ember::clamp(x, std::nullopt, b); }, false},
+        {"clamp_max(x, hi)", [](const auto& x, const auto& b) { return ember::clamp_max(x, b); }, false},
+        {"minimum(hi, x)", [](const auto& x, const auto& b) { return ember::minimum(b, x); }, true}};
+    for (const OneBound& c : upper) {
+      const V in = leaves({x0, hi0});
+      const Tensor<double> y = c.f(in[0], in[1]);
+      y.backward(up(y.shape()).to(dev));
+      check_values(y, y_min, 0.0, c.name);
+      check_values(in[0].grad(), gx_min, 0.0, std::string(c.name) + ": gradient of x");
+      check_values(in[1].grad(), ghi_min, 0.0, std::string(c.name) + ": gradient of hi");
+    }
+    {  // a bound that needs no gradient gets none, and the input's is unchanged
+      const V in = leaves({x0});
+      const Tensor<double> y = ember::clamp(in[0], lo0.to(dev), hi0.to(dev));
+      y.backward(up(y.shape()).to(dev));
+      check_values(in[0].grad(), {0.0, 0.5, 0.0, 0.0, 0.625, 1.5, 1.75, 0.0, 0.5, 0.75, 1.0, 0.625}, 0.0, "clamp(x, constant lo, constant hi): gradient of x");
+    }
+    {  // the bounds broadcast the output: x (4) against lo (3, 1)
+      const Tensor<double> y = ember::maximum(Tensor<double>::from_list({0.0, 1.0, 2.0, 3.0}).to(dev),
+                                              Tensor<double>::from_list({1.5, -1.0, 2.5}, {3, 1}).to(dev));
+      REQUIRE(y.shape() == Shape{3, 4});
+      check_values(y, {1.5, 1.5, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 2.5, 2.5, 2.5, 3.0}, 0.0, "maximum, broadcast output");
+    }
+  }
+}
+
 TEST_CASE("where, masked_fill and clamp gradients match finite differences",
           "[op][where][masked_fill][clamp]") {
   using ember::test::check_gradients_cpu;
@@ -226,6 +310,21 @@ TEST_CASE("where, masked_fill and clamp gradients match finite differences",
   Tensor<double> y = ember::test::away_from_zero<double>({6, 7}, 46, 0.1);  // |y| in [0.1, 1]
   check_gradients_cpu([](const V& in) { return ember::clamp(in[0], -0.05, 0.05); }, {y}, "clamp(min, max), outside");
   check_gradients_cpu([](const V& in) { return ember::clamp(in[0], -2.0, 2.0); }, {y}, "clamp(min, max), inside");
+  // tensor bounds, broadcast: x on a grid of 0.01, the bounds 0.005 off it (no ties within
+  // the finite-difference step), lo > hi at some elements
+  const auto grid = [](const Shape& shape, double step, double offset, double span) {
+    std::vector<double> v(static_cast<std::size_t>(ember::numel_of(shape)));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::fmod(static_cast<double>(i) * step, span) - span / 2 + offset;
+    return Tensor<double>::from_vector(v, shape);
+  };
+  const Tensor<double> xs = grid({4, 5}, 0.37, 0.0, 2.0);
+  const Tensor<double> lo = grid({5}, 0.2, -0.105, 1.0);
+  const Tensor<double> hi = grid({4, 1}, 0.3, 0.405, 1.2);
+  check_gradients_cpu([](const V& in) { return ember::clamp(in[0], in[1], in[2]); }, {xs, lo, hi}, "clamp(x, lo, hi)");
+  check_gradients_cpu([](const V& in) { return ember::clamp(in[0], in[1]); }, {xs, lo}, "clamp(x, min=lo)");
+  check_gradients_cpu([](const V& in) { return ember::clamp(in[0], std::nullopt, in[1]); }, {xs, hi}, "clamp(x, max=hi)");
+  check_gradients_cpu([](const V& in) { return ember::maximum(in[0], in[1]); }, {lo, xs}, "maximum");
+  check_gradients_cpu([](const V& in) { return ember::minimum(in[0].t(), in[1]); }, {xs, hi.reshape({1, 4})}, "minimum, transposed");
 }
 
 // Exact: the gradients' sum_to reductions have at most 32 terms, which the CUDA sum_to adds in
@@ -265,6 +364,24 @@ TEST_CASE("comparisons, where, masked_fill and clamp agree on every device, exac
     }
     seed += 2;
   }
+  for (const Case& c : cases) {  // clamp with tensor bounds on the same shapes, ties and NaN
+    INFO("x " << ember::shape_str(c.a) << ", lo " << ember::shape_str(c.cond) << ", hi " << ember::shape_str(c.b));
+    Tensor<double> x = ember::test::random_tensor<double>(c.a, seed++);
+    Tensor<double> lo = ember::test::random_tensor<double>(c.cond, seed++, -1, 0.2);
+    Tensor<double> hi = ember::test::random_tensor<double>(c.b, seed++, -0.2, 1);
+    if (lo.numel() > 0 && x.numel() > 0) lo.data()[0] = x.data()[0];
+    if (hi.numel() > 1 && x.numel() > 1) hi.data()[1] = x.data()[x.numel() - 1];
+    if (x.numel() > 2) x.data()[2] = kNaN;
+    const auto to_float = [](const Tensor<double>& t) {
+      const std::vector<double> v = t.to_vector();
+      return Tensor<float>::from_vector(std::vector<float>(v.begin(), v.end()), t.shape());
+    };
+    const Tensor<float> x32 = to_float(x), lo32 = to_float(lo), hi32 = to_float(hi);
+    ember::test::check_devices_agree<double>([](const V& in) { return ember::clamp(in[0], in[1], in[2]); }, {x, lo, hi}, 1e-15, "clamp(x, lo, hi) f64");
+    ember::test::check_devices_agree<float>([](const auto& in) { return ember::clamp(in[0], in[1], in[2]); }, {x32, lo32, hi32}, 1e-6, "clamp(x, lo, hi) f32");
+    ember::test::check_devices_agree<double>([](const V& in) { return ember::maximum(in[0], in[1]); }, {x, lo}, 1e-15, "maximum f64");
+    ember::test::check_devices_agree<float>([](const auto& in) { return ember::minimum(in[0], in[1]); }, {x32, hi32}, 1e-6, "minimum f32");
+  }
   for (const Shape& shape : {Shape{3, 5, 7}, Shape{1}, Shape{17, 3}}) {
     Tensor<float> x32 = ember::test::random_tensor<float>(shape, seed++, -2, 2);
     Tensor<double> x64 = ember::test::random_tensor<double>(shape, seed++, -2, 2);
@@ -290,6 +407,11 @@ TEST_CASE("comparisons, where, masked_fill and clamp refuse bad arguments with e
   CHECK_THROWS_MATCHES(ember::masked_fill(x, mask_of({1, 0}, {2}), 1.0), ember::Error,
                        ErrorContains({"masked_fill", "mask of shape [2]", "input of shape [2, 3]"}));
   CHECK_THROWS_MATCHES(ember::clamp(x), ember::Error, ErrorContains({"clamp", "at least one of 'min' or 'max'"}));
+  CHECK_THROWS_MATCHES(ember::clamp(x, y), ember::Error, ErrorContains({"clamp", "input of shape [2, 3]", "bound of shape [4]", "cannot be broadcast"}));
+  CHECK_THROWS_MATCHES(ember::clamp(x, Tensor<double>::zeros({3}), y), ember::Error,
+                       ErrorContains({"clamp", "bound of shape [4]", "with the other bound"}));
+  CHECK_THROWS_MATCHES(ember::maximum(x, y), ember::Error, ErrorContains({"maximum", "[2, 3]", "[4]"}));
+  CHECK_THROWS_MATCHES(ember::minimum(y, x), ember::Error, ErrorContains({"minimum", "[4]", "[2, 3]"}));
   const auto devices = ember::test::op_devices();
   if (devices.size() > 1) {
     const Tensor<double> xc = x.to(devices[1]);
@@ -297,5 +419,7 @@ TEST_CASE("comparisons, where, masked_fill and clamp refuse bad arguments with e
     CHECK_THROWS_MATCHES(ember::where(ember::gt(x, 0.0), xc, xc), ember::Error, ErrorContains({"where", "same device"}));
     CHECK_THROWS_MATCHES(ember::masked_fill(xc, ember::gt(x, 0.0), 1.0), ember::Error,
                          ErrorContains({"masked_fill", "device"}));
+    CHECK_THROWS_MATCHES(ember::clamp(x, xc, x), ember::Error, ErrorContains({"clamp", "bounds on the input's device", devices[1].str()}));
+    CHECK_THROWS_MATCHES(ember::maximum(xc, x), ember::Error, ErrorContains({"maximum", "device"}));
   }
 }

@@ -287,6 +287,48 @@ struct ClampParams {
   }
 };
 
+// clamp with tensor bounds (ember::clamp(x, min, max) on tensors, clamp_min / clamp_max with a
+// tensor, maximum, minimum), element by element after broadcasting. The value is ClampParams'
+// (NaN anywhere gives NaN; min > max gives max). The gradients are PyTorch 2's
+// (ClampBackward0, MaximumBackward0, MinimumBackward0), which differ from the scalar clamp's:
+//  - one bound (maximum(x, min), minimum(x, max)): the larger (smaller) one takes the gradient,
+//    a tie splits it in halves, and a NaN on either side sends it whole to both;
+//  - both bounds: x takes it unless x < min or x > max, min where x < min <= max, max where
+//    x > max >= min or max < min; a tie of x with a bound splits it in halves between them
+//    when min < max (when min == max, or a bound is NaN, x keeps it whole).
+template <class T>
+struct ClampTensorParams {
+  bool has_min = false, has_max = false;
+
+  [[nodiscard]] EMBER_HOST_DEVICE T apply(T x, T lo, T hi) const {
+    ClampParams<T> p;
+    p.has_min = has_min;
+    p.has_max = has_max;
+    p.min = lo;
+    p.max = hi;
+    return p.apply(x);
+  }
+  // The gradients of x, min and max for the upstream g (those of an absent bound are 0).
+  EMBER_HOST_DEVICE void gradients(T g, T x, T lo, T hi, T& gx, T& glo, T& ghi) const {
+    const T half = g / T(2), zero = T(0);
+    glo = ghi = zero;
+    if (has_min && has_max) {
+      const bool inner = lo < hi;
+      gx = (x < lo || x > hi) ? zero : (inner && (x == lo || x == hi) ? half : g);
+      glo = (x < lo && lo <= hi) ? g : (inner && x == lo ? half : zero);
+      ghi = ((x > hi && lo <= hi) || hi < lo) ? g : (inner && x == hi ? half : zero);
+    } else if (has_min) {  // maximum(x, lo)
+      gx = x < lo ? zero : (x == lo ? half : g);
+      glo = x > lo ? zero : (x == lo ? half : g);
+    } else if (has_max) {  // minimum(x, hi)
+      gx = x > hi ? zero : (x == hi ? half : g);
+      ghi = x < hi ? zero : (x == hi ? half : g);
+    } else {
+      gx = g;
+    }
+  }
+};
+
 namespace cpu {
 using ember::BatchedGemmParams;
 using ember::GemmParams;

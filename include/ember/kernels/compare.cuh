@@ -6,6 +6,8 @@
 //   compare  out[i] = a[va(i)] (op) b[vb(i)] ? 1 : 0
 //   where    out[i] = cond[vc(i)] != 0 ? a[va(i)] : b[vb(i)]
 //   clamp    y[i] = p.apply(x[i]);  gx[i] = p.passes_gradient(x[i]) ? gy[i] : 0
+//   clamp with tensor bounds (and maximum, minimum):
+//            y[i] = p.apply(x[vx(i)], lo[vlo(i)], hi[vhi(i)]);  p.gradients(gy[i], ...)
 // Operand views have the output's shape (broadcast operands carry stride 0); out, y and gx are
 // contiguous. The views are coalesced first (elementwise.cuh); operands that all end up flat
 // take a flat grid-stride loop, the others decompose the flat index (in 32 bits when n fits).
@@ -112,6 +114,39 @@ EMBER_KERNEL void clamp_backward_kernel(ClampParams<T> p, const T* gy, const T* 
     gx[i] = p.passes_gradient(x[i]) ? gy[i] : T(0);
 }
 
+template <class T>
+EMBER_KERNEL void clamp_tensor_forward_kernel(ClampTensorParams<T> p, const T* x, StridedView vx,
+                                              const T* lo, StridedView vlo, const T* hi,
+                                              StridedView vhi, T* y, std::int64_t n, bool idx32) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    std::int64_t ix = 0, il = 0, ih = 0;
+    if (idx32) joint_offsets3(vx, vlo, vhi, static_cast<std::uint32_t>(i), ix, il, ih);
+    else joint_offsets3(vx, vlo, vhi, i, ix, il, ih);
+    y[i] = p.apply(x[ix], p.has_min ? lo[il] : T(0), p.has_max ? hi[ih] : T(0));
+  }
+}
+
+template <class T>
+EMBER_KERNEL void clamp_tensor_backward_kernel(ClampTensorParams<T> p, const T* gy, const T* x,
+                                               StridedView vx, const T* lo, StridedView vlo,
+                                               const T* hi, StridedView vhi, T* gx, T* glo,
+                                               T* ghi, std::int64_t n, bool idx32) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    std::int64_t ix = 0, il = 0, ih = 0;
+    if (idx32) joint_offsets3(vx, vlo, vhi, static_cast<std::uint32_t>(i), ix, il, ih);
+    else joint_offsets3(vx, vlo, vhi, i, ix, il, ih);
+    T a, b, c;
+    p.gradients(gy[i], x[ix], p.has_min ? lo[il] : T(0), p.has_max ? hi[ih] : T(0), a, b, c);
+    if (gx != nullptr) gx[i] = a;
+    if (glo != nullptr) glo[i] = b;
+    if (ghi != nullptr) ghi[i] = c;
+  }
+}
+
 template <class T, CompareOp Op>
 void compare_launch(const T* a, StridedView va, const T* b, StridedView vb, std::uint8_t* out,
                     std::int64_t n, Stream stream, int threads) {
@@ -203,6 +238,56 @@ void clamp_backward(const ClampParams<T>& p, const T* gy, const T* x, T* gx, std
   EMBER_LAUNCH(compare_impl::clamp_backward_kernel<T>, elementwise_impl::grid_1d(n, threads), threads,
                0, stream)(p, gy, x, gx, n);
   check_launch("clamp_backward_kernel");
+}
+
+// y[i] = p.apply(x[vx.index(i)], lo[vlo.index(i)], hi[vhi.index(i)]) for i < n, y contiguous;
+// the views have the output shape (rank <= 8, n elements); an absent bound is not read.
+template <class T>
+void clamp_tensor_forward(const ClampTensorParams<T>& p, const T* x, const StridedView& vx,
+                          const T* lo, const StridedView& vlo, const T* hi,
+                          const StridedView& vhi, T* y, std::int64_t n, Stream stream,
+                          int threads = 256) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "clamp: float or double");
+  (void)stream;  // (the CPU harness ignores streams)
+  using namespace elementwise_impl;
+  check_view(vx, "clamp");
+  check_view(vlo, "clamp");
+  check_view(vhi, "clamp");
+  EMBER_CHECK(same_shape(vx, vlo) && same_shape(vx, vhi) && view_numel(vx) == n, "clamp: operand "
+              "views disagree with each other or with the element count ", n);
+  if (n == 0) return;
+  StridedView a = vx, b = vlo, c = vhi;
+  StridedView* views[3] = {&a, &b, &c};
+  coalesce_views(views, 3);
+  EMBER_LAUNCH(compare_impl::clamp_tensor_forward_kernel<T>, grid_1d(n, threads), threads, 0,
+               stream)(p, x, a, lo, b, hi, c, y, n, fits_u32(n));
+  check_launch("clamp_tensor_forward_kernel");
+}
+
+// p.gradients(gy[i], x, lo, hi) into gx[i], glo[i], ghi[i] for i < n (contiguous, the output's
+// shape; a null one is not written), the operands read as in clamp_tensor_forward.
+template <class T>
+void clamp_tensor_backward(const ClampTensorParams<T>& p, const T* gy, const T* x,
+                           const StridedView& vx, const T* lo, const StridedView& vlo,
+                           const T* hi, const StridedView& vhi, T* gx, T* glo, T* ghi,
+                           std::int64_t n, Stream stream, int threads = 256) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "clamp backward: float or double");
+  (void)stream;  // (the CPU harness ignores streams)
+  using namespace elementwise_impl;
+  check_view(vx, "clamp backward");
+  check_view(vlo, "clamp backward");
+  check_view(vhi, "clamp backward");
+  EMBER_CHECK(same_shape(vx, vlo) && same_shape(vx, vhi) && view_numel(vx) == n,
+              "clamp backward: operand views disagree with each other or with the element "
+              "count ", n);
+  if (n == 0) return;
+  StridedView a = vx, b = vlo, c = vhi;
+  StridedView* views[3] = {&a, &b, &c};
+  coalesce_views(views, 3);
+  EMBER_LAUNCH(compare_impl::clamp_tensor_backward_kernel<T>, grid_1d(n, threads), threads, 0,
+               stream)(p, gy, x, a, lo, b, hi, c, gx, glo, ghi, n, fits_u32(n));
+  check_launch("clamp_tensor_backward_kernel");
 }
 
 }  // namespace ember::kernels

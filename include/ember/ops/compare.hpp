@@ -1,7 +1,7 @@
 #pragma once
 // Comparisons into masks (eq, ne, lt, le, gt, ge, against a tensor or a scalar, with
-// broadcasting), where and masked_fill on those masks, and clamp / clamp_min / clamp_max, with
-// PyTorch's names and semantics. CPU kernels in backend/cpu/compare.hpp, CUDA kernels in
+// broadcasting), where and masked_fill on those masks, clamp / clamp_min / clamp_max (with
+// scalar or tensor bounds) and maximum / minimum, with PyTorch's names and semantics. CPU kernels in backend/cpu/compare.hpp, CUDA kernels in
 // kernels/compare.cuh.
 //
 // A mask is a Tensor<std::uint8_t> holding 0 or 1 (ember has no bool dtype; where and masked_fill
@@ -40,6 +40,16 @@ struct ClampBackward {
   static constexpr const char* name = "clamp backward";
   template <class T>
   static constexpr auto cpu = &ember::cpu::clamp_backward<T>;
+};
+struct ClampTensorForward {
+  static constexpr const char* name = "clamp with tensor bounds";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::clamp_tensor_forward<T>;
+};
+struct ClampTensorBackward {
+  static constexpr const char* name = "clamp with tensor bounds, backward";
+  template <class T>
+  static constexpr auto cpu = &ember::cpu::clamp_tensor_backward<T>;
 };
 }  // namespace op
 
@@ -109,6 +119,56 @@ Tensor<T> clamp_with(const char* node, const Tensor<T>& x, const ClampParams<T>&
     if (gx.numel() > 0)
       backend::run<op::ClampBackward, T>(xc.device(), p, gc.data(), xc.data(), gx.data(), gx.numel());
     return std::vector<Tensor<T>>{gx};
+  });
+  return y;
+}
+// clamp of x between tensor bounds (lo and/or hi, as p says; an absent one is undefined), all
+// broadcast together; the gradients of ClampTensorParams, summed back to each one's shape.
+template <Real T>
+Tensor<T> clamp_tensor_with(const char* name, const char* node, const Tensor<T>& x,
+                            const Tensor<T>& lo, const Tensor<T>& hi, ClampTensorParams<T> p) {
+  Shape shape = x.shape();
+  std::vector<Tensor<T>> inputs = {x};
+  for (const Tensor<T>* b : {&lo, &hi}) {
+    if (!b->defined()) continue;
+    EMBER_CHECK(b->device() == x.device(), name, ": expected the bounds on the input's device ",
+                x.device().str(), ", got ", b->device().str());
+    EMBER_CHECK(broadcastable(shape, b->shape()), name, ": input of shape ", shape_str(x.shape()),
+                " and bound of shape ", shape_str(b->shape()), " cannot be broadcast together",
+                lo.defined() && hi.defined() ? " (with the other bound)" : "");
+    shape = broadcast_shapes(shape, b->shape());
+    inputs.push_back(*b);
+  }
+  // an absent bound is read through x's pointer and view, which the kernels skip
+  const Tensor<T>& l = p.has_min ? lo : x;
+  const Tensor<T>& h = p.has_max ? hi : x;
+  Tensor<T> y = Tensor<T>::empty(shape, x.device());
+  if (y.numel() > 0)
+    backend::run<op::ClampTensorForward, T>(
+        x.device(), p, x.impl().storage->data(), broadcast_view(x, shape), l.impl().storage->data(),
+        broadcast_view(l, shape), h.impl().storage->data(), broadcast_view(h, shape), y.data(),
+        y.numel());
+  const bool want_x = x.requires_grad(), want_lo = p.has_min && lo.requires_grad(),
+             want_hi = p.has_max && hi.requires_grad();
+  autograd::record(y, node, inputs, autograd::saved(x, l, h),
+                   [x = x.detach(), l = l.detach(), h = h.detach(), p, shape, want_x, want_lo,
+                    want_hi](const Tensor<T>& g) {
+    const Tensor<T> gc = g.contiguous();
+    Tensor<T> gx, glo, ghi;
+    if (want_x) gx = Tensor<T>::empty(shape, g.device());
+    if (want_lo) glo = Tensor<T>::empty(shape, g.device());
+    if (want_hi) ghi = Tensor<T>::empty(shape, g.device());
+    if (gc.numel() > 0 && (want_x || want_lo || want_hi))
+      backend::run<op::ClampTensorBackward, T>(
+          g.device(), p, gc.data(), x.impl().storage->data(), broadcast_view(x, shape),
+          l.impl().storage->data(), broadcast_view(l, shape), h.impl().storage->data(),
+          broadcast_view(h, shape), want_x ? gx.data() : nullptr,
+          want_lo ? glo.data() : nullptr, want_hi ? ghi.data() : nullptr, gc.numel());
+    std::vector<Tensor<T>> grads;
+    grads.push_back(want_x ? sum_to(gx, x.shape()) : Tensor<T>());
+    if (p.has_min) grads.push_back(want_lo ? sum_to(glo, l.shape()) : Tensor<T>());
+    if (p.has_max) grads.push_back(want_hi ? sum_to(ghi, h.shape()) : Tensor<T>());
+    return grads;
   });
   return y;
 }
@@ -199,6 +259,62 @@ Tensor<T> clamp(const Tensor<T>& input, std::type_identity_t<std::optional<T>> m
   if (p.has_max) p.max = *max;
   return detail::clamp_with("ClampBackward1", input, p);
 }
+/// clamp between tensor bounds, the three broadcast together (torch.clamp with tensors): the
+/// value is min(max(input, min), max) as with scalar bounds (NaN anywhere gives NaN; min > max
+/// gives max), and each of the three takes PyTorch's gradient (ClampTensorParams): with both
+/// bounds, input's passes unless input < min or input > max, and a tie with a bound splits it.
+template <Real T>
+Tensor<T> clamp(const Tensor<T>& input, const Tensor<T>& min, const Tensor<T>& max) {
+  ClampTensorParams<T> p;
+  p.has_min = p.has_max = true;
+  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, min, max, p);
+}
+/// max(input, min) with a tensor bound, broadcast (torch.clamp(input, min=tensor)); the
+/// gradient is maximum's.
+template <Real T>
+Tensor<T> clamp(const Tensor<T>& input, const Tensor<T>& min) {
+  ClampTensorParams<T> p;
+  p.has_min = true;
+  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, min, Tensor<T>(), p);
+}
+/// min(input, max) with a tensor bound, broadcast (torch.clamp(input, max=tensor)); the
+/// gradient is minimum's.
+template <Real T>
+Tensor<T> clamp(const Tensor<T>& input, std::nullopt_t, const Tensor<T>& max) {
+  ClampTensorParams<T> p;
+  p.has_max = true;
+  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, Tensor<T>(), max, p);
+}
+/// max(input, min) with a tensor bound, broadcast (torch.clamp_min(input, tensor)).
+template <Real T>
+Tensor<T> clamp_min(const Tensor<T>& input, const Tensor<T>& min) {
+  ClampTensorParams<T> p;
+  p.has_min = true;
+  return detail::clamp_tensor_with("clamp_min", "ClampMinBackward1", input, min, Tensor<T>(), p);
+}
+/// min(input, max) with a tensor bound, broadcast (torch.clamp_max(input, tensor)).
+template <Real T>
+Tensor<T> clamp_max(const Tensor<T>& input, const Tensor<T>& max) {
+  ClampTensorParams<T> p;
+  p.has_max = true;
+  return detail::clamp_tensor_with("clamp_max", "ClampMaxBackward1", input, Tensor<T>(), max, p);
+}
+/// The elementwise maximum of a and b, broadcast (torch.maximum): NaN if either is NaN. The
+/// larger takes the gradient; a tie splits it in halves, and a NaN sends it whole to both.
+template <Real T>
+Tensor<T> maximum(const Tensor<T>& a, const Tensor<T>& b) {
+  ClampTensorParams<T> p;
+  p.has_min = true;
+  return detail::clamp_tensor_with("maximum", "MaximumBackward0", a, b, Tensor<T>(), p);
+}
+/// The elementwise minimum of a and b, broadcast (torch.minimum), with maximum's rules.
+template <Real T>
+Tensor<T> minimum(const Tensor<T>& a, const Tensor<T>& b) {
+  ClampTensorParams<T> p;
+  p.has_max = true;
+  return detail::clamp_tensor_with("minimum", "MinimumBackward0", a, Tensor<T>(), b, p);
+}
+
 /// max(input, min) elementwise (torch.clamp_min).
 template <Real T>
 Tensor<T> clamp_min(const Tensor<T>& input, std::type_identity_t<T> min) {

@@ -147,6 +147,21 @@ struct Launch {
     kernels::clamp_backward<T>(p, gy, x, gx, n, Ctx::stream(d));
   }
 
+  static void clamp_tensor_forward(int d, const ClampTensorParams<T>& p, const T* x,
+                                   const StridedView& vx, const T* lo, const StridedView& vlo,
+                                   const T* hi, const StridedView& vhi, T* y, std::int64_t n) {
+    G g(d);
+    kernels::clamp_tensor_forward<T>(p, x, vx, lo, vlo, hi, vhi, y, n, Ctx::stream(d));
+  }
+  static void clamp_tensor_backward(int d, const ClampTensorParams<T>& p, const T* gy,
+                                    const T* x, const StridedView& vx, const T* lo,
+                                    const StridedView& vlo, const T* hi, const StridedView& vhi,
+                                    T* gx, T* glo, T* ghi, std::int64_t n) {
+    G g(d);
+    kernels::clamp_tensor_backward<T>(p, gy, x, vx, lo, vlo, hi, vhi, gx, glo, ghi, n,
+                                      Ctx::stream(d));
+  }
+
   // -- GEMM, bias, convolution, pooling ----------------------------------------------------
   static void gemm(int d, const GemmParams& p, T alpha, const T* a, const T* b, T beta, T* c) {
     G g(d);
@@ -387,6 +402,8 @@ void register_typed() {
   set_cuda_kernel<op::Where, T>(&L::where);
   set_cuda_kernel<op::ClampForward, T>(&L::clamp_forward);
   set_cuda_kernel<op::ClampBackward, T>(&L::clamp_backward);
+  set_cuda_kernel<op::ClampTensorForward, T>(&L::clamp_tensor_forward);
+  set_cuda_kernel<op::ClampTensorBackward, T>(&L::clamp_tensor_backward);
   set_cuda_kernel<op::Gemm, T>(&L::gemm);
   set_cuda_kernel<op::GemmBatched, T>(&L::gemm_batched);
   set_cuda_kernel<op::BiasAddRows, T>(&L::bias_add_rows);
