@@ -63,6 +63,9 @@ cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/instal
   -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/consumer -j"$jobs"
 build/consumer/consumer
+if [ -x build/release/examples/ember_serve ]; then  # built with the server: so is its consumer
+  build/consumer/consumer_serve
+fi
 scripts/check_cmake.sh
 
 stage "Docs: API reference (scripts/check_docs.sh), C++ samples (scripts/check_doc_samples.sh)"
