@@ -378,6 +378,58 @@ TEST_CASE("DDP: a parameter without a gradient is refused at the next forward", 
   REQUIRE(ddp.last_launches().size() == ddp.bucket_indices().size());
 }
 
+// A process group over MPI that counts its calls and can refuse every device: DDP reaches the
+// transport only through ProcessGroup (as NcclProcessGroup does on GPUs).
+struct CountingGroup : dist::ProcessGroup {
+  dist::MpiProcessGroup mpi;
+  bool take_cpu = true;
+  int broadcasts = 0, reduces = 0;
+  std::int64_t reduced = 0;
+  std::string name() const override { return "counting"; }
+  bool accepts(const Device& d) const override { return take_cpu && d.is_cpu(); }
+  void broadcast(Tensor<float>& t, int root) override {
+    ++broadcasts;
+    mpi.broadcast(t, root);
+  }
+  std::unique_ptr<dist::PendingReduce> all_reduce_sum(Tensor<float>& flat) override {
+    ++reduces;
+    reduced += flat.numel();
+    return mpi.all_reduce_sum(flat);
+  }
+};
+
+TEST_CASE("DDP runs on the process group it is given, with the same result as MPI's",
+          "[dist][ddp]") {
+  auto group = std::make_shared<CountingGroup>();
+  auto a = std::make_shared<SmallNet>(true, 70 + static_cast<std::uint64_t>(dist::rank()));
+  auto b = std::make_shared<SmallNet>(true, 70 + static_cast<std::uint64_t>(dist::rank()));
+  dist::DistributedDataParallel on_mpi(a, {.bucket_cap_mb = 0.001});
+  dist::DistributedDataParallel on_group(b, {.bucket_cap_mb = 0.001}, group);
+  REQUIRE(on_group.process_group() == group);
+  REQUIRE(on_mpi.process_group()->name() == "mpi");
+  const int w = dist::world_size();
+  const std::size_t tensors = b->named_parameters().size() + b->named_buffers().size();
+  CHECK(group->broadcasts == (w > 1 ? static_cast<int>(tensors) : 0));
+  const data::Batch batch = batch_of(Images(), {dist::rank(), dist::rank() + 3});
+  nll_loss(on_mpi(batch.images), batch.labels).backward();
+  nll_loss(on_group(batch.images), batch.labels).backward();
+  std::int64_t params = 0;
+  for (const auto& [name, p] : b->named_parameters()) params += p.numel();
+  if (w > 1) {
+    CHECK(group->reduces == static_cast<int>(on_group.bucket_indices().size()));
+    CHECK(group->reduced == params);
+  }
+  const auto pa = a->parameters(), pb = b->parameters();
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    const std::vector<float> ga = pa[i].grad().to_vector(), gb = pb[i].grad().to_vector();
+    REQUIRE(same_bits(ga, gb));
+  }
+  group->take_cpu = false;
+  REQUIRE_THROWS_WITH(dist::DistributedDataParallel(std::make_shared<SmallNet>(false, 1), {}, group),
+                      Catch::Contains("conv.weight is on cpu") &&
+                          Catch::Contains("'counting' process group does not take"));
+}
+
 int main(int argc, char** argv) {
   ember::dist::init(&argc, &argv);
   int failed = Catch::Session().run(argc, argv);

@@ -1,8 +1,12 @@
 // The NCCL backend (ember/dist/nccl.hpp) on CUDA tensors, under mpirun with one GPU per process:
-// all_reduce (sum, mean, max) and broadcast against the values every rank computes on the CPU.
+// all_reduce (sum, mean, max) and broadcast against the values every rank computes on the CPU,
+// and DistributedDataParallel on NcclProcessGroup against the same model on the CPU over MPI.
 // Exit 77 (skipped) when the node has fewer CUDA devices than processes. Compiled by nvcc in
 // every CUDA build (CI), run where there is a GPU.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -73,6 +77,44 @@ int main(int argc, char** argv) {
       refused = std::string(e.what()).find("expected a tensor on cuda:") != std::string::npos;
     }
     expect(refused, "a CPU tensor refused");
+
+    // DistributedDataParallel on the NCCL process group against the same model on the CPU over
+    // MPI: every rank starts from its own random weights (rank 0's must win) and feeds its own
+    // batch; after backward the averaged gradients agree.
+    auto group = std::make_shared<dist::NcclProcessGroup>();
+    auto make = [r] {
+      manual_seed(static_cast<std::uint64_t>(100 + r));
+      return std::shared_ptr<nn::Sequential>(new nn::Sequential{
+          std::make_shared<nn::Linear>(5, 7), std::make_shared<nn::ReLU>(),
+          std::make_shared<nn::Linear>(7, 3)});
+    };
+    auto on_cpu_model = make();
+    auto on_gpu_model = make();
+    on_gpu_model->to(dev);
+    dist::DistributedDataParallel ddp_cpu(on_cpu_model);
+    dist::DistributedDataParallel ddp_gpu(on_gpu_model, {.bucket_cap_mb = 0.0001}, group);
+    manual_seed(static_cast<std::uint64_t>(200 + r));
+    const Tensor<float> in = randn({4 + r, 5});
+    Tensor<float> out_cpu = ddp_cpu(in), out_gpu = ddp_gpu(in.to(dev));
+    sum(mul(out_cpu, out_cpu)).backward();
+    sum(mul(out_gpu, out_gpu)).backward();
+    const auto pc = ddp_cpu.parameters(), pg = ddp_gpu.parameters();
+    float worst = 0;
+    for (std::size_t i = 0; i < pc.size(); ++i) {
+      const Tensor<float> a = pc[i].grad(), b = pg[i].grad().to(Device::cpu());
+      for (std::int64_t k = 0; k < a.numel(); ++k)
+        worst = std::max(worst, std::abs(a.data()[k] - b.data()[k]) / (1e-3f + std::abs(a.data()[k])));
+    }
+    expect(ddp_gpu.bucket_indices().size() > 1, "DDP on NCCL: several buckets");
+    expect(worst <= 1e-4f, "DDP on NCCL: gradients as DDP on MPI's (worst relative difference " +
+                               std::to_string(worst) + ")");
+    bool wrong_device = false;
+    try {
+      dist::DistributedDataParallel bad(make(), {}, group);
+    } catch (const Error& e) {
+      wrong_device = std::string(e.what()).find("'nccl' process group does not take") != std::string::npos;
+    }
+    expect(wrong_device, "DDP on NCCL refuses a CPU module");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rank %d: %s\n", dist::rank(), e.what());
     dist::abort(e.what());

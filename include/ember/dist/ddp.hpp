@@ -1,5 +1,8 @@
 #pragma once
-// DistributedDataParallel: torch.nn.parallel.DistributedDataParallel over MPI, for CPU modules.
+// DistributedDataParallel: torch.nn.parallel.DistributedDataParallel, over a process group:
+// MPI for modules on the CPU (MpiProcessGroup, the default), NCCL for modules on a CUDA device
+// (NcclProcessGroup, dist/nccl.hpp, nvcc translation units). The group is DDP's only contact
+// with the transport (ProcessGroup below): both are existing engines, nothing is home-made.
 //
 // - At construction every parameter and buffer is broadcast from rank 0, so all processes start
 //   from rank 0's model.
@@ -32,11 +35,17 @@
 //   optim::SGD opt(ddp.parameters(), {.lr = 0.01});
 //   loss = nll_loss(ddp(x), y); loss.backward();    // gradients averaged when it returns
 //   opt.step();
+//
+// On GPUs (one process per GPU, the model on cuda:local_rank()):
+//   auto group = std::make_shared<dist::NcclProcessGroup>();   // dist/nccl.hpp
+//   model->to(Device::cuda(group->device()));
+//   dist::DistributedDataParallel ddp(model, {}, group);
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -45,6 +54,7 @@
 #include "ember/autograd/engine.hpp"
 #include "ember/dist/comm.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/ops/elementwise.hpp"
 
 namespace ember::dist {
 
@@ -65,18 +75,70 @@ struct BucketLaunch {
   std::size_t grads_ready = 0;      ///< gradients ready, of all parameters, when it started
 };
 
-/// Data parallelism over the processes of the job: wraps a module whose parameters are float CPU
-/// tensors; state_dict names are the module's prefixed with "module." as PyTorch's.
+/// A started all-reduce of a process group.
+class PendingReduce {
+ public:
+  virtual ~PendingReduce() = default;
+  /// True once it completed; drives the transport's progress (MPI progresses only inside calls).
+  virtual bool test() = 0;
+  /// Waits until it completed, as far as the next ops on the tensor's device see; throws
+  /// ember::Error past dist::timeout() (a peer gone) rather than hang.
+  virtual void wait() = 0;
+};
+
+/// The collectives DistributedDataParallel needs (PyTorch's ProcessGroup, reduced to them), on
+/// contiguous float tensors of the devices the group accepts.
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  /// "mpi", "nccl", ...: for messages.
+  [[nodiscard]] virtual std::string name() const = 0;
+  /// Whether tensors on `d` can take part in this group's collectives.
+  [[nodiscard]] virtual bool accepts(const Device& d) const = 0;
+  /// rank `root`'s values everywhere, in place, complete on return.
+  virtual void broadcast(Tensor<float>& t, int root) = 0;
+  /// Starts the sum over the processes of `flat`, in place.
+  [[nodiscard]] virtual std::unique_ptr<PendingReduce> all_reduce_sum(Tensor<float>& flat) = 0;
+};
+
+/// The MPI process group of the job (dist::init): CPU tensors.
+class MpiProcessGroup final : public ProcessGroup {
+ public:
+  [[nodiscard]] std::string name() const override { return "mpi"; }
+  [[nodiscard]] bool accepts(const Device& d) const override { return d.is_cpu(); }
+  void broadcast(Tensor<float>& t, int root) override { dist::broadcast(t, root); }
+  [[nodiscard]] std::unique_ptr<PendingReduce> all_reduce_sum(Tensor<float>& flat) override {
+    struct Pending final : PendingReduce {
+      explicit Pending(Work w) : work(std::move(w)) {}
+      bool test() override { return work.test(); }
+      void wait() override { work.wait(); }
+      Work work;
+    };
+    EMBER_CHECK(flat.device().is_cpu() && flat.is_contiguous(),
+                "MpiProcessGroup::all_reduce_sum: expected a contiguous CPU tensor, got one on ",
+                flat.device().str());
+    return std::make_unique<Pending>(all_reduce_async(flat.data(), flat.numel()));
+  }
+};
+
+/// Data parallelism over the processes of the job: wraps a module whose parameters are float
+/// tensors on one device the process group takes (the CPU for MPI, the group's GPU for NCCL);
+/// state_dict names are the module's prefixed with "module." as PyTorch's.
 class DistributedDataParallel : public nn::Module {
  public:
-  explicit DistributedDataParallel(std::shared_ptr<nn::Module> module, DDPOptions options = {})
-      : nn::Module("DistributedDataParallel"), options_(options) {
+  /// `group`: the collectives' backend; null takes MPI (CPU modules).
+  explicit DistributedDataParallel(std::shared_ptr<nn::Module> module, DDPOptions options = {},
+                                   std::shared_ptr<ProcessGroup> group = nullptr)
+      : nn::Module("DistributedDataParallel"),
+        options_(options),
+        group_(group != nullptr ? std::move(group) : std::make_shared<MpiProcessGroup>()) {
     EMBER_CHECK(module != nullptr, "DistributedDataParallel: no module (a null pointer)");
     EMBER_CHECK(is_initialized(), "DistributedDataParallel: call dist::init() first");
     EMBER_CHECK(options.bucket_cap_mb > 0 && options.first_bucket_mb > 0,
                 "DistributedDataParallel: bucket_cap_mb and first_bucket_mb must be positive, "
                 "got ", options.bucket_cap_mb, " and ", options.first_bucket_mb);
     module_ = register_module("module", std::move(module));
+    check_devices();
     // The same model on every process: rank 0's parameters and buffers.
     for (auto& [name, p] : module_->named_parameters()) sync_tensor(p, name);
     for (auto& [name, b] : module_->named_buffers()) sync_tensor(b, name);
@@ -88,6 +150,9 @@ class DistributedDataParallel : public nn::Module {
   }
   DistributedDataParallel(const DistributedDataParallel&) = delete;
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
+
+  /// The process group the gradients are averaged over.
+  [[nodiscard]] const std::shared_ptr<ProcessGroup>& process_group() const { return group_; }
 
   /// The wrapped module (PyTorch's ddp.module).
   [[nodiscard]] const std::shared_ptr<nn::Module>& module() const { return module_; }
@@ -142,16 +207,37 @@ class DistributedDataParallel : public nn::Module {
   };
   struct Bucket {
     std::vector<std::size_t> params;  // indices into params_
-    std::vector<float> flat;
+    std::int64_t size = 0;            // elements
+    nn::Tensor flat;                  // on the parameters' device, made at the first launch
     std::size_t ready = 0;
     bool launched = false;
-    Work work;
+    std::unique_ptr<PendingReduce> work;
   };
+
+  // Every parameter and buffer on one device, which the group takes.
+  void check_devices() {
+    std::optional<Device> first;
+    std::string first_name;
+    auto check = [&](const std::string& name, const nn::Tensor& t) {
+      EMBER_CHECK(group_->accepts(t.device()), "DistributedDataParallel: ", name, " is on ",
+                  t.device().str(), ", which the '", group_->name(), "' process group does not "
+                  "take (MPI: CPU tensors; NCCL: its own GPU's)");
+      if (!first) {
+        first = t.device();
+        first_name = name;
+      }
+      EMBER_CHECK(t.device() == *first, "DistributedDataParallel: ", name, " is on ",
+                  t.device().str(), " but ", first_name, " on ", first->str(),
+                  ": the module must be on one device");
+    };
+    for (auto& [name, p] : module_->named_parameters()) check(name, p);
+    for (auto& [name, b] : module_->named_buffers()) check(name, b);
+    if (first) device_ = *first;
+  }
 
   void sync_tensor(nn::Tensor& t, const std::string& name) {
     if (world_size() == 1) return;
-    EMBER_CHECK(t.device().is_cpu() && t.is_contiguous(), "DistributedDataParallel: ", name,
-                " is not a contiguous CPU tensor (the MPI backend takes CPU tensors)");
+    EMBER_CHECK(t.is_contiguous(), "DistributedDataParallel: ", name, " is not contiguous");
     // Shapes must agree before MPI copies bytes.
     const auto sizes = all_gather_value(t.numel());
     for (std::size_t r = 0; r < sizes.size(); ++r)
@@ -159,7 +245,7 @@ class DistributedDataParallel : public nn::Module {
                   " elements on rank ", rank(), " but ", sizes[r], " on rank ", r,
                   ": every process must build the same model");
     NoGradGuard no_grad;
-    broadcast(t, 0);
+    group_->broadcast(t, 0);
   }
 
   void build_buckets() {
@@ -173,12 +259,13 @@ class DistributedDataParallel : public nn::Module {
       const double cap = buckets_.size() == 1 ? first_bytes : cap_bytes;  // the open bucket's
       if (buckets_.empty() ||
           (!buckets_.back().params.empty() &&
-           static_cast<double>(buckets_.back().flat.size() * sizeof(float) + bytes) > cap))
+           static_cast<double>(static_cast<std::size_t>(buckets_.back().size) * sizeof(float) +
+                               bytes) > cap))
         buckets_.emplace_back();
       Bucket& b = buckets_.back();
       p.bucket = buckets_.size() - 1;
-      p.offset = b.flat.size();
-      b.flat.resize(b.flat.size() + static_cast<std::size_t>(p.tensor.numel()));
+      p.offset = static_cast<std::size_t>(b.size);
+      b.size += p.tensor.numel();
       b.params.push_back(params_.size());
       params_.push_back(std::move(p));
     }
@@ -206,7 +293,7 @@ class DistributedDataParallel : public nn::Module {
       launch(next_launch_++);
     }
     for (Bucket& b : buckets_)
-      if (b.launched) b.work.test();  // drives MPI's progress while backward goes on
+      if (b.launched) b.work->test();  // drives MPI's progress while backward goes on
     if (next_launch_ == buckets_.size()) {
       finish();
     }
@@ -215,15 +302,22 @@ class DistributedDataParallel : public nn::Module {
 
   void launch(std::size_t bi) {
     Bucket& b = buckets_[bi];
+    NoGradGuard no_grad;
+    if (!b.flat.defined()) b.flat = nn::Tensor::empty({b.size}, device_);
     for (std::size_t pi : b.params) {
       const Param& p = params_[pi];
       const nn::Tensor g = p.tensor.grad();
-      EMBER_CHECK(g.defined() && g.is_contiguous() && g.device().is_cpu(),
+      EMBER_CHECK(g.defined() && g.is_contiguous() && g.device() == device_,
                   "DistributedDataParallel: the gradient of ", p.name,
-                  " is not a contiguous CPU tensor");
-      std::copy_n(g.data(), g.numel(), b.flat.data() + p.offset);
+                  " is not a contiguous tensor on ", device_.str());
+      const auto at = static_cast<std::int64_t>(p.offset);
+      if (device_.is_cpu()) {
+        std::copy_n(g.data(), g.numel(), b.flat.data() + at);
+      } else {  // a device copy on the device's stream, ordered before the all-reduce
+        b.flat.slice(0, at, at + g.numel()).copy_(g.reshape({g.numel()}));
+      }
     }
-    b.work = all_reduce_async(b.flat.data(), static_cast<std::int64_t>(b.flat.size()));
+    b.work = group_->all_reduce_sum(b.flat);
     b.launched = true;
     launches_.push_back({bi, ready_count_});
   }
@@ -231,9 +325,20 @@ class DistributedDataParallel : public nn::Module {
   void finish() {
     const auto t0 = std::chrono::steady_clock::now();
     const float inv = 1.0f / static_cast<float>(world_size());
+    NoGradGuard no_grad;
     for (Bucket& b : buckets_) {
-      b.work.wait();
+      b.work->wait();
       b.launched = false;
+      if (!device_.is_cpu()) {  // the average on the device, then copies into the gradients
+        const nn::Tensor mean = mul_scalar(b.flat, inv);
+        for (std::size_t pi : b.params) {
+          const Param& p = params_[pi];
+          nn::Tensor g = p.tensor.grad();
+          const auto at = static_cast<std::int64_t>(p.offset);
+          g.copy_(mean.slice(0, at, at + g.numel()).reshape(g.shape()));
+        }
+        continue;
+      }
       for (std::size_t pi : b.params) {
         const Param& p = params_[pi];
         nn::Tensor g = p.tensor.grad();
@@ -258,7 +363,7 @@ class DistributedDataParallel : public nn::Module {
     }
     // Started all-reduces must still complete on every process before anything else.
     for (Bucket& b : buckets_) {
-      if (b.launched) b.work.wait();
+      if (b.launched) b.work->wait();
       b.launched = false;
       b.ready = 0;
     }
@@ -276,6 +381,8 @@ class DistributedDataParallel : public nn::Module {
 
   std::shared_ptr<nn::Module> module_;
   DDPOptions options_;
+  std::shared_ptr<ProcessGroup> group_;
+  Device device_ = Device::cpu();  // of the parameters
   std::vector<Param> params_;
   std::vector<Bucket> buckets_;
   std::vector<BucketLaunch> launches_;

@@ -14,6 +14,8 @@
 //   dist::NcclCommunicator comm;                  // cuda:local_rank()
 //   comm.all_reduce(grad, dist::ReduceOp::mean);  // a float CUDA tensor on that device
 //   comm.wait();
+//
+// NcclProcessGroup (below) is DistributedDataParallel's process group on it (dist/ddp.hpp).
 
 #if !defined(__CUDACC__)
 #error "ember/dist/nccl.hpp is CUDA host code: compile this translation unit with nvcc"
@@ -23,6 +25,7 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -30,6 +33,7 @@
 #include "ember/backend/cuda/runtime.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/dist/comm.hpp"
+#include "ember/dist/ddp.hpp"
 
 /// Evaluates an NCCL call once and throws ember::Error naming it and NCCL's reason.
 #define EMBER_NCCL_CHECK(expr)                                                                \
@@ -152,6 +156,48 @@ class NcclCommunicator {
 
   ncclComm_t comm_ = nullptr;
   int device_ = 0;
+};
+
+/// DistributedDataParallel's process group on NCCL: the module's parameters on this process's
+/// GPU (cuda:local_rank() by default). Collectives are enqueued on ember's stream of the
+/// device, so they run after the kernels that made the gradients and before those that read
+/// the averages; wait() bounds the host's wait as NcclCommunicator::wait does.
+class NcclProcessGroup final : public ProcessGroup {
+ public:
+  explicit NcclProcessGroup(int device = -1) : comm_(std::make_shared<NcclCommunicator>(device)) {}
+  /// Shares a communicator made elsewhere.
+  explicit NcclProcessGroup(std::shared_ptr<NcclCommunicator> comm) : comm_(std::move(comm)) {
+    EMBER_CHECK(comm_ != nullptr, "NcclProcessGroup: no communicator (a null pointer)");
+  }
+
+  [[nodiscard]] int device() const { return comm_->device(); }
+  [[nodiscard]] NcclCommunicator& communicator() { return *comm_; }
+
+  [[nodiscard]] std::string name() const override { return "nccl"; }
+  [[nodiscard]] bool accepts(const Device& d) const override {
+    return d.is_cuda() && d.index == comm_->device();
+  }
+  void broadcast(Tensor<float>& t, int root) override {
+    comm_->broadcast(t, root);
+    comm_->wait();
+  }
+  [[nodiscard]] std::unique_ptr<PendingReduce> all_reduce_sum(Tensor<float>& flat) override {
+    struct Pending final : PendingReduce {
+      explicit Pending(std::shared_ptr<NcclCommunicator> c) : comm(std::move(c)) {}
+      bool test() override {
+        const cudaError_t q = cudaStreamQuery(cuda::stream(comm->device()));
+        if (q != cudaErrorNotReady) EMBER_CUDA_CHECK(q);
+        return q == cudaSuccess;
+      }
+      void wait() override { comm->wait(); }
+      std::shared_ptr<NcclCommunicator> comm;
+    };
+    comm_->all_reduce(flat, ReduceOp::sum);
+    return std::make_unique<Pending>(comm_);
+  }
+
+ private:
+  std::shared_ptr<NcclCommunicator> comm_;
 };
 
 }  // namespace ember::dist
