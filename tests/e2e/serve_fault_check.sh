@@ -7,6 +7,10 @@
 #   SIGKILL   under load, serving a model repository: the server restarted on the same
 #             repository serves again, with the same answer to the same request as before, and
 #             every file of the repository is byte-identical (sha256) to before.
+#   slow clients  2 HTTP threads, both taken by clients that stop in the middle of a request:
+#             each is answered 400 after the read timeout (1 s) and its thread is free again
+#             after the keep-alive time (1 s), so an inference on a third connection is
+#             answered within seconds, and the stalled connections end.
 #   SIGTERM   under load: the server exits 0, and no answer is cut in the middle (curl loops
 #             beside the load check every answer they get).
 # The load is wrk (64 connections) where it is installed, else 8 curl loops; without wrk the
@@ -153,6 +157,56 @@ cut=$(awk '$1 == 18 || ($1 == 0 && $2 == 200 && $3 != "}]}") ||
 [ -z "$cut" ] || fail "SIGTERM cut answers (curl status, HTTP code, last bytes): $cut"
 [ "$answered" -gt 0 ] ||
   fail "SIGTERM: no request of the curl loops was answered: $(head -n 3 "$work/term.log")"
+# Slow clients: python3 holds two connections that stop in the middle of a request (headers
+# alone, then half a body) on a server with 2 HTTP threads, a 1 s read timeout and 1 s of
+# keep-alive, then asks for an inference on a third connection.
+if command -v python3 > /dev/null; then
+  serve_start "$work/serve4.log" "$serve" --threads 1 --http-threads 2 --read-timeout-seconds 1 \
+    --keep-alive-seconds 1 --access-log off --model "mnist=$work/mnist.safetensors"
+  python3 - "$port" "$work/body.json" > "$work/slow.log" 2>&1 << 'PY' || fail "slow clients: $(cat "$work/slow.log")"
+import socket, sys, time, urllib.request
+port, body = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+stalled = []
+for partial in (b"POST /v2/models/mnist/infer HTTP/1.1\r\nHost: x\r\n",
+                b"POST /v2/models/mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:len(body) // 2]):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(partial)
+    stalled.append(s)
+time.sleep(0.2)  # both HTTP threads are now reading a stalled request
+t0 = time.monotonic()
+req = urllib.request.Request("http://127.0.0.1:%d/v2/models/mnist/infer" % port, data=body,
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=20) as r:
+    status, answer = r.status, r.read()
+waited = time.monotonic() - t0
+if status != 200 or not answer.endswith(b"}]}"):
+    sys.exit("the inference after the stalled clients: %d %r" % (status, answer[-80:]))
+if waited > 8:
+    sys.exit("the inference waited %.1f s behind the stalled clients" % waited)
+for i, s in enumerate(stalled):
+    s.settimeout(10)
+    t1 = time.monotonic()
+    try:
+        rest = s.recv(4096)
+        if not rest.startswith(b"HTTP/1.1 400"):
+            sys.exit("stalled connection %d: %r, not a 400" % (i, rest[:60]))
+        while s.recv(4096):
+            pass
+    except socket.timeout:
+        sys.exit("stalled connection %d still open after %.1f s more" % (i, time.monotonic() - t1))
+    except ConnectionResetError:
+        pass
+print("slow clients: the inference answered in %.1f s; both stalled connections answered 400 "
+      "and closed" % waited)
+PY
+  cat "$work/slow.log"
+  serve_stop
+  [ "$serve_rc" = 0 ] || fail "slow clients: SIGTERM: exit $serve_rc"
+else
+  echo "serve_fault_check: SKIPPED the slow-client part: no python3"
+fi
+
 echo "serve_fault_check: OK (SIGTERM under load: exit 0; $answered whole answers ($inferred" \
   "inferences), none cut, $(awk '$1 != 0' "$work/term.log" | wc -l) requests unanswered" \
   "after the stop)"
