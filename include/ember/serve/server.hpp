@@ -464,8 +464,10 @@ class InferenceServer {
       if (res.status == 404) {
         message = "no endpoint " + req.method + " " + req.path;
       } else if (res.status == 400) {
-        message = "bad HTTP request to " + req.method + " " + req.path +
-                  " (a POST needs a Content-Length header, 0 for no body)";
+        message = ::ember::detail::concat(
+            "bad or incomplete HTTP request to ", req.method, " ", req.path,
+            " (malformed, a POST without a Content-Length header (0 for no body), or not sent "
+            "in full within the read timeout of ", options_.read_timeout_seconds, " s)");
       } else if (res.status == 413) {
         message = ::ember::detail::concat("request body larger than the limit of ",
                                           options_.max_body_bytes, " bytes");
