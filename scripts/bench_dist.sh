@@ -12,9 +12,11 @@ train=$1
 repeats=${2:-3}
 : "${EMBER_DATA:?set EMBER_DATA to the MNIST folder}"
 mpirun=${MPIRUN:-mpirun --oversubscribe --allow-run-as-root --mca btl self,vader}
-common="--epochs 1 --limit-train 6464 --val-size 64 --limit-test 100 --log-interval 0 \
---save-model '' --batch-size 64"
 work=${TMPDIR:-/tmp}/bench_dist.$$
+# (the model goes to $work, removed at the end: a quoted '' inside $common would reach
+# mnist_train as a file literally named '')
+common="--epochs 1 --limit-train 6464 --val-size 64 --limit-test 100 --log-interval 0 \
+--save-model $work/model.safetensors --batch-size 64"
 mkdir -p "$work"
 steps=100
 
