@@ -160,6 +160,25 @@ void compare_launch(const T* a, StridedView va, const T* b, StridedView vb, std:
   check_launch("compare_kernel");
 }
 
+// Checks three operand views of an n-element output (errors name `what`), then copies them
+// into `out` coalesced; false when n is 0 (nothing to launch).
+inline bool coalesced_views3(const char* what, const StridedView& v0, const StridedView& v1,
+                             const StridedView& v2, std::int64_t n, StridedView (&out)[3]) {
+  using namespace elementwise_impl;
+  check_view(v0, what);
+  check_view(v1, what);
+  check_view(v2, what);
+  EMBER_CHECK(same_shape(v0, v1) && same_shape(v0, v2) && view_numel(v0) == n, what,
+              ": operand views disagree with each other or with the element count ", n);
+  if (n == 0) return false;
+  out[0] = v0;
+  out[1] = v1;
+  out[2] = v2;
+  StridedView* views[3] = {&out[0], &out[1], &out[2]};
+  coalesce_views(views, 3);
+  return true;
+}
+
 }  // namespace compare_impl
 
 // ---- launchers ----------------------------------------------------------------------------------
@@ -196,15 +215,9 @@ void where(const std::uint8_t* cond, const StridedView& vc, const T* a, const St
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "where: float or double");
   (void)stream;  // (the CPU harness ignores streams)
   using namespace elementwise_impl;
-  check_view(vc, "where");
-  check_view(va, "where");
-  check_view(vb, "where");
-  EMBER_CHECK(same_shape(vc, va) && same_shape(vc, vb) && view_numel(vc) == n, "where: operand "
-              "views disagree with each other or with the element count ", n);
-  if (n == 0) return;
-  StridedView c = vc, x = va, y = vb;
-  StridedView* views[3] = {&c, &x, &y};
-  coalesce_views(views, 3);
+  StridedView v[3];
+  if (!compare_impl::coalesced_views3("where", vc, va, vb, n, v)) return;
+  const StridedView &c = v[0], &x = v[1], &y = v[2];
   if (is_flat(c) && is_flat(x) && is_flat(y)) {
     EMBER_LAUNCH(compare_impl::where_flat_kernel<T>, grid_1d(n, threads), threads, 0, stream)(
         cond + c.offset, a + x.offset, b + y.offset, out, n);
@@ -250,17 +263,10 @@ void clamp_tensor_forward(const ClampTensorParams<T>& p, const T* x, const Strid
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "clamp: float or double");
   (void)stream;  // (the CPU harness ignores streams)
   using namespace elementwise_impl;
-  check_view(vx, "clamp");
-  check_view(vlo, "clamp");
-  check_view(vhi, "clamp");
-  EMBER_CHECK(same_shape(vx, vlo) && same_shape(vx, vhi) && view_numel(vx) == n, "clamp: operand "
-              "views disagree with each other or with the element count ", n);
-  if (n == 0) return;
-  StridedView a = vx, b = vlo, c = vhi;
-  StridedView* views[3] = {&a, &b, &c};
-  coalesce_views(views, 3);
+  StridedView v[3];
+  if (!compare_impl::coalesced_views3("clamp", vx, vlo, vhi, n, v)) return;
   EMBER_LAUNCH(compare_impl::clamp_tensor_forward_kernel<T>, grid_1d(n, threads), threads, 0,
-               stream)(p, x, a, lo, b, hi, c, y, n, fits_u32(n));
+               stream)(p, x, v[0], lo, v[1], hi, v[2], y, n, fits_u32(n));
   check_launch("clamp_tensor_forward_kernel");
 }
 
@@ -275,18 +281,10 @@ void clamp_tensor_backward(const ClampTensorParams<T>& p, const T* gy, const T* 
                 "clamp backward: float or double");
   (void)stream;  // (the CPU harness ignores streams)
   using namespace elementwise_impl;
-  check_view(vx, "clamp backward");
-  check_view(vlo, "clamp backward");
-  check_view(vhi, "clamp backward");
-  EMBER_CHECK(same_shape(vx, vlo) && same_shape(vx, vhi) && view_numel(vx) == n,
-              "clamp backward: operand views disagree with each other or with the element "
-              "count ", n);
-  if (n == 0) return;
-  StridedView a = vx, b = vlo, c = vhi;
-  StridedView* views[3] = {&a, &b, &c};
-  coalesce_views(views, 3);
+  StridedView v[3];
+  if (!compare_impl::coalesced_views3("clamp backward", vx, vlo, vhi, n, v)) return;
   EMBER_LAUNCH(compare_impl::clamp_tensor_backward_kernel<T>, grid_1d(n, threads), threads, 0,
-               stream)(p, gy, x, a, lo, b, hi, c, gx, glo, ghi, n, fits_u32(n));
+               stream)(p, gy, x, v[0], lo, v[1], hi, v[2], gx, glo, ghi, n, fits_u32(n));
   check_launch("clamp_tensor_backward_kernel");
 }
 
