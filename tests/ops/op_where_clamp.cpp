@@ -246,33 +246,26 @@ TEST_CASE("clamp with tensor bounds, maximum and minimum match PyTorch's values 
     }
     struct OneBound {
       const char* name;
-      std::function<Tensor<double>(const Tensor<double>&, const Tensor<double>&)> f;
-      bool bound_first;
+      std::function<Tensor<double>(const Tensor<double>&, const Tensor<double>&)> f;  // (x, bound)
+      Tensor<double> bound;
+      const char* bound_name;
+      std::vector<double> y, gx, gbound;
     };
-    const std::vector<OneBound> lower = {
-        {"clamp(x, min=lo)", [](const auto& x, const auto& b) { return ember::clamp(x, b); }, false},
-        {"clamp_min(x, lo)", [](const auto& x, const auto& b) { return ember::clamp_min(x, b); }, false},
-        {"maximum(x, lo)", [](const auto& x, const auto& b) { return ember::maximum(x, b); }, false},
-        {"maximum(lo, x)", [](const auto& x, const auto& b) { return ember::maximum(b, x); }, false}};
-    for (const OneBound& c : lower) {
-      const V in = leaves({x0, lo0});
+    const std::vector<OneBound> one_bound = {
+        {"clamp(x, min=lo)", [](const auto& x, const auto& b) { return ember::clamp(x, b); }, lo0, "lo", y_max, gx_max, glo_max},
+        {"clamp_min(x, lo)", [](const auto& x, const auto& b) { return ember::clamp_min(x, b); }, lo0, "lo", y_max, gx_max, glo_max},
+        {"maximum(x, lo)", [](const auto& x, const auto& b) { return ember::maximum(x, b); }, lo0, "lo", y_max, gx_max, glo_max},
+        {"maximum(lo, x)", [](const auto& x, const auto& b) { return ember::maximum(b, x); }, lo0, "lo", y_max, gx_max, glo_max},
+        {"clamp(x, max=hi)", [](const auto& x, const auto& b) { return ember::clamp(x, std::nullopt, b); }, hi0, "hi", y_min, gx_min, ghi_min},
+        {"clamp_max(x, hi)", [](const auto& x, const auto& b) { return ember::clamp_max(x, b); }, hi0, "hi", y_min, gx_min, ghi_min},
+        {"minimum(hi, x)", [](const auto& x, const auto& b) { return ember::minimum(b, x); }, hi0, "hi", y_min, gx_min, ghi_min}};
+    for (const OneBound& c : one_bound) {
+      const V in = leaves({x0, c.bound});
       const Tensor<double> y = c.f(in[0], in[1]);
       y.backward(up(y.shape()).to(dev));
-      check_values(y, y_max, 0.0, c.name);
-      check_values(in[0].grad(), gx_max, 0.0, std::string(c.name) + ": gradient of x");
-      check_values(in[1].grad(), glo_max, 0.0, std::string(c.name) + ": gradient of lo");
-    }
-    const std::vector<OneBound> upper = {
-        {"clamp(x, max=hi)", [](const auto& x, const auto& b) { return ember::clamp(x, std::nullopt, b); }, false},
-        {"clamp_max(x, hi)", [](const auto& x, const auto& b) { return ember::clamp_max(x, b); }, false},
-        {"minimum(hi, x)", [](const auto& x, const auto& b) { return ember::minimum(b, x); }, true}};
-    for (const OneBound& c : upper) {
-      const V in = leaves({x0, hi0});
-      const Tensor<double> y = c.f(in[0], in[1]);
-      y.backward(up(y.shape()).to(dev));
-      check_values(y, y_min, 0.0, c.name);
-      check_values(in[0].grad(), gx_min, 0.0, std::string(c.name) + ": gradient of x");
-      check_values(in[1].grad(), ghi_min, 0.0, std::string(c.name) + ": gradient of hi");
+      check_values(y, c.y, 0.0, c.name);
+      check_values(in[0].grad(), c.gx, 0.0, std::string(c.name) + ": gradient of x");
+      check_values(in[1].grad(), c.gbound, 0.0, std::string(c.name) + ": gradient of " + c.bound_name);
     }
     {  // a bound that needs no gradient gets none, and the input's is unchanged
       const V in = leaves({x0});
@@ -411,6 +404,8 @@ TEST_CASE("comparisons, where, masked_fill and clamp refuse bad arguments with e
   CHECK_THROWS_MATCHES(ember::clamp(x, Tensor<double>::zeros({3}), y), ember::Error,
                        ErrorContains({"clamp", "bound of shape [4]", "with the other bound"}));
   CHECK_THROWS_MATCHES(ember::maximum(x, y), ember::Error, ErrorContains({"maximum", "[2, 3]", "[4]"}));
+  CHECK_THROWS_MATCHES(ember::clamp(x, Tensor<double>(), Tensor<double>()), ember::Error,
+                       ErrorContains({"clamp", "at least one bound must be a defined tensor"}));
   CHECK_THROWS_MATCHES(ember::minimum(y, x), ember::Error, ErrorContains({"minimum", "[4]", "[2, 3]"}));
   const auto devices = ember::test::op_devices();
   if (devices.size() > 1) {

@@ -1,8 +1,8 @@
 #pragma once
 // Comparisons into masks (eq, ne, lt, le, gt, ge, against a tensor or a scalar, with
 // broadcasting), where and masked_fill on those masks, clamp / clamp_min / clamp_max (with
-// scalar or tensor bounds) and maximum / minimum, with PyTorch's names and semantics. CPU kernels in backend/cpu/compare.hpp, CUDA kernels in
-// kernels/compare.cuh.
+// scalar or tensor bounds) and maximum / minimum, with PyTorch's names and semantics. CPU
+// kernels in backend/cpu/compare.hpp, CUDA kernels in kernels/compare.cuh.
 //
 // A mask is a Tensor<std::uint8_t> holding 0 or 1 (ember has no bool dtype; where and masked_fill
 // read any nonzero byte as true). Comparisons have no gradient, like PyTorch's bool results.
@@ -122,11 +122,13 @@ Tensor<T> clamp_with(const char* node, const Tensor<T>& x, const ClampParams<T>&
   });
   return y;
 }
-// clamp of x between tensor bounds (lo and/or hi, as p says; an absent one is undefined), all
+// clamp of x between tensor bounds (lo and/or hi; an absent one is an undefined tensor), all
 // broadcast together; the gradients of ClampTensorParams, summed back to each one's shape.
 template <Real T>
 Tensor<T> clamp_tensor_with(const char* name, const char* node, const Tensor<T>& x,
-                            const Tensor<T>& lo, const Tensor<T>& hi, ClampTensorParams<T> p) {
+                            const Tensor<T>& lo, const Tensor<T>& hi) {
+  EMBER_CHECK(lo.defined() || hi.defined(), name, ": at least one bound must be a defined tensor");
+  const ClampTensorParams<T> p{lo.defined(), hi.defined()};
   Shape shape = x.shape();
   std::vector<Tensor<T>> inputs = {x};
   for (const Tensor<T>* b : {&lo, &hi}) {
@@ -265,54 +267,40 @@ Tensor<T> clamp(const Tensor<T>& input, std::type_identity_t<std::optional<T>> m
 /// bounds, input's passes unless input < min or input > max, and a tie with a bound splits it.
 template <Real T>
 Tensor<T> clamp(const Tensor<T>& input, const Tensor<T>& min, const Tensor<T>& max) {
-  ClampTensorParams<T> p;
-  p.has_min = p.has_max = true;
-  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, min, max, p);
+  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, min, max);
 }
 /// max(input, min) with a tensor bound, broadcast (torch.clamp(input, min=tensor)); the
 /// gradient is maximum's.
 template <Real T>
 Tensor<T> clamp(const Tensor<T>& input, const Tensor<T>& min) {
-  ClampTensorParams<T> p;
-  p.has_min = true;
-  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, min, Tensor<T>(), p);
+  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, min, Tensor<T>());
 }
 /// min(input, max) with a tensor bound, broadcast (torch.clamp(input, max=tensor)); the
 /// gradient is minimum's.
 template <Real T>
 Tensor<T> clamp(const Tensor<T>& input, std::nullopt_t, const Tensor<T>& max) {
-  ClampTensorParams<T> p;
-  p.has_max = true;
-  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, Tensor<T>(), max, p);
+  return detail::clamp_tensor_with("clamp", "ClampBackward0", input, Tensor<T>(), max);
 }
 /// max(input, min) with a tensor bound, broadcast (torch.clamp_min(input, tensor)).
 template <Real T>
 Tensor<T> clamp_min(const Tensor<T>& input, const Tensor<T>& min) {
-  ClampTensorParams<T> p;
-  p.has_min = true;
-  return detail::clamp_tensor_with("clamp_min", "ClampMinBackward1", input, min, Tensor<T>(), p);
+  return detail::clamp_tensor_with("clamp_min", "ClampMinBackward1", input, min, Tensor<T>());
 }
 /// min(input, max) with a tensor bound, broadcast (torch.clamp_max(input, tensor)).
 template <Real T>
 Tensor<T> clamp_max(const Tensor<T>& input, const Tensor<T>& max) {
-  ClampTensorParams<T> p;
-  p.has_max = true;
-  return detail::clamp_tensor_with("clamp_max", "ClampMaxBackward1", input, Tensor<T>(), max, p);
+  return detail::clamp_tensor_with("clamp_max", "ClampMaxBackward1", input, Tensor<T>(), max);
 }
 /// The elementwise maximum of a and b, broadcast (torch.maximum): NaN if either is NaN. The
 /// larger takes the gradient; a tie splits it in halves, and a NaN sends it whole to both.
 template <Real T>
 Tensor<T> maximum(const Tensor<T>& a, const Tensor<T>& b) {
-  ClampTensorParams<T> p;
-  p.has_min = true;
-  return detail::clamp_tensor_with("maximum", "MaximumBackward0", a, b, Tensor<T>(), p);
+  return detail::clamp_tensor_with("maximum", "MaximumBackward0", a, b, Tensor<T>());
 }
 /// The elementwise minimum of a and b, broadcast (torch.minimum), with maximum's rules.
 template <Real T>
 Tensor<T> minimum(const Tensor<T>& a, const Tensor<T>& b) {
-  ClampTensorParams<T> p;
-  p.has_max = true;
-  return detail::clamp_tensor_with("minimum", "MinimumBackward0", a, Tensor<T>(), b, p);
+  return detail::clamp_tensor_with("minimum", "MinimumBackward0", a, Tensor<T>(), b);
 }
 
 /// max(input, min) elementwise (torch.clamp_min).
