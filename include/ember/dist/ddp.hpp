@@ -208,7 +208,7 @@ class DistributedDataParallel : public nn::Module {
   struct Bucket {
     std::vector<std::size_t> params;  // indices into params_
     std::int64_t size = 0;            // elements
-    nn::Tensor flat;                  // on the parameters' device, made at the first launch
+    nn::Tensor flat;                  // size elements, on the parameters' device
     std::size_t ready = 0;
     bool launched = false;
     std::unique_ptr<PendingReduce> work;
@@ -269,6 +269,7 @@ class DistributedDataParallel : public nn::Module {
       b.params.push_back(params_.size());
       params_.push_back(std::move(p));
     }
+    for (Bucket& b : buckets_) b.flat = nn::Tensor::empty({b.size}, device_);
     for (std::size_t i = 0; i < params_.size(); ++i) {
       params_[i].hook = params_[i].tensor.register_post_accumulate_grad_hook(
           [this, i](const nn::Tensor&) { on_grad_ready(i); });
@@ -303,7 +304,6 @@ class DistributedDataParallel : public nn::Module {
   void launch(std::size_t bi) {
     Bucket& b = buckets_[bi];
     NoGradGuard no_grad;
-    if (!b.flat.defined()) b.flat = nn::Tensor::empty({b.size}, device_);
     for (std::size_t pi : b.params) {
       const Param& p = params_[pi];
       const nn::Tensor g = p.tensor.grad();
